@@ -1,0 +1,5 @@
+"""``python -m visionloop`` runs the CLI."""
+
+from visionloop.cli import app
+
+app()

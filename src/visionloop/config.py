@@ -1,0 +1,82 @@
+"""Settings for every visionloop command, read once from the environment (prefix VISIONLOOP_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """The one settings tree. Every field can be set as ``VISIONLOOP_<FIELD>`` in the environment.
+
+    Paths left unset are derived from ``data_dir`` so that one variable moves the whole store.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="VISIONLOOP_", extra="forbid")
+
+    data_dir: Path = Field(
+        default=Path("./var"),
+        description="Folder for the default SQLite database, blobs and the local MLflow store.",
+    )
+    database_url: str = Field(
+        default="",
+        description=(
+            "SQLAlchemy URL of the server database. Empty means sqlite:///<data_dir>/visionloop.db; "
+            "postgresql+psycopg://user@host/db switches to PostgreSQL."
+        ),
+    )
+    blob_dir: Path | None = Field(
+        default=None,
+        description="Folder for stored frame images (content-addressed). Default <data_dir>/blobs.",
+    )
+    mlflow_tracking_uri: str = Field(
+        default="",
+        description=(
+            "MLflow tracking and registry URI. Empty means a local store: "
+            "sqlite:///<data_dir>/mlflow.db with artifacts under <data_dir>/mlartifacts; "
+            "http://host:port points at an MLflow server."
+        ),
+    )
+    registered_model_name: str = Field(
+        default="visionloop-detector",
+        description="Name of the registered model in the MLflow registry.",
+    )
+    session_ttl_hours: float = Field(
+        default=12.0, gt=0, description="Lifetime of a signed-in person's session cookie, in hours."
+    )
+    cookie_secure: bool = Field(
+        default=False,
+        description="Mark the session cookie Secure (set true when the server is behind HTTPS).",
+    )
+    max_batch_frames: int = Field(
+        default=1000, gt=0, description="Most frames one ingest request may carry."
+    )
+    max_batch_bytes: int = Field(
+        default=8 * 1024 * 1024, gt=0, description="Largest ingest request body, in bytes."
+    )
+    max_image_bytes: int = Field(
+        default=10 * 1024 * 1024, gt=0, description="Largest frame image upload, in bytes."
+    )
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'visionloop.db'}"
+        if self.blob_dir is None:
+            self.blob_dir = self.data_dir / "blobs"
+        if not self.mlflow_tracking_uri:
+            self.mlflow_tracking_uri = f"sqlite:///{self.data_dir / 'mlflow.db'}"
+        return self
+
+    @property
+    def blobs_path(self) -> Path:
+        """The blob folder, resolved (never None after validation)."""
+        assert self.blob_dir is not None
+        return self.blob_dir
+
+    @property
+    def mlflow_artifacts_path(self) -> Path:
+        """Where a local MLflow store keeps artifacts."""
+        return self.data_dir / "mlartifacts"

@@ -1,0 +1,140 @@
+"""Shared domain types: detections as arrays, the frame record on the wire, model identity."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+
+@dataclass(frozen=True, slots=True)
+class Detections:
+    """Detections of one frame as parallel arrays.
+
+    ``xyxy`` is float32 ``(N, 4)`` in pixels of the original frame; ``confidence`` float32 ``(N,)``
+    in 0..1; ``class_id`` int64 ``(N,)``.
+    """
+
+    xyxy: NDArray[np.float32]
+    confidence: NDArray[np.float32]
+    class_id: NDArray[np.int64]
+
+    def __post_init__(self) -> None:
+        n = len(self.confidence)
+        if self.xyxy.shape != (n, 4):
+            raise ValueError(f"xyxy must be ({n}, 4), got {self.xyxy.shape}")
+        if self.class_id.shape != (n,) or self.confidence.shape != (n,):
+            raise ValueError("confidence and class_id must be 1-D and of equal length")
+
+    def __len__(self) -> int:
+        return len(self.confidence)
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(
+            xyxy=np.zeros((0, 4), np.float32),
+            confidence=np.zeros((0,), np.float32),
+            class_id=np.zeros((0,), np.int64),
+        )
+
+    def xyxyn(self, size_wh: tuple[int, int]) -> NDArray[np.float32]:
+        """Boxes normalised to 0..1 by the frame size ``(width, height)``, clipped to the frame."""
+        w, h = size_wh
+        scale = np.array([w, h, w, h], np.float32)
+        return np.clip(self.xyxy / scale, 0.0, 1.0).astype(np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """Identity and interface of a detector model: what a loaded ONNX file says about itself."""
+
+    version: str
+    sha256: str
+    names: dict[int, str]
+    imgsz_hw: tuple[int, int]
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+# --- The frame record (edge -> server). See DESIGN.md "Frame record". ---------------------------
+
+SampleReason = Literal["uncertain", "audit", "drift"]
+
+MAX_FRAME_SIDE = 16384
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+Unit = Annotated[float, Field(ge=0.0, le=1.0), AfterValidator(_finite)]
+FiniteNonNegative = Annotated[float, Field(ge=0.0), AfterValidator(_finite)]
+
+
+def _check_box(box: list[float]) -> list[float]:
+    x1, y1, x2, y2 = box
+    if x2 < x1 or y2 < y1:
+        raise ValueError("box must have x2 >= x1 and y2 >= y1")
+    return box
+
+
+BoxXyxyn = Annotated[list[Unit], Field(min_length=4, max_length=4), AfterValidator(_check_box)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class DetectionRecord(_Strict):
+    """One detection: normalised ``xyxyn`` box in 0..1 of the original frame."""
+
+    class_id: int = Field(ge=0, le=10_000)
+    class_name: str = Field(min_length=1, max_length=64)
+    confidence: Unit
+    xyxyn: BoxXyxyn
+
+
+class FrameStats(_Strict):
+    """Image statistics of a frame: brightness and contrast in 0..1, sharpness as Laplacian variance."""
+
+    brightness: Unit
+    contrast: Unit
+    sharpness: FiniteNonNegative
+
+
+class FrameRecord(_Strict):
+    """What an edge agent sends for one frame. ``id`` is the idempotency key."""
+
+    id: uuid.UUID
+    captured_at: AwareDatetime
+    model_version: str = Field(min_length=1, max_length=64)
+    width: int = Field(gt=0, le=MAX_FRAME_SIDE)
+    height: int = Field(gt=0, le=MAX_FRAME_SIDE)
+    stats: FrameStats
+    detections: list[DetectionRecord] = Field(max_length=1000)
+    sample_reason: SampleReason | None = None
+
+
+class IngestBatch(_Strict):
+    """Body of ``POST /api/v1/ingest``."""
+
+    frames: list[FrameRecord] = Field(min_length=1)
+
+
+class IngestResult(BaseModel):
+    """Answer to an ingest: how many frames were new and how many were already stored."""
+
+    accepted: int
+    duplicates: int
+
+
+def utc_iso(ts: datetime) -> str:
+    """An aware datetime as ISO 8601 with a ``Z`` suffix, millisecond precision."""
+    return ts.astimezone().isoformat(timespec="milliseconds").replace("+00:00", "Z")
