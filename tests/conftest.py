@@ -1,0 +1,3 @@
+"""Shared pytest set-up: fixtures live in tests/support/, one module per area."""
+
+pytest_plugins = ["support.db", "support.models"]

@@ -1,0 +1,1 @@
+"""Database, settings and app fixtures (SQLite and PostgreSQL)."""

@@ -1,0 +1,1 @@
+"""Model fixtures: a real tiny ONNX detector and the shipped baseline."""
