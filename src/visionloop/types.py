@@ -138,3 +138,31 @@ class IngestResult(BaseModel):
 def utc_iso(ts: datetime) -> str:
     """An aware datetime as ISO 8601 with a ``Z`` suffix, millisecond precision."""
     return ts.astimezone().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Heartbeat(_Strict):
+    """Body of ``POST /api/v1/devices/heartbeat``: an edge agent's health and metrics."""
+
+    model_version: str | None = Field(default=None, max_length=64)
+    fps: FiniteNonNegative = 0.0
+    latency_ms: dict[str, FiniteNonNegative] = Field(
+        default_factory=dict, description="Median latency per pipeline stage, in ms."
+    )
+    queue_depths: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    outbox_backlog: int = Field(default=0, ge=0, description="Records waiting in the outbox.")
+    dropped_frames: int = Field(default=0, ge=0, description="Frames a live source dropped.")
+    counters: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict, description="Other monotonic counters (sampled, uploaded, evicted…)."
+    )
+    model_error: str | None = Field(
+        default=None, max_length=2000, description="Last model download or load failure, if any."
+    )
+
+
+class ProductionModel(BaseModel):
+    """Answer of ``GET /api/v1/models/production``: what an edge agent should run."""
+
+    version: str
+    sha256: str
+    size_bytes: int
+    download_url: str
