@@ -1,0 +1,1 @@
+"""Training side of the loop: Ultralytics training, evaluation and the MLflow model registry."""
