@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from visionloop.cli import edge, models, server, vision
+from visionloop.cli import edge, models, server, train, vision
 
 app = typer.Typer(
     name="visionloop",
@@ -22,3 +22,4 @@ server.register(app)
 vision.register(app)
 models.register(app)
 edge.register(app)
+train.register(app)
