@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class VisionloopError(Exception):
-    """Base of every error visionloop raises on purpose. ``status`` is its HTTP status."""
+    """Base of every error visionloop raises on purpose. ``status`` is its HTTP status.
+
+    ``extra`` holds machine-readable details that the server adds beside ``detail`` in the JSON
+    body (for example which frames of a batch were bad).
+    """
 
     status: int = 500
+
+    def __init__(self, message: str = "", **extra: Any) -> None:
+        super().__init__(message)
+        self.extra: dict[str, Any] = extra
+
+
+class BadRequestError(VisionloopError):
+    """A request that cannot be read at all (malformed JSON)."""
+
+    status = 400
 
 
 class InvalidInputError(VisionloopError):

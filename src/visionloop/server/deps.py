@@ -1,0 +1,107 @@
+"""Request dependencies as ``Annotated`` aliases: handlers declare what they need.
+
+People authenticate with the session cookie, devices with ``Authorization: Bearer <token>``.
+A device token on a person's route (or a person's cookie on a device route) is a 403: valid
+credentials of the wrong kind. No credentials at all, or unknown ones, is a 401.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from visionloop.errors import AuthenticationError, PermissionDeniedError
+from visionloop.server.auth import SESSION_COOKIE, Role
+from visionloop.server.state import ServerState, server_state
+from visionloop.server.store import devices as device_store
+from visionloop.server.store import people
+from visionloop.server.store.devices import AuthenticatedDevice
+from visionloop.server.store.people import AuthenticatedUser
+
+StateDep = Annotated[ServerState, Depends(server_state)]
+
+
+def _read_session(state: StateDep) -> Iterator[Session]:
+    with state.read_sessions() as session, session.begin():
+        yield session
+
+
+def _write_session(state: StateDep) -> Iterator[Session]:
+    with state.write_sessions() as session, session.begin():
+        yield session
+
+
+# Both commit when the handler returns and roll back when it raises, before the response is sent.
+SessionDep = Annotated[Session, Depends(_read_session, scope="function")]
+WriteSessionDep = Annotated[Session, Depends(_write_session, scope="function")]
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, if any."""
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _device_or_none(state: ServerState, token: str | None) -> AuthenticatedDevice | None:
+    if token is None:
+        return None
+    with state.read_sessions() as session:
+        return device_store.device_for_token(session, token=token)
+
+
+def _user_or_none(state: ServerState, request: Request) -> AuthenticatedUser | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    with state.read_sessions() as session:
+        return people.user_for_session(session, token=token)
+
+
+def current_device(request: Request, state: StateDep) -> AuthenticatedDevice:
+    """The enabled device whose bearer token came with the request."""
+    token = bearer_token(request)
+    device = _device_or_none(state, token)
+    if device is None:
+        if token is None and _user_or_none(state, request) is not None:
+            raise PermissionDeniedError("this route is for edge devices: send a device token")
+        if token is None:
+            raise AuthenticationError("missing device token: send 'Authorization: Bearer <token>'")
+        raise AuthenticationError("unknown or revoked device token")
+    if device.disabled:
+        raise PermissionDeniedError(f"device {device.name!r} is disabled")
+    return device
+
+
+def current_user(request: Request, state: StateDep) -> AuthenticatedUser:
+    """The signed-in person (any role)."""
+    user = _user_or_none(state, request)
+    if user is None:
+        if _device_or_none(state, bearer_token(request)) is not None:
+            raise PermissionDeniedError("a device token cannot use this route: sign in as a person")
+        raise AuthenticationError("sign in first (POST /api/v1/auth/login)")
+    return user
+
+
+def require_role(role: Role) -> Callable[[AuthenticatedUser], AuthenticatedUser]:
+    """A dependency admitting people with ``role`` or a higher one."""
+
+    def check(user: Annotated[AuthenticatedUser, Depends(current_user)]) -> AuthenticatedUser:
+        if not user.role.at_least(role):
+            raise PermissionDeniedError(f"this needs the {role.value} role (you are {user.role})")
+        return user
+
+    return check
+
+
+DeviceDep = Annotated[AuthenticatedDevice, Depends(current_device)]
+CurrentUser = Annotated[AuthenticatedUser, Depends(current_user)]
+ReviewerUser = Annotated[AuthenticatedUser, Depends(require_role(Role.REVIEWER))]
+AdminUser = Annotated[AuthenticatedUser, Depends(require_role(Role.ADMIN))]

@@ -1,0 +1,102 @@
+"""The one place where errors become HTTP responses: every error body is ``{"detail": ...}``.
+
+``visionloop.errors`` map to their ``status``; FastAPI's request validation errors and pydantic
+validation errors become a 422 whose ``detail`` names each bad field as a path such as
+``frames[3].detections[0].confidence``; malformed JSON is a 400.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic_core import ErrorDetails
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from visionloop.errors import (
+    AuthenticationError,
+    BadRequestError,
+    InvalidInputError,
+    VisionloopError,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_LISTED_ERRORS = 20
+
+
+def format_loc(loc: Sequence[int | str]) -> str:
+    """A location as a path: ``("frames", 3, "stats", "contrast")`` -> ``frames[3].stats.contrast``.
+    """
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "body"
+
+
+def _error_entries(errors: Sequence[ErrorDetails | dict[str, Any]]) -> list[dict[str, Any]]:
+    entries = []
+    for err in errors[:MAX_LISTED_ERRORS]:
+        loc = tuple(err.get("loc", ()))
+        if loc and loc[0] == "body":
+            loc = loc[1:]
+        entries.append({"loc": format_loc(loc), "msg": err.get("msg", ""), "type": err["type"]})
+    return entries
+
+
+def validation_error(errors: Sequence[ErrorDetails | dict[str, Any]]) -> VisionloopError:
+    """A pydantic error list as one visionloop error: BadRequestError for malformed JSON,
+    InvalidInputError otherwise. ``detail`` lists the bad fields; ``errors`` carries them."""
+    json_errors = [e for e in errors if e["type"] == "json_invalid"]
+    if json_errors:
+        ctx = json_errors[0].get("ctx") or {}
+        reason = ctx.get("error", json_errors[0].get("msg", ""))
+        return BadRequestError(f"malformed JSON: {reason}")
+    entries = _error_entries(errors)
+    detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in entries)
+    if len(errors) > len(entries):
+        detail += f"; and {len(errors) - len(entries)} more"
+    return InvalidInputError(f"invalid input: {detail}", errors=entries)
+
+
+def _json_error(exc: VisionloopError) -> JSONResponse:
+    body: dict[str, Any] = {"detail": str(exc) or type(exc).__name__, **exc.extra}
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationError) else None
+    return JSONResponse(body, status_code=exc.status, headers=headers)
+
+
+async def _visionloop_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, VisionloopError)
+    if exc.status >= 500:
+        logger.error("server error: %s", exc, exc_info=exc)
+    return _json_error(exc)
+
+
+async def _request_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return _json_error(validation_error(list(exc.errors())))
+
+
+async def _http_exception(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error", exc_info=exc)
+    return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the translations above on ``app``."""
+    app.add_exception_handler(VisionloopError, _visionloop_error)
+    app.add_exception_handler(RequestValidationError, _request_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,189 @@
+"""Database tables (SQLAlchemy 2 declarative); the schema itself is created by Alembic migrations.
+
+Times are stored as UTC. Boxes are normalised ``xyxyn`` in 0..1 of the original frame, one column
+per coordinate. ``detections`` repeats its frame's ``captured_at`` and ``device_id`` so that the
+statistics can aggregate detections over a time window from one covering index, without a join.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, cast
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+    Uuid,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Stable constraint names, so that migrations can refer to them on every database.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware datetime stored as UTC; read back aware (UTC) on SQLite too, which keeps no zone."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: visionloop stores aware (UTC) times only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; BIGINT elsewhere.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), uuid.UUID: Uuid()}
+
+
+class Device(Base):
+    """An edge agent (one camera). It authenticates with device tokens."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
+    last_seen_at: Mapped[datetime | None]
+    # The last heartbeat body (visionloop.types.Heartbeat as JSON).
+    heartbeat: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    model_version: Mapped[str | None] = mapped_column(String(64))
+
+
+class DeviceToken(Base):
+    """A device's bearer token. Only its sha256 is stored: tokens are 256-bit random strings."""
+
+    __tablename__ = "device_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class User(Base):
+    """A person who signs in to the dashboard. ``role`` is admin, reviewer or viewer."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))  # argon2id
+    created_at: Mapped[datetime]
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class UserSession(Base):
+    """A signed-in person's session; the cookie holds a random token, the table its sha256."""
+
+    __tablename__ = "sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Frame(Base):
+    """One processed frame as the edge agent reported it; ``id`` is the client's idempotency key."""
+
+    __tablename__ = "frames"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    captured_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    model_version: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int]
+    height: Mapped[int]
+    brightness: Mapped[float] = mapped_column(Float)
+    contrast: Mapped[float] = mapped_column(Float)
+    sharpness: Mapped[float] = mapped_column(Float)
+    sample_reason: Mapped[str | None] = mapped_column(String(16))
+    detection_count: Mapped[int]
+    max_confidence: Mapped[float | None] = mapped_column(Float)
+    image_sha256: Mapped[str | None] = mapped_column(String(64))
+    image_content_type: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (
+        Index("ix_frames_captured_at_id", "captured_at", "id"),
+        Index("ix_frames_device_id_captured_at", "device_id", "captured_at", "id"),
+        # Partial: only sampled frames are in it, so "sampled only" lists stay cheap.
+        Index(
+            "ix_frames_sampled_captured_at",
+            "captured_at",
+            "id",
+            sqlite_where=text("sample_reason IS NOT NULL"),
+            postgresql_where=text("sample_reason IS NOT NULL"),
+        ),
+    )
+
+
+class Detection(Base):
+    """One detection of a frame (denormalised ``captured_at`` and ``device_id``, see module doc)."""
+
+    __tablename__ = "detections"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    frame_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("frames.id", ondelete="CASCADE"))
+    device_id: Mapped[int] = mapped_column(Integer)
+    captured_at: Mapped[datetime]
+    class_id: Mapped[int]
+    class_name: Mapped[str] = mapped_column(String(64))
+    confidence: Mapped[float] = mapped_column(Float)
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    x2: Mapped[float] = mapped_column(Float)
+    y2: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_detections_frame_id", "frame_id", "class_name", "confidence"),
+        Index("ix_detections_captured_at", "captured_at", "class_name", "confidence", "frame_id"),
+        Index("ix_detections_class_name", "class_name", "captured_at"),
+    )
+
+
+def table(model: type[Base]) -> Table:
+    """The Core table of a mapped class (for fast Core inserts and selects)."""
+    return cast(Table, model.__table__)
+
+
+frames_table = table(Frame)
+detections_table = table(Detection)

@@ -1,0 +1,61 @@
+"""Devices: list with their latest heartbeat, create (token shown once), disable, heartbeat."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from visionloop.server.deps import AdminUser, CurrentUser, DeviceDep, SessionDep, WriteSessionDep
+from visionloop.server.models import Device
+from visionloop.server.schemas import DeviceCreate, DeviceCreated, DeviceOut
+from visionloop.server.store import devices as device_store
+from visionloop.types import Heartbeat
+
+router = APIRouter(tags=["devices"])
+
+
+def device_out(device: Device) -> DeviceOut:
+    return DeviceOut(
+        id=device.id,
+        name=device.name,
+        created_at=device.created_at,
+        disabled=device.disabled_at is not None,
+        disabled_at=device.disabled_at,
+        last_seen_at=device.last_seen_at,
+        model_version=device.model_version,
+        heartbeat=Heartbeat.model_validate(device.heartbeat) if device.heartbeat else None,
+    )
+
+
+@router.get("/devices", response_model=list[DeviceOut], summary="All devices and their health")
+def list_devices(session: SessionDep, _user: CurrentUser) -> list[DeviceOut]:
+    return [device_out(d) for d in device_store.list_devices(session)]
+
+
+@router.post(
+    "/devices",
+    response_model=DeviceCreated,
+    status_code=status.HTTP_201_CREATED,
+    summary="Register a device (admin); the answer holds its token, shown once",
+)
+def create_device(body: DeviceCreate, session: WriteSessionDep, _admin: AdminUser) -> DeviceCreated:
+    device, token = device_store.create_device(session, name=body.name)
+    return DeviceCreated(device=device_out(device), token=token)
+
+
+@router.post(
+    "/devices/heartbeat",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    summary="An edge agent's health and metrics (device token)",
+)
+def heartbeat(body: Heartbeat, session: WriteSessionDep, device: DeviceDep) -> None:
+    device_store.record_heartbeat(session, device_id=device.id, heartbeat=body)
+
+
+@router.post(
+    "/devices/{device_id}/disable",
+    response_model=DeviceOut,
+    summary="Disable a device (admin): its tokens get 403 from then on",
+)
+def disable_device(device_id: int, session: WriteSessionDep, _admin: AdminUser) -> DeviceOut:
+    return device_out(device_store.disable_device(session, device_id=device_id))

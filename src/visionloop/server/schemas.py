@@ -1,0 +1,138 @@
+"""Request and response bodies of the HTTP API (the frame record itself is in visionloop.types)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from visionloop.server.auth import Role
+from visionloop.types import FrameStats, Heartbeat, SampleReason
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginRequest(_In):
+    username: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class UserOut(BaseModel):
+    id: int
+    name: str
+    role: Role
+
+
+class DeviceCreate(_In):
+    name: str = Field(min_length=1, max_length=128, description="A unique name, e.g. 'line1-cam2'.")
+
+
+class DeviceOut(BaseModel):
+    id: int
+    name: str
+    created_at: datetime
+    disabled: bool
+    disabled_at: datetime | None
+    last_seen_at: datetime | None = Field(description="Last ingest or heartbeat.")
+    model_version: str | None
+    heartbeat: Heartbeat | None = Field(description="The latest heartbeat, as the agent sent it.")
+
+
+class DeviceCreated(BaseModel):
+    device: DeviceOut
+    token: str = Field(description="The device's bearer token. Shown once: store it now.")
+
+
+class DetectionOut(BaseModel):
+    class_id: int
+    class_name: str
+    confidence: float
+    xyxyn: tuple[float, float, float, float] = Field(
+        description="Box corners normalised to 0..1 of the original frame."
+    )
+
+
+class FrameOut(BaseModel):
+    id: uuid.UUID
+    device_id: int
+    captured_at: datetime
+    received_at: datetime
+    model_version: str
+    width: int
+    height: int
+    stats: FrameStats
+    sample_reason: SampleReason | None
+    detection_count: int
+    max_confidence: float | None
+    has_image: bool
+
+
+class FrameDetail(FrameOut):
+    detections: list[DetectionOut]
+    image_url: str | None
+
+
+class FramePageOut(BaseModel):
+    items: list[FrameOut]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next (older) page; null on the last page."
+    )
+
+
+class ImageStored(BaseModel):
+    frame_id: uuid.UUID
+    sha256: str
+    size_bytes: int
+    content_type: str
+
+
+class ClassStats(BaseModel):
+    class_name: str
+    frames: int = Field(description="Frames in the window with at least one such detection.")
+    detections: int
+
+
+class DeviceStats(BaseModel):
+    device_id: int
+    name: str
+    frames: int
+    detections: int
+    last_seen_at: datetime | None
+
+
+class Histogram(BaseModel):
+    edges: list[float] = Field(description="Bin edges, len(counts) + 1; the last bin includes 1.0.")
+    counts: list[int]
+
+
+class StatsSummary(BaseModel):
+    window: str
+    since: datetime
+    until: datetime
+    frames: int
+    detections: int
+    per_class: list[ClassStats]
+    per_device: list[DeviceStats]
+    confidence_histogram: Histogram
+    frames_total: int = Field(description="All frames ever stored.")
+    detections_total: int = Field(description="All detections ever stored.")
+
+
+_WINDOW = re.compile(r"^(\d{1,6})([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_WINDOW = timedelta(days=3660)
+
+
+def parse_window(text: str) -> timedelta:
+    """``"15m"``, ``"24h"``, ``"7d"`` -> a timedelta; ValueError otherwise."""
+    match = _WINDOW.match(text.strip())
+    if not match:
+        raise ValueError("window must be a number and a unit s, m, h or d, e.g. 24h")
+    window = timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    if not timedelta(0) < window <= MAX_WINDOW:
+        raise ValueError("window must be positive and at most 3660d")
+    return window
