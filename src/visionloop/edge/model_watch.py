@@ -1,0 +1,157 @@
+"""Model updates: poll the server's production model, download, verify, load, hand over for a swap.
+
+The server is the edge's only door to models (``GET /api/v1/models/production``). A new version is
+downloaded to a temporary file beside the cache, its sha256 checked against what the server
+announced, then loaded beside the running detector; only a detector that loaded is handed to the
+pipeline, which swaps between two frames. Any failure keeps the old model and is kept in
+:attr:`ModelWatcher.error` for the heartbeat.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from visionloop.errors import ModelError
+from visionloop.types import ProductionModel
+from visionloop.vision.detector import Detector, sha256_file
+
+log = logging.getLogger(__name__)
+
+PRODUCTION_PATH = "/api/v1/models/production"
+
+DetectorLoader = Callable[[Path, str], Detector]
+"""Loads the ONNX file at a path as the given model version (backend and precision bound in)."""
+
+
+class ModelWatcher:
+    """Keeps the agent on the server's production model.
+
+    ``client`` carries the server base URL and the device token. ``load`` turns a verified file
+    into a detector. ``on_new`` receives each newly loaded detector (the pipeline's swap).
+    """
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        cache_dir: Path,
+        load: DetectorLoader,
+        on_new: Callable[[Detector], None] | None = None,
+        current: ProductionModel | None = None,
+        poll_s: float = 30.0,
+        keep: int = 3,
+    ) -> None:
+        self.client = client
+        self.cache_dir = cache_dir
+        self.load = load
+        self.on_new = on_new
+        self.current = current
+        self.poll_s = poll_s
+        self.keep = keep
+        self.error: str | None = None
+        self.swaps = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def production(self) -> ProductionModel | None:
+        """What the server says production is; None when it has no production model (404)."""
+        resp = self.client.get(PRODUCTION_PATH)
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise ModelError(
+                f"GET {PRODUCTION_PATH} answered {resp.status_code}: {resp.text[:300]}"
+            )
+        return ProductionModel.model_validate_json(resp.content)
+
+    def fetch(self, model: ProductionModel) -> Path:
+        """Download ``model`` into the cache (or reuse a cached copy) and verify its sha256."""
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        final = self.cache_dir / f"{_safe(model.version)}-{model.sha256[:16]}.onnx"
+        if final.exists() and sha256_file(final) == model.sha256:
+            return final
+        fd, tmp_name = tempfile.mkstemp(dir=self.cache_dir, prefix=".download-", suffix=".onnx")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out, self.client.stream("GET", model.download_url) as resp:
+                if resp.status_code != 200:
+                    raise ModelError(
+                        f"download of model {model.version} answered {resp.status_code}"
+                    )
+                for chunk in resp.iter_bytes(1 << 20):
+                    out.write(chunk)
+            digest = sha256_file(tmp)
+            if digest != model.sha256:
+                raise ModelError(
+                    f"model {model.version}: sha256 {digest[:12]}… does not match the announced "
+                    f"{model.sha256[:12]}… (corrupt or partial download)"
+                )
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self._prune(keep=final)
+        return final
+
+    def check_once(self) -> Detector | None:
+        """Poll once; return (and hand over) a newly loaded detector, or None if nothing changed.
+
+        Failures never raise: the old model stays and :attr:`error` says why.
+        """
+        try:
+            model = self.production()
+            if model is None or (
+                self.current is not None
+                and model.version == self.current.version
+                and model.sha256 == self.current.sha256
+            ):
+                self.error = None
+                return None
+            path = self.fetch(model)
+            detector = self.load(path, model.version)
+        except Exception as exc:  # any failure (network, checksum, a model that won't load)
+            self.error = f"{type(exc).__name__}: {exc}"[:2000]
+            log.warning("model update failed, keeping the current model: %s", self.error)
+            return None
+        log.info("model %s loaded (sha256 %s…)", model.version, model.sha256[:12])
+        self.current = model
+        self.error = None
+        self.swaps += 1
+        if self.on_new is not None:
+            self.on_new(detector)
+        return detector
+
+    def start(self) -> None:
+        """Poll every ``poll_s`` seconds in a background thread."""
+        self._thread = threading.Thread(target=self._run, name="visionloop-models", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self.check_once()
+
+    def _prune(self, *, keep: Path) -> None:
+        """Keep the newest ``keep`` cached models (the one just fetched always among them)."""
+        files = sorted(
+            (p for p in self.cache_dir.glob("*.onnx") if p != keep),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+        for old in files[max(self.keep - 1, 0) :]:
+            old.unlink(missing_ok=True)
+
+
+def _safe(version: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in version)

@@ -1,0 +1,336 @@
+"""The real-time pipeline: capture thread → bounded queue → detect → stats → sampler → outbox.
+
+One capture thread reads the source into a bounded queue. A live source (camera, RTSP) must never
+wait for us, so when the queue is full the oldest frame is dropped and counted; a file or
+synthetic source blocks instead and never drops. The calling thread runs the rest, one frame at
+a time, and commits each frame's record (and a sampled frame's JPEG) to the outbox before it
+takes the next. A detector handed over with :meth:`Pipeline.swap` takes effect between two
+frames, so each record carries the version of the model that produced it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import statistics
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
+
+import cv2
+import pydantic
+
+from visionloop.edge.outbox import Outbox
+from visionloop.edge.records import build_record
+from visionloop.edge.sampler import Sampler
+from visionloop.types import Heartbeat
+from visionloop.vision.detector import Detector
+from visionloop.vision.preprocess import frame_stats
+
+if TYPE_CHECKING:
+    from visionloop.vision.sources import Frame, FrameSource
+
+log = logging.getLogger(__name__)
+
+STAGES = (
+    "capture",
+    "preprocess",
+    "infer",
+    "postprocess",
+    "stats",
+    "record",
+    "encode",
+    "outbox",
+    "total",
+)
+"""Per-frame stages timed by the pipeline (``encode`` only for sampled frames)."""
+
+_END = object()
+
+
+@dataclass
+class PipelineSummary:
+    """What a run did."""
+
+    frames: int
+    seconds: float
+    dropped: int
+    sampled: dict[str, int]
+    invalid: int
+    versions: dict[str, int]
+    latency_ms: dict[str, float]
+    source_error: str | None = None
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def sampled_total(self) -> int:
+        return sum(self.sampled.values())
+
+
+@dataclass
+class _Metrics:
+    window: int = 300
+    timings: dict[str, deque[float]] = field(default_factory=dict)
+    done_at: deque[float] = field(default_factory=lambda: deque(maxlen=300))
+
+    def add(self, stage: str, seconds: float) -> None:
+        buf = self.timings.get(stage)
+        if buf is None:
+            buf = self.timings[stage] = deque(maxlen=self.window)
+        buf.append(seconds)
+
+    def medians_ms(self) -> dict[str, float]:
+        return {
+            stage: statistics.median(list(buf)) * 1000.0
+            for stage, buf in self.timings.items()
+            if buf
+        }
+
+    def recent_fps(self) -> float:
+        stamps = list(self.done_at)
+        if len(stamps) < 2 or stamps[-1] <= stamps[0]:
+            return 0.0
+        return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+
+class Pipeline:
+    """Runs a source through a detector into an outbox. Build once, :meth:`run` once.
+
+    ``max_frames`` stops after that many frames were committed (None: until the source ends or
+    ``stop`` is set). ``fps_limit`` paces a file source by sleeping and thins a live source by
+    skipping frames (skips are not drops). ``queue_size`` bounds the capture queue.
+    """
+
+    def __init__(
+        self,
+        source: FrameSource,
+        detector: Detector,
+        outbox: Outbox,
+        sampler: Sampler,
+        *,
+        max_frames: int | None = None,
+        fps_limit: float | None = None,
+        queue_size: int = 4,
+        jpeg_quality: int = 90,
+        on_frame: Callable[[int], None] | None = None,
+    ) -> None:
+        if queue_size < 1:
+            raise ValueError("queue_size must be >= 1")
+        if fps_limit is not None and fps_limit <= 0:
+            raise ValueError("fps_limit must be positive")
+        self.source = source
+        self.detector = detector
+        self.outbox = outbox
+        self.sampler = sampler
+        self.max_frames = max_frames
+        self.fps_limit = fps_limit
+        self.jpeg_quality = jpeg_quality
+        self.on_frame = on_frame
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self._next_detector: Detector | None = None
+        self._metrics = _Metrics()
+        self._stop = threading.Event()
+        self.frames = 0
+        self.dropped = 0
+        self.skipped = 0
+        self.invalid = 0
+        self.sampled: Counter[str] = Counter()
+        self.versions: Counter[str] = Counter()
+        self.source_error: str | None = None
+
+    # --- control ----------------------------------------------------------------------------
+
+    def swap(self, detector: Detector) -> None:
+        """Use ``detector`` from the next frame on (called from the model watcher's thread)."""
+        self._next_detector = detector
+
+    def stop(self) -> None:
+        """Ask the run to end after the frame in hand (safe from a signal handler)."""
+        self._stop.set()
+
+    @property
+    def model_version(self) -> str:
+        return (self._next_detector or self.detector).info.version
+
+    def heartbeat(self, *, model_error: str | None = None) -> Heartbeat:
+        """The pipeline's metrics as a heartbeat body (the uploader adds the outbox backlog)."""
+        return Heartbeat(
+            model_version=self.model_version[:64],
+            fps=self._metrics.recent_fps(),
+            latency_ms=self._metrics.medians_ms(),
+            queue_depths={"capture": self._queue.qsize()},
+            dropped_frames=self.dropped,
+            counters={
+                "frames": self.frames,
+                "sampled": sum(self.sampled.values()),
+                "sample_capped": self.sampler.capped,
+                "skipped_frames": self.skipped,
+                "invalid_records": self.invalid,
+            },
+            model_error=model_error,
+        )
+
+    # --- running ----------------------------------------------------------------------------
+
+    def run(self) -> PipelineSummary:
+        """Process frames until the source ends, ``max_frames`` is reached or :meth:`stop`."""
+        capture = threading.Thread(target=self._capture, name="visionloop-capture", daemon=True)
+        started = time.perf_counter()
+        capture.start()
+        try:
+            while not self._stop.is_set():
+                if self.max_frames is not None and self.frames >= self.max_frames:
+                    break
+                try:
+                    item = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if item is _END:
+                    break
+                self._process(cast("Frame", item))
+        finally:
+            elapsed = time.perf_counter() - started
+            self._stop.set()
+            self._drain_queue()
+            capture.join(timeout=5.0)
+            if capture.is_alive():
+                # A camera read can block for long; closing the source unblocks most backends.
+                self.source.close()
+                capture.join(timeout=5.0)
+        return PipelineSummary(
+            frames=self.frames,
+            seconds=elapsed,
+            dropped=self.dropped,
+            sampled=dict(self.sampled),
+            invalid=self.invalid,
+            versions=dict(self.versions),
+            latency_ms=self._metrics.medians_ms(),
+            source_error=self.source_error,
+        )
+
+    def _process(self, frame: Frame) -> None:
+        if self._next_detector is not None:
+            self.detector, self._next_detector = self._next_detector, None
+            log.info("now running model %s", self.detector.info.version)
+        det = self.detector
+        image = frame.frame_bgr
+        h, w = image.shape[:2]
+        m = self._metrics
+        t0 = time.perf_counter()
+        tensor, lb = det.preprocess(image)
+        t1 = time.perf_counter()
+        outputs = det.forward(tensor)
+        t2 = time.perf_counter()
+        detections = det.postprocess(outputs, lb, (w, h))
+        t3 = time.perf_counter()
+        stats = frame_stats(image)
+        reason = self.sampler.decide(detections.confidence, frame.captured_at)
+        t4 = time.perf_counter()
+        version = det.info.version
+        try:
+            record = build_record(
+                detections=detections,
+                size_wh=(w, h),
+                stats=stats,
+                names=det.info.names,
+                model_version=version,
+                captured_at=frame.captured_at,
+                sample_reason=reason,
+            )
+        except pydantic.ValidationError as exc:
+            # Counted and logged, never sent: the server would reject it anyway.
+            self.invalid += 1
+            log.error("frame %d: invalid record, not kept: %s", frame.index, exc)
+            return
+        jpeg: bytes | None = None
+        t5 = time.perf_counter()
+        if reason is not None:
+            ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+            if not ok:
+                raise RuntimeError("JPEG encoding failed")
+            jpeg = buf.tobytes()
+            m.add("encode", time.perf_counter() - t5)
+            self.sampled[reason] += 1
+        t6 = time.perf_counter()
+        self.outbox.put(record, jpeg)
+        t7 = time.perf_counter()
+        m.add("preprocess", t1 - t0)
+        m.add("infer", t2 - t1)
+        m.add("postprocess", t3 - t2)
+        m.add("stats", t4 - t3)
+        m.add("record", t5 - t4)
+        m.add("outbox", t7 - t6)
+        m.add("total", t7 - t0)
+        m.done_at.append(t7)
+        self.frames += 1
+        self.versions[version] += 1
+        if self.on_frame is not None:
+            self.on_frame(self.frames)
+
+    def _capture(self) -> None:
+        live = self.source.live
+        interval = 1.0 / self.fps_limit if self.fps_limit else 0.0
+        next_due = time.perf_counter()
+        captured = 0
+        try:
+            it = iter(self.source)
+            while not self._stop.is_set():
+                t0 = time.perf_counter()
+                frame = next(it, None)
+                if frame is None:
+                    break
+                self._metrics.add("capture", time.perf_counter() - t0)
+                if interval:
+                    now = time.perf_counter()
+                    if now < next_due:
+                        if live:
+                            self.skipped += 1
+                            continue
+                        self._stop.wait(next_due - now)
+                    next_due = max(next_due + interval, now)
+                if live:
+                    self._offer_dropping_oldest(frame)
+                elif not self._put_blocking(frame):
+                    break
+                captured += 1
+                if not live and self.max_frames is not None and captured >= self.max_frames:
+                    break
+        except Exception as exc:  # a source failing mid-stream ends the run, with the reason
+            self.source_error = f"{type(exc).__name__}: {exc}"
+            log.error("frame source failed: %s", self.source_error)
+        finally:
+            self._put_blocking(_END)
+
+    def _offer_dropping_oldest(self, frame: Frame) -> None:
+        while True:
+            try:
+                self._queue.put_nowait(frame)
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def _put_blocking(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _drain_queue(self) -> None:
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return

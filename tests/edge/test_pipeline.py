@@ -1,0 +1,110 @@
+"""Pipeline: every frame committed once, live sources drop oldest, swaps between frames."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from support.edge import ArraySource
+from visionloop.edge.outbox import Outbox
+from visionloop.edge.pipeline import Pipeline
+from visionloop.edge.sampler import Sampler, SamplerConfig
+from visionloop.types import FrameRecord
+from visionloop.vision.detector import Detector, load_detector
+
+
+@pytest.fixture(scope="module")
+def detector(edge_onnx: Path) -> Detector:
+    return load_detector(edge_onnx, backend="onnxruntime", version="v1", threads=1)
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Outbox:
+    box = Outbox(tmp_path / "outbox.db")
+    yield box  # type: ignore[misc]
+    box.close()
+
+
+def records(outbox: Outbox) -> list[FrameRecord]:
+    return [FrameRecord.model_validate_json(p.body) for p in outbox.peek(limit=100_000)]
+
+
+def test_file_source_commits_every_frame_with_images_for_sampled(
+    detector: Detector, outbox: Outbox
+) -> None:
+    source = ArraySource(40)
+    sampler = Sampler(SamplerConfig(audit_rate=0.3, max_per_minute=10_000), seed=1)
+    summary = Pipeline(source, detector, outbox, sampler, queue_size=2).run()
+    assert summary.frames == 40 and summary.dropped == 0
+    recs = records(outbox)
+    assert len(recs) == 40 and len({r.id for r in recs}) == 40
+    assert all(r.model_version == "v1" and (r.width, r.height) == (640, 480) for r in recs)
+    # Capture order is kept.
+    assert [r.captured_at for r in recs] == sorted(r.captured_at for r in recs)
+    sampled = [r for r in recs if r.sample_reason is not None]
+    assert len(sampled) == summary.sampled_total > 0
+    # Every sampled frame has its JPEG in the outbox (released for upload once acked).
+    outbox.ack([str(r.id) for r in recs])
+    images = outbox.peek_images(limit=1000)
+    assert {i.record_id for i in images} == {str(r.id) for r in sampled}
+    assert all(i.jpeg[:2] == b"\xff\xd8" for i in images)
+    for stage in ("preprocess", "infer", "postprocess", "outbox", "total"):
+        assert summary.latency_ms[stage] > 0
+
+
+def test_max_frames_stops_exactly(detector: Detector, outbox: Outbox) -> None:
+    source = ArraySource(100)
+    summary = Pipeline(source, detector, outbox, Sampler(seed=0), max_frames=15).run()
+    assert summary.frames == 15
+    assert len(records(outbox)) == 15
+    assert source.produced <= 15 + 1
+
+
+def test_live_source_drops_oldest_and_counts(detector: Detector, outbox: Outbox) -> None:
+    source = ArraySource(150, live=True)
+    summary = Pipeline(source, detector, outbox, Sampler(seed=0), queue_size=2).run()
+    assert summary.dropped > 0
+    assert summary.frames + summary.dropped == 150
+    assert len(records(outbox)) == summary.frames
+
+
+def test_swap_takes_effect_between_frames(
+    detector: Detector, edge_onnx: Path, outbox: Outbox
+) -> None:
+    second = load_detector(edge_onnx, backend="onnxruntime", version="v2", threads=1)
+    pipeline: Pipeline
+
+    def on_frame(n: int) -> None:
+        if n == 10:
+            pipeline.swap(second)
+
+    pipeline = Pipeline(ArraySource(25), detector, outbox, Sampler(seed=0), on_frame=on_frame)
+    summary = pipeline.run()
+    versions = [r.model_version for r in records(outbox)]
+    assert versions == ["v1"] * 10 + ["v2"] * 15
+    assert summary.versions == {"v1": 10, "v2": 15}
+    assert pipeline.heartbeat().model_version == "v2"
+
+
+def test_stop_from_another_thread_ends_promptly(detector: Detector, outbox: Outbox) -> None:
+    pipeline = Pipeline(ArraySource(100_000), detector, outbox, Sampler(seed=0))
+    timer = threading.Timer(0.5, pipeline.stop)
+    timer.start()
+    t0 = time.monotonic()
+    summary = pipeline.run()
+    assert time.monotonic() - t0 < 5
+    assert 0 < summary.frames < 100_000
+    assert len(records(outbox)) == summary.frames
+
+
+def test_heartbeat_carries_metrics(detector: Detector, outbox: Outbox) -> None:
+    pipeline = Pipeline(ArraySource(20), detector, outbox, Sampler(seed=0))
+    pipeline.run()
+    beat = pipeline.heartbeat(model_error="boom")
+    assert beat.fps > 0
+    assert beat.counters["frames"] == 20
+    assert beat.model_error == "boom"
+    assert "infer" in beat.latency_ms
