@@ -9,9 +9,10 @@ CPU (the 2-core dev machine: hours; see models/baseline/MODEL_CARD.md)::
 
 GPU (what produced the shipped model; scripts/gpu_train_baseline.sh wraps it)::
 
-    python scripts/train_baseline.py --out $OUT --work /tmp/work --device 0 --batch 64 --workers 14 \
-        --cache ram --deadline-s 480
+    python scripts/train_baseline.py --out $OUT --work /tmp/work --device 0 --batch 64 \
+        --workers 14 --cache ram --deadline-s 480
 """
+# ruff: noqa: T201  (a command-line script: printing is its output)
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ import logging
 import shutil
 import sys
 import time
+import traceback
 from pathlib import Path
+from typing import Any
 
 from visionloop.training.train import EpochReport, train
 
@@ -63,18 +66,14 @@ def main() -> int:
         from visionloop.vision.synthetic import write_dataset
 
         data_dir = work / "data"
-        t0 = time.monotonic()
-        data_yaml = write_dataset(data_dir, n=args.n, scenario="nominal", seed=args.seed)
-        print(f"dataset: {args.n} images in {time.monotonic() - t0:.1f}s -> {data_yaml}", flush=True)
-
-    time_hours = None
-    if args.deadline_s > 0:
-        budget = args.deadline_s - (time.monotonic() - started) - args.reserve_s
-        if budget < 30:
-            print(f"error: only {budget:.0f}s left for training", file=sys.stderr)
-            return 1
-        time_hours = budget / 3600
-        print(f"training budget: {budget:.0f}s", flush=True)
+        if (data_dir / "data.yaml").is_file():
+            data_yaml = data_dir / "data.yaml"
+            print(f"dataset: reusing {data_yaml}", flush=True)
+        else:
+            t0 = time.monotonic()
+            data_yaml = write_dataset(data_dir, n=args.n, scenario="nominal", seed=args.seed)
+            seconds = time.monotonic() - t0
+            print(f"dataset: {args.n} images in {seconds:.1f}s -> {data_yaml}", flush=True)
 
     def on_epoch(report: EpochReport) -> None:
         m = report.metrics
@@ -87,22 +86,44 @@ def main() -> int:
             flush=True,
         )
 
-    result = train(
-        data_yaml,
-        out_dir=work / "run",
-        model=args.model,
-        epochs=args.epochs,
-        imgsz=args.imgsz,
-        batch=args.batch,
-        device=args.device,
-        seed=args.seed,
-        workers=args.workers,
-        cache=args.cache or False,
-        time_hours=time_hours,
-        deterministic=args.device == "cpu",
-        threads=args.threads,
-        on_epoch=on_epoch,
-    )
+    # A second, plainer attempt (fp32, fewer workers, no cache) if the first fails on a GPU,
+    # because a lent GPU machine cannot be fixed by hand within its time.
+    attempts: list[dict[str, Any]] = [
+        {"workers": args.workers, "cache": args.cache or False, "amp": None},
+        {"workers": min(args.workers, 4), "cache": False, "amp": False},
+    ]
+    result = None
+    for number, attempt in enumerate(attempts, start=1):
+        time_hours = None
+        if args.deadline_s > 0:
+            budget = args.deadline_s - (time.monotonic() - started) - args.reserve_s
+            if budget < 30:
+                print(f"error: only {budget:.0f}s left for training", file=sys.stderr)
+                return 1
+            time_hours = budget / 3600
+            print(f"attempt {number}: {attempt}, training budget {budget:.0f}s", flush=True)
+        try:
+            result = train(
+                data_yaml,
+                out_dir=work / f"run{number}",
+                model=args.model,
+                epochs=args.epochs,
+                imgsz=args.imgsz,
+                batch=args.batch,
+                device=args.device,
+                seed=args.seed,
+                time_hours=time_hours,
+                deterministic=args.device == "cpu",
+                threads=args.threads,
+                on_epoch=on_epoch,
+                **attempt,
+            )
+            break
+        except Exception:
+            traceback.print_exc()
+            if args.device == "cpu" or number == len(attempts):
+                raise
+    assert result is not None
     for name in ("results.csv", "args.yaml"):
         if (result.run_dir / name).is_file():
             shutil.copyfile(result.run_dir / name, out / name)

@@ -101,6 +101,7 @@ def train(
     time_hours: float | None = None,
     patience: int = 100,
     deterministic: bool = True,
+    amp: bool | str | None = None,
     threads: int | None = None,
     config_dir: Path | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
@@ -114,7 +115,8 @@ def train(
     CUDA index (``0``). ``time_hours``, when set, is Ultralytics' training-time budget: it
     overrides ``epochs`` and stops training in time. ``threads`` is the torch thread count for
     CPU training; ``config_dir`` is Ultralytics' settings folder (default ``out_dir/ultralytics``).
-    ``deterministic=False`` lets cuDNN pick the fastest kernels (GPU runs).
+    ``deterministic=False`` lets cuDNN pick the fastest kernels (GPU runs). ``amp`` defaults to
+    bf16 on CUDA cards that have it and fp32 elsewhere (Ultralytics' fp16 AMP check downloads).
     The run lands in ``out_dir/train``; the ONNX export (input ``imgsz``) in
     ``out_dir/model.onnx``.
     """
@@ -136,7 +138,7 @@ def train(
     prepare_ultralytics(config_dir or out_dir / "ultralytics", threads=threads)
     from ultralytics.models import YOLO
 
-    amp = _amp_mode(device)
+    amp = _amp_mode(device) if amp is None else amp
     try:
         yolo = YOLO(str(weights.resolve()) if model.endswith(".pt") else model)
     except (FileNotFoundError, ConnectionError) as exc:
