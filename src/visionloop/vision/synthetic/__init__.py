@@ -1,0 +1,28 @@
+"""The synthetic production line: parts with defects on a conveyor, drift, exact ground truth.
+
+``SyntheticLine(seed, size_wh, schedule).render(index)`` returns a ``Scene`` (the frame and the
+boxes of its visible defects); ``write_dataset`` writes a YOLO-format dataset of such frames.
+"""
+
+from __future__ import annotations
+
+from visionloop.vision.synthetic.dataset import write_dataset
+from visionloop.vision.synthetic.defects import CLASS_NAMES
+from visionloop.vision.synthetic.line import Scene, SyntheticLine
+from visionloop.vision.synthetic.schedule import (
+    SCENARIOS,
+    Drift,
+    ScenarioSchedule,
+    parse_schedule,
+)
+
+__all__ = [
+    "CLASS_NAMES",
+    "SCENARIOS",
+    "Drift",
+    "ScenarioSchedule",
+    "Scene",
+    "SyntheticLine",
+    "parse_schedule",
+    "write_dataset",
+]
