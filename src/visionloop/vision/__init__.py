@@ -1,0 +1,1 @@
+"""Computer vision without web or database: synthetic line, sources, pre-processing, detector."""

@@ -1,0 +1,277 @@
+"""The detector: any Ultralytics ONNX export, run by ONNX Runtime or OpenVINO, frames in, boxes out.
+
+``load_detector`` opens the file with a backend (see :mod:`visionloop.vision.backends`), reads
+the class names and input size from the ONNX metadata Ultralytics writes, works out the output
+layout and refuses a file that is not such a model with a ``ModelError`` that says why.
+A ``Detector`` then runs letterbox (:mod:`~visionloop.vision.preprocess`), the graph and
+decode + NMS (:mod:`~visionloop.vision.decode`), mapping boxes back to the original frame.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import logging
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from visionloop.errors import InvalidInputError, ModelError
+from visionloop.types import Detections, ModelInfo
+from visionloop.vision.backends import (
+    Dim,
+    InferenceBackend,
+    Precision,
+    choose_backend,
+    open_backend,
+)
+from visionloop.vision.decode import MAX_DET, OutputLayout, decode
+from visionloop.vision.preprocess import Letterbox, LetterboxBuffer, unletterbox_xyxy
+
+log = logging.getLogger(__name__)
+
+BackendChoice = Literal["auto", "onnxruntime", "openvino"]
+
+
+class Detector(Protocol):
+    """A loaded detector. ``detect`` = ``preprocess`` -> ``forward`` -> ``postprocess``.
+
+    The three stages are public so a pipeline can time them separately. Arrays a stage returns
+    may be views of buffers the detector reuses: consume them before the next call of that stage.
+    """
+
+    info: ModelInfo
+
+    def preprocess(self, frame_bgr: NDArray[np.uint8]) -> tuple[NDArray[np.float32], Letterbox]:
+        """Letterbox a BGR uint8 frame into the model's ``(1, 3, H, W)`` RGB 0..1 input."""
+        ...
+
+    def forward(self, tensor: NDArray[np.float32]) -> list[NDArray[np.floating]]:
+        """Run the model on a preprocessed tensor; returns the raw outputs."""
+        ...
+
+    def postprocess(
+        self, outputs: list[NDArray[np.floating]], lb: Letterbox, size_wh: tuple[int, int]
+    ) -> Detections:
+        """Decode + NMS, boxes mapped back to the ``(width, height)`` frame they came from."""
+        ...
+
+    def detect(self, frame_bgr: NDArray[np.uint8]) -> Detections:
+        """All three stages on one frame."""
+        ...
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks. The one file-hashing helper of the project."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class YoloDetector:
+    """A ``Detector`` for Ultralytics YOLO ONNX exports, over any ``InferenceBackend``."""
+
+    def __init__(
+        self,
+        backend: InferenceBackend,
+        info: ModelInfo,
+        layout: OutputLayout,
+        *,
+        conf: float,
+        iou: float,
+        max_det: int = MAX_DET,
+    ) -> None:
+        if not 0.0 <= conf < 1.0:
+            raise InvalidInputError(f"conf must be in [0, 1), got {conf}")
+        if not 0.0 < iou <= 1.0:
+            raise InvalidInputError(f"iou must be in (0, 1], got {iou}")
+        self.info = info
+        self.layout: OutputLayout = layout
+        self.conf = conf
+        self.iou = iou
+        self.max_det = max_det
+        self._backend = backend
+        self._letterbox = LetterboxBuffer(info.imgsz_hw)
+        backend.prepare(info.imgsz_hw)
+
+    def preprocess(self, frame_bgr: NDArray[np.uint8]) -> tuple[NDArray[np.float32], Letterbox]:
+        return self._letterbox(frame_bgr)
+
+    def forward(self, tensor: NDArray[np.float32]) -> list[NDArray[np.floating]]:
+        return self._backend.run(tensor)
+
+    def postprocess(
+        self, outputs: list[NDArray[np.floating]], lb: Letterbox, size_wh: tuple[int, int]
+    ) -> Detections:
+        boxes = decode(outputs[0], self.layout, conf=self.conf, iou=self.iou, max_det=self.max_det)
+        if len(boxes.confidence) == 0:
+            return Detections.empty()
+        return Detections(
+            xyxy=unletterbox_xyxy(boxes.xyxy, lb, size_wh),
+            confidence=boxes.confidence,
+            class_id=boxes.class_id,
+        )
+
+    def detect(self, frame_bgr: NDArray[np.uint8]) -> Detections:
+        tensor, lb = self.preprocess(frame_bgr)
+        outputs = self.forward(tensor)
+        h, w = frame_bgr.shape[:2]
+        return self.postprocess(outputs, lb, (w, h))
+
+
+def parse_names(raw: str) -> dict[int, str]:
+    """Class names from Ultralytics' ``names`` metadata: a Python dict literal ``{0: 'a', …}``."""
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError) as exc:
+        raise ModelError(f"metadata 'names' is not a dict of class names: {raw[:80]!r}") from exc
+    if isinstance(value, list | tuple):
+        value = dict(enumerate(value))
+    if not isinstance(value, dict) or not value:
+        raise ModelError(f"metadata 'names' is not a dict of class names: {raw[:80]!r}")
+    names = {int(k): str(v) for k, v in value.items()}
+    if sorted(names) != list(range(len(names))):
+        raise ModelError("metadata 'names' must number the classes 0..nc-1")
+    return names
+
+
+def parse_imgsz(raw: str) -> tuple[int, int]:
+    """Input size ``(height, width)`` from Ultralytics' ``imgsz`` metadata (``[h, w]`` or ``n``)."""
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError) as exc:
+        raise ModelError(f"metadata 'imgsz' is not a size: {raw[:40]!r}") from exc
+    if isinstance(value, int):
+        value = [value, value]
+    if (
+        not isinstance(value, list | tuple)
+        or len(value) != 2
+        or not all(isinstance(v, int) and v > 0 for v in value)
+    ):
+        raise ModelError(f"metadata 'imgsz' is not a size: {raw[:40]!r}")
+    return int(value[0]), int(value[1])
+
+
+def _static(dim: Dim) -> int | None:
+    return dim if isinstance(dim, int) and dim > 0 else None
+
+
+def inspect_model(
+    backend: InferenceBackend, *, imgsz: int | tuple[int, int] | None
+) -> tuple[dict[int, str], tuple[int, int], OutputLayout]:
+    """Check that the backend's graph is an Ultralytics detector; names, input size, layout.
+
+    ``imgsz`` overrides the input size for models exported with a dynamic input; a static
+    model only accepts its own size.
+    """
+    meta = backend.metadata
+    task = meta.get("task", "detect")
+    if task != "detect":
+        raise ModelError(f"this is a {task!r} model; visionloop runs 'detect' models only")
+    if "names" not in meta:
+        raise ModelError(
+            "no 'names' in the ONNX metadata: not an Ultralytics export "
+            "(export with `yolo export format=onnx` or YOLO(...).export(format='onnx'))"
+        )
+    names = parse_names(meta["names"])
+    nc = len(names)
+
+    shape = backend.input_shape
+    if len(shape) != 4 or _static(shape[1]) not in (3, None):
+        raise ModelError(f"input must be [1, 3, H, W] images, got {shape}")
+    static_hw = (_static(shape[2]), _static(shape[3]))
+    if imgsz is not None:
+        wanted = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+        if wanted[0] % 32 or wanted[1] % 32 or min(wanted) <= 0:
+            raise InvalidInputError(f"imgsz must be a positive multiple of 32, got {imgsz}")
+        if static_hw[0] is not None and static_hw != wanted:
+            raise InvalidInputError(
+                f"this model has a fixed input size {static_hw[0]}x{static_hw[1]}; "
+                "export it with dynamic=True to run it at another size"
+            )
+        imgsz_hw = (int(wanted[0]), int(wanted[1]))
+    elif static_hw[0] is not None and static_hw[1] is not None:
+        imgsz_hw = (static_hw[0], static_hw[1])
+    elif "imgsz" in meta:
+        imgsz_hw = parse_imgsz(meta["imgsz"])
+    else:
+        raise ModelError("dynamic input size and no 'imgsz' metadata: pass imgsz")
+
+    if not backend.output_shapes:
+        raise ModelError("the model has no outputs")
+    out = backend.output_shapes[0]
+    if len(out) != 3:
+        raise ModelError(f"output must be [1, 4+nc, N] or [1, N, 6], got {out}")
+    rows, cols = _static(out[1]), _static(out[2])
+    layout: OutputLayout
+    if "end2end" in meta:  # Ultralytics says which; trust it (nc=2 makes [1,6,6] ambiguous)
+        layout = "end2end" if meta["end2end"].strip().lower() == "true" else "raw"
+    elif rows in (4 + nc, None) and cols != 6:
+        layout = "raw"
+    else:
+        layout = "end2end"
+    if layout == "raw" and rows not in (4 + nc, None):
+        raise ModelError(
+            f"output {out} is not [1, 4+nc, N] for the {nc} classes named in the metadata"
+        )
+    if layout == "end2end" and cols not in (6, None):
+        raise ModelError(f"end-to-end output must be [1, N, 6], got {out}")
+    return names, imgsz_hw, layout
+
+
+def load_detector(
+    path: Path,
+    *,
+    backend: BackendChoice = "auto",
+    precision: Precision = "fp32",
+    conf: float = 0.25,
+    iou: float = 0.45,
+    version: str = "local",
+    threads: int | None = None,
+    imgsz: int | tuple[int, int] | None = None,
+) -> Detector:
+    """Load an Ultralytics ONNX export as a ``Detector``.
+
+    ``backend`` ``auto`` is OpenVINO when installed on an Intel CPU, else ONNX Runtime.
+    ``precision`` ``bf16`` needs OpenVINO and a CPU with bf16. ``conf`` and ``iou`` are the
+    score threshold and the NMS IoU threshold. ``version`` names the model in records.
+    ``threads`` caps the backend's intra-op threads (None: the backend's default).
+    ``imgsz`` picks the input size of a model exported with ``dynamic=True``.
+    Raises ``ModelError`` for a file that is not such a model, ``InvalidInputError`` for an
+    impossible combination of options.
+    """
+    path = Path(path)
+    if precision not in ("fp32", "bf16"):
+        raise InvalidInputError(f"precision must be fp32 or bf16, got {precision!r}")
+    chosen = choose_backend(backend)
+    runtime = open_backend(path, backend=chosen, precision=precision, threads=threads)
+    names, imgsz_hw, layout = inspect_model(runtime, imgsz=imgsz)
+    info = ModelInfo(
+        version=version,
+        sha256=sha256_file(path),
+        names=names,
+        imgsz_hw=imgsz_hw,
+        extra={
+            "backend": chosen,
+            "precision": precision,
+            "layout": layout,
+            "task": "detect",
+            "producer": runtime.metadata.get("version", ""),
+        },
+    )
+    detector = YoloDetector(runtime, info, layout, conf=conf, iou=iou)
+    log.info(
+        "loaded %s (%d classes, %dx%d, %s) on %s %s",
+        path.name,
+        len(names),
+        imgsz_hw[1],
+        imgsz_hw[0],
+        layout,
+        chosen,
+        precision,
+    )
+    return detector
