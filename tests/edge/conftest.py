@@ -1,5 +1,13 @@
-"""Fixtures for the edge tests (they live in support/edge.py so test modules can import helpers)."""
+"""Fixtures for the edge tests: the detector model they run."""
 
-from support.edge import edge_onnx
+from __future__ import annotations
 
-__all__ = ["edge_onnx"]
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def edge_onnx(detector_onnx: Path) -> Path:
+    """The shipped baseline when committed, else a real YOLO11n export (support/models.py)."""
+    return detector_onnx

@@ -1,47 +1,19 @@
-"""Edge test support: a real YOLO11n ONNX export (random weights) and simple frame sources."""
+"""Edge test support: frame sources with controlled timing, fault injection, server read-back."""
 
 from __future__ import annotations
 
-import os
-import warnings
-from collections.abc import Iterator
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
-import pytest
 from numpy.typing import NDArray
-
-EDGE_IMGSZ = 320
-
-
-@pytest.fixture(scope="session")
-def edge_onnx(request: pytest.FixtureRequest) -> Path:
-    """A real Ultralytics YOLO11n detector exported to ONNX at 320 (random init, 80 classes).
-
-    Exported once and cached in pytest's cache folder (about 2 s with the train extra).
-    """
-    cache = Path(request.config.cache.mkdir("edge-models"))
-    out = cache / f"yolo11n-{EDGE_IMGSZ}.onnx"
-    if out.exists():
-        return out
-    pytest.importorskip("ultralytics")
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(cache / "ultralytics"))
-    from ultralytics import YOLO
-
-    with warnings.catch_warnings():
-        # torch's exporter warns about its own legacy path; not ours to fix.
-        warnings.simplefilter("ignore")
-        model = YOLO("yolo11n.yaml")
-        exported = Path(
-            model.export(
-                format="onnx", imgsz=EDGE_IMGSZ, dynamic=False, simplify=False, verbose=False
-            )
-        )
-    exported.replace(out)
-    return out
 
 
 @dataclass
@@ -75,3 +47,122 @@ class ArraySource:
 
     def close(self) -> None:
         self.closed = True
+
+
+# --- fault injection between the agent and a real server ----------------------------------------
+
+
+class FaultTransport(httpx.BaseTransport):
+    """Wraps a real transport and breaks it on purpose.
+
+    ``down()`` True: every request fails to connect. Otherwise each request draws once:
+    ``fail_rate`` answers 500 without reaching the server; ``stall_rate`` hangs ``stall_s`` then
+    times out without reaching the server; ``lost_rate`` reaches the server (which stores the
+    batch) and then loses the answer, so the agent must resend what the server already has.
+    ``corrupt_downloads`` flips bytes in model downloads (``/onnx``).
+    """
+
+    def __init__(
+        self,
+        inner: httpx.BaseTransport,
+        *,
+        down: Callable[[], bool] = lambda: False,
+        fail_rate: float = 0.0,
+        stall_rate: float = 0.0,
+        lost_rate: float = 0.0,
+        stall_s: float = 0.2,
+        corrupt_downloads: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.inner = inner
+        self.down = down
+        self.fail_rate = fail_rate
+        self.stall_rate = stall_rate
+        self.lost_rate = lost_rate
+        self.stall_s = stall_s
+        self.corrupt_downloads = corrupt_downloads
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self.calls: Counter[str] = Counter()
+        self.ingest_sizes: list[int] = []
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        with self._lock:
+            draw = self._rng.random()
+            self.calls["total"] += 1
+        if self.down():
+            self.calls["down"] += 1
+            raise httpx.ConnectError("injected: server down", request=request)
+        if draw < self.fail_rate:
+            self.calls["500"] += 1
+            return httpx.Response(500, json={"detail": "injected failure"}, request=request)
+        draw -= self.fail_rate
+        if draw < self.stall_rate:
+            self.calls["stall"] += 1
+            time.sleep(self.stall_s)
+            raise httpx.ReadTimeout("injected stall", request=request)
+        draw -= self.stall_rate
+        if path.endswith("/ingest"):
+            self.ingest_sizes.append(request.content.count(b'"captured_at"'))
+        response = self.inner.handle_request(request)
+        if draw < self.lost_rate:
+            self.calls["lost"] += 1
+            response.read()
+            response.close()
+            raise httpx.ReadTimeout("injected: answer lost after the server acted", request=request)
+        if self.corrupt_downloads and path.endswith("/onnx") and response.status_code == 200:
+            body = bytearray(response.read())
+            response.close()
+            body[len(body) // 2 : len(body) // 2 + 64] = b"\x00" * 64
+            self.calls["corrupted"] += 1
+            return httpx.Response(
+                200, content=bytes(body), headers={"content-type": "application/octet-stream"}
+            )
+        return response
+
+
+def device_http(
+    url: str, token: str, *, transport: httpx.BaseTransport | None = None, timeout: float = 5.0
+) -> httpx.Client:
+    """The client an agent would build: base URL and bearer token, over ``transport``."""
+    return httpx.Client(
+        base_url=url,
+        headers={"Authorization": f"Bearer {token}"},
+        transport=transport or httpx.HTTPTransport(),
+        timeout=timeout,
+    )
+
+
+@dataclass(frozen=True)
+class ServerFrame:
+    id: str
+    model_version: str
+    captured_at: datetime
+    sample_reason: str | None
+    has_image: bool
+    detection_count: int
+
+
+def server_frames(app: Any) -> list[ServerFrame]:
+    """Every frame the server stored, in capture order."""
+    from sqlalchemy import select
+
+    from support.db import app_state
+    from visionloop.server.models import Frame
+
+    with app_state(app).engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                Frame.id,
+                Frame.model_version,
+                Frame.captured_at,
+                Frame.sample_reason,
+                Frame.image_sha256,
+                Frame.detection_count,
+            ).order_by(Frame.captured_at, Frame.id)
+        ).all()
+    return [ServerFrame(str(r[0]), r[1], r[2], r[3], r[4] is not None, int(r[5])) for r in rows]
