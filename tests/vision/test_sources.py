@@ -28,7 +28,7 @@ LEVELS = [20 * i + 10 for i in range(12)]  # one grey level per frame, far apart
 
 
 def _write_video(path: Path, levels: list[int], size_wh: tuple[int, int] = (160, 120)) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, size_wh)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, size_wh)
     assert writer.isOpened()
     for level in levels:
         frame = np.full((size_wh[1], size_wh[0], 3), level, np.uint8)

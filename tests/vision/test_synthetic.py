@@ -19,6 +19,7 @@ from visionloop.vision.synthetic import (
     SyntheticLine,
     parse_schedule,
     write_dataset,
+    write_video,
 )
 from visionloop.vision.synthetic.dataset import split_sizes
 from visionloop.vision.synthetic.defects import VISIBLE_DELTA, DefectMark, draw_defect
@@ -403,3 +404,47 @@ def test_cli_synth_dataset(tmp_path: Path) -> None:
     assert bad.exit_code == 2
     assert "unknown scenario 'fog'" in bad.output
     assert not (tmp_path / "x").exists()
+
+
+# --- video writer --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".avi", ".mp4"])
+def test_write_video_plays_back_the_line(tmp_path: Path, suffix: str) -> None:
+    path = write_video(tmp_path / f"episode{suffix}", frames=8, scenario="lighting:1@4", seed=2)
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    assert len(frames) == 8
+    line = SyntheticLine(seed=2, schedule="lighting:1@4")
+    for index in (0, 7):
+        expected = line.render(index).frame_bgr.astype(float)
+        assert np.abs(frames[index].astype(float) - expected).mean() < 6  # codec loss only
+    assert frames[7].mean() < 0.8 * frames[3].mean()  # the lamp failed at frame 4
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "message"),
+    [("x.mkv", {}, r"\.avi or \.mp4"), ("x.avi", {"frames": 0}, "at least 1"),
+     ("x.avi", {"fps": 0}, "fps")],
+)  # fmt: skip
+def test_write_video_rejects(tmp_path: Path, name: str, kwargs: dict, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        write_video(tmp_path / name, **{"frames": 2, **kwargs})
+
+
+def test_cli_synth_video(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["synth", "video", str(tmp_path / "v.avi"), "--frames", "3", "--width", "320",
+              "--height", "240"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    capture = cv2.VideoCapture(str(tmp_path / "v.avi"))
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 3
+    assert capture.get(cv2.CAP_PROP_FRAME_WIDTH) == 320
+    capture.release()

@@ -68,6 +68,41 @@ def synth_dataset(
     typer.echo(f"wrote {n} images; dataset file: {data_yaml}")
 
 
+@synth.command("video")
+def synth_video(
+    out: Annotated[Path, typer.Argument(help="Video file to write: .avi (Motion-JPEG) or .mp4.")],
+    frames: Annotated[int, typer.Option(min=1, help="Number of frames.")] = 600,
+    scenario: Annotated[
+        str, typer.Option(help="Scenario or schedule, e.g. blur:1.0@300+200 (frame numbers).")
+    ] = "nominal",
+    seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
+    fps: Annotated[float, typer.Option(help="Frame rate written into the file.")] = 30.0,
+    width: Annotated[int, typer.Option(help="Frame width in pixels.")] = 640,
+    height: Annotated[int, typer.Option(help="Frame height in pixels.")] = 480,
+) -> None:
+    """Write consecutive frames of the synthetic line as a video (e.g. a drift episode)."""
+    from rich.progress import Progress
+
+    from visionloop.vision.synthetic import write_video
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(f"rendering {frames} frames", total=frames)
+        try:
+            path = write_video(
+                out,
+                frames=frames,
+                scenario=scenario,
+                seed=seed,
+                size_wh=(width, height),
+                fps=fps,
+                progress=lambda done, _total: bar.update(task, completed=done),
+            )
+        except VisionloopError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+    typer.echo(f"wrote {frames} frames to {path}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the top-level app."""
     app.add_typer(synth, name="synth")

@@ -1,7 +1,8 @@
 """The synthetic production line: parts with defects on a conveyor, drift, exact ground truth.
 
 ``SyntheticLine(seed, size_wh, schedule).render(index)`` returns a ``Scene`` (the frame and the
-boxes of its visible defects); ``write_dataset`` writes a YOLO-format dataset of such frames.
+boxes of its visible defects); ``write_dataset`` writes a YOLO-format dataset of such frames and
+``write_video`` a video of consecutive ones.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from visionloop.vision.synthetic.schedule import (
     ScenarioSchedule,
     parse_schedule,
 )
+from visionloop.vision.synthetic.video import write_video
 
 __all__ = [
     "CLASS_NAMES",
@@ -25,4 +27,5 @@ __all__ = [
     "SyntheticLine",
     "parse_schedule",
     "write_dataset",
+    "write_video",
 ]
