@@ -1,0 +1,366 @@
+"""The model registry: ONNX detector versions in MLflow 3, with ``production``/``staging`` aliases.
+
+One registered model (``visionloop-detector`` by default) holds every version. A version is an
+ONNX file logged as an artifact of an MLflow run (the training run, or a small "register" run for
+a user's own export) and registered from that artifact folder. Each version carries tags:
+``sha256`` and ``size_bytes`` of the ONNX file, ``file_name``, and whatever the caller adds
+(``dataset_digest``, evaluation metrics such as ``map50``). Aliases, not the deprecated stages,
+say which version runs where; ``promote`` records who and why on the version
+(``<alias>.promoted_by`` / ``.promoted_at`` / ``.reason``) and appends to a history kept on the
+registered model (tag ``<alias>.history``, a JSON list), which ``rollback`` walks back.
+
+MLflow is imported inside the methods: it takes seconds to import and the edge agent and the
+server's start-up never need it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from visionloop.errors import ConflictError, InvalidInputError, ModelError, NotFoundError
+from visionloop.vision.detector import load_detector, sha256_file
+
+if TYPE_CHECKING:
+    from visionloop.config import Settings
+
+log = logging.getLogger(__name__)
+
+PRODUCTION = "production"
+STAGING = "staging"
+ALIASES = (PRODUCTION, STAGING)
+REGISTER_EXPERIMENT = "visionloop-registry"
+HISTORY_LIMIT = 50
+METRIC_TAGS = ("map50", "map50_95", "precision", "recall")
+"""Tags read back as float metrics (plus any ``<class>_ap50`` / ``<class>_recall``)."""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version: its number, aliases, file identity, metrics and tags."""
+
+    version: str
+    aliases: list[str]
+    sha256: str
+    size_bytes: int
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    created_at: datetime
+    description: str = ""
+    source: str = field(default="", repr=False)
+
+
+def _metrics(tags: dict[str, str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in tags.items():
+        if key in METRIC_TAGS or key.endswith(("_ap50", "_recall")):
+            try:
+                out[key] = float(value)
+            except ValueError:
+                continue
+    return out
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class Registry:
+    """The MLflow model registry for visionloop detectors.
+
+    ``tracking_uri`` is an MLflow URI (``sqlite:///…`` for a local store, ``http://…`` for a
+    server). ``artifact_root`` is where new runs of a local store keep their artifacts.
+    ``cache_dir`` keeps downloaded ONNX files (default: a ``visionloop-models`` temp folder).
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        name: str = "visionloop-detector",
+        *,
+        artifact_root: Path | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.name = name
+        self.artifact_root = artifact_root
+        self.cache_dir = cache_dir or Path(tempfile.gettempdir()) / "visionloop-models"
+        self._client_obj: Any = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Registry:
+        """The registry the settings name; a local sqlite store gets its folders created."""
+        uri = settings.mlflow_tracking_uri
+        artifact_root = None
+        if uri.startswith("sqlite:"):
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            artifact_root = settings.mlflow_artifacts_path
+        return cls(
+            uri,
+            settings.registered_model_name,
+            artifact_root=artifact_root,
+            cache_dir=settings.data_dir / "model-cache",
+        )
+
+    # --- MLflow plumbing -------------------------------------------------------------------
+
+    @property
+    def _client(self) -> Any:
+        if self._client_obj is None:
+            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+            from mlflow.tracking import MlflowClient
+
+            self._client_obj = MlflowClient(
+                tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
+            )
+        return self._client_obj
+
+    def _registered(self) -> Any | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._client.get_registered_model(self.name)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+
+    def _alias_map(self) -> dict[str, list[str]]:
+        """Version -> its aliases, from the registered model."""
+        model = self._registered()
+        by_version: dict[str, list[str]] = {}
+        if model is not None:
+            for alias, version in dict(model.aliases).items():
+                by_version.setdefault(str(version), []).append(str(alias))
+        return by_version
+
+    def _to_version(self, mv: Any, aliases: list[str]) -> ModelVersion:
+        tags = {str(k): str(v) for k, v in dict(mv.tags).items()}
+        return ModelVersion(
+            version=str(mv.version),
+            aliases=sorted(aliases),
+            sha256=tags.get("sha256", ""),
+            size_bytes=int(tags.get("size_bytes", "0") or 0),
+            metrics=_metrics(tags),
+            tags=tags,
+            created_at=datetime.fromtimestamp(int(mv.creation_timestamp) / 1000, UTC),
+            description=str(mv.description or ""),
+            source=str(mv.source),
+        )
+
+    def _experiment_id(self) -> str:
+        found = self._client.get_experiment_by_name(REGISTER_EXPERIMENT)
+        if found is not None:
+            return str(found.experiment_id)
+        location = self.artifact_root.resolve().as_uri() if self.artifact_root else None
+        return str(self._client.create_experiment(REGISTER_EXPERIMENT, artifact_location=location))
+
+    def _history(self, alias: str) -> list[str]:
+        model = self._registered()
+        raw = dict(model.tags).get(f"{alias}.history", "[]") if model is not None else "[]"
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            return []
+        return [str(v) for v in value] if isinstance(value, list) else []
+
+    def _set_history(self, alias: str, history: list[str]) -> None:
+        self._client.set_registered_model_tag(
+            self.name, f"{alias}.history", json.dumps(history[-HISTORY_LIMIT:])
+        )
+
+    # --- public API ------------------------------------------------------------------------
+
+    def register(
+        self,
+        onnx_path: Path,
+        *,
+        run_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        description: str = "",
+    ) -> ModelVersion:
+        """Register an ONNX detector as a new version (it must load as one: ``ModelError``).
+
+        With ``run_id`` the file is logged into that run (reusing its ``model/<file>`` artifact
+        when the run already holds the same file); without, into a new run of the
+        ``visionloop-registry`` experiment.
+        """
+        onnx_path = Path(onnx_path)
+        detector = load_detector(onnx_path, backend="onnxruntime")
+        sha = sha256_file(onnx_path)
+        all_tags = {
+            **(tags or {}),
+            "sha256": sha,
+            "size_bytes": str(onnx_path.stat().st_size),
+            "file_name": onnx_path.name,
+            "classes": ",".join(detector.info.names.values())[:5000],
+            "imgsz": "x".join(str(v) for v in detector.info.imgsz_hw),
+        }
+        client = self._client
+        if run_id is None:
+            run = client.create_run(
+                self._experiment_id(),
+                run_name=f"register {onnx_path.name}",
+                tags={"visionloop.kind": "register", "sha256": sha},
+            )
+            run_id = str(run.info.run_id)
+            client.log_artifact(run_id, str(onnx_path), artifact_path="model")
+            client.set_terminated(run_id, status="FINISHED")
+            folder = "model"
+        else:
+            folder = self._folder_with(run_id, onnx_path)
+        artifact_uri = str(client.get_run(run_id).info.artifact_uri).rstrip("/")
+        if self._registered() is None:
+            from mlflow.exceptions import MlflowException
+
+            try:
+                client.create_registered_model(
+                    self.name, description="visionloop defect detector (Ultralytics ONNX)"
+                )
+            except MlflowException as exc:  # created meanwhile by another process
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+        mv = client.create_model_version(
+            self.name,
+            source=f"{artifact_uri}/{folder}",
+            run_id=run_id,
+            tags=all_tags,
+            description=description,
+        )
+        log.info("registered %s as %s version %s", onnx_path, self.name, mv.version)
+        return self._to_version(mv, [])
+
+    def _folder_with(self, run_id: str, onnx_path: Path) -> str:
+        """The run's artifact folder holding this file, logging it there when absent."""
+        client = self._client
+        size = onnx_path.stat().st_size
+        for info in client.list_artifacts(run_id, "model"):
+            if Path(info.path).name == onnx_path.name and info.file_size == size:
+                return "model"
+        client.log_artifact(run_id, str(onnx_path), artifact_path="registered_model")
+        return "registered_model"
+
+    def versions(self) -> list[ModelVersion]:
+        """Every version, oldest first, with its aliases."""
+        if self._registered() is None:
+            return []
+        aliases = self._alias_map()
+        found = self._client.search_model_versions(f"name='{self.name}'")
+        versions = [self._to_version(mv, aliases.get(str(mv.version), [])) for mv in found]
+        return sorted(versions, key=lambda v: int(v.version))
+
+    def get(self, version: str) -> ModelVersion:
+        """One version; ``NotFoundError`` when it does not exist."""
+        from mlflow.exceptions import MlflowException
+
+        version = str(version).strip()
+        if not version.isdigit():
+            raise NotFoundError(f"model version {version!r} does not exist (versions are numbers)")
+        try:
+            mv = self._client.get_model_version(self.name, version)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise NotFoundError(f"model version {version} does not exist") from exc
+            raise
+        return self._to_version(mv, self._alias_map().get(str(mv.version), []))
+
+    def by_alias(self, alias: str) -> ModelVersion | None:
+        """The version an alias points at, or None."""
+        model = self._registered()
+        if model is None:
+            return None
+        version = dict(model.aliases).get(alias)
+        return None if version is None else self.get(str(version))
+
+    def production(self) -> ModelVersion | None:
+        """The version the edge should run, or None when nothing is promoted."""
+        return self.by_alias(PRODUCTION)
+
+    def promote(self, version: str, *, alias: str = PRODUCTION, by: str, reason: str) -> None:
+        """Point ``alias`` at ``version``; record who, when and why on the version."""
+        if alias not in ALIASES:
+            raise InvalidInputError(f"alias must be one of {', '.join(ALIASES)}, got {alias!r}")
+        if not by.strip():
+            raise InvalidInputError("promote needs who is promoting (by)")
+        target = self.get(version)
+        current = self.by_alias(alias)
+        history = self._history(alias)
+        if current is not None and (not history or history[-1] != current.version):
+            history.append(current.version)  # the alias was moved outside visionloop
+        self._client.set_registered_model_alias(self.name, alias, target.version)
+        if not history or history[-1] != target.version:
+            history.append(target.version)
+        self._set_history(alias, history)
+        self._stamp(target.version, alias, action="promoted", by=by, reason=reason)
+        log.info("%s: %s -> version %s by %s (%s)", self.name, alias, target.version, by, reason)
+
+    def rollback(self, *, by: str, reason: str, alias: str = PRODUCTION) -> ModelVersion:
+        """Move ``alias`` back to the version it pointed at before the current one."""
+        current = self.by_alias(alias)
+        if current is None:
+            raise ConflictError(f"nothing is {alias}: there is nothing to roll back")
+        history = self._history(alias)
+        if not history or history[-1] != current.version:
+            history.append(current.version)
+        history.pop()  # the current version
+        existing = {v.version for v in self.versions()}
+        while history and history[-1] not in existing:
+            history.pop()  # a deleted version cannot come back
+        if not history:
+            raise ConflictError(
+                f"version {current.version} is the first {alias} version: no earlier one to "
+                "roll back to"
+            )
+        previous = history[-1]
+        self._client.set_registered_model_alias(self.name, alias, previous)
+        self._set_history(alias, history)
+        self._stamp(previous, alias, action="rolled_back", by=by, reason=reason)
+        self._client.set_model_version_tag(
+            self.name, current.version, f"{alias}.rolled_back_at", _now()
+        )
+        log.info(
+            "%s: %s rolled back %s -> %s by %s", self.name, alias, current.version, previous, by
+        )
+        return self.get(previous)
+
+    def _stamp(self, version: str, alias: str, *, action: str, by: str, reason: str) -> None:
+        for key, value in (
+            (f"{alias}.{action}_by", by),
+            (f"{alias}.{action}_at", _now()),
+            (f"{alias}.{action}_reason", reason or "-"),
+        ):
+            self._client.set_model_version_tag(self.name, version, key, value[:5000])
+
+    def onnx_path(self, version: str) -> Path:
+        """A local path of the version's ONNX file, downloaded into the cache when needed.
+
+        The file is checked against the version's ``sha256`` tag; a mismatch is a
+        ``ModelError`` (a corrupted or replaced artifact).
+        """
+        mv = self.get(version)
+        if not mv.sha256:
+            raise ModelError(f"version {mv.version} has no sha256 tag: not registered by us")
+        target = self.cache_dir / mv.version / f"{mv.sha256}.onnx"
+        if target.is_file():
+            return target
+        import mlflow.artifacts
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            local = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=mv.source, dst_path=tmp, tracking_uri=self.tracking_uri
+                )
+            )
+            candidates = [local] if local.is_file() else sorted(local.rglob("*.onnx"))
+            for candidate in candidates:
+                if sha256_file(candidate) == mv.sha256:
+                    os.replace(candidate, target)  # atomic: concurrent readers see whole files
+                    return target
+        raise ModelError(f"version {mv.version}: no artifact matches its sha256 {mv.sha256[:12]}")
