@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -59,7 +60,9 @@ class FaultTransport(httpx.BaseTransport):
     ``fail_rate`` answers 500 without reaching the server; ``stall_rate`` hangs ``stall_s`` then
     times out without reaching the server; ``lost_rate`` reaches the server (which stores the
     batch) and then loses the answer, so the agent must resend what the server already has.
-    ``corrupt_downloads`` flips bytes in model downloads (``/onnx``).
+    ``corrupt_downloads`` zeroes bytes in model downloads (``/onnx``). ``poison_one_frame``
+    picks one frame of the first ingest and gives it an impossible width every time it is sent,
+    as a corrupted record would be: the server must reject it by name.
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class FaultTransport(httpx.BaseTransport):
         lost_rate: float = 0.0,
         stall_s: float = 0.2,
         corrupt_downloads: bool = False,
+        poison_one_frame: bool = False,
         seed: int = 0,
     ) -> None:
         self.inner = inner
@@ -81,6 +85,8 @@ class FaultTransport(httpx.BaseTransport):
         self.lost_rate = lost_rate
         self.stall_s = stall_s
         self.corrupt_downloads = corrupt_downloads
+        self.poison_one_frame = poison_one_frame
+        self.poisoned_id: str | None = None
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self.calls: Counter[str] = Counter()
@@ -108,6 +114,8 @@ class FaultTransport(httpx.BaseTransport):
         draw -= self.stall_rate
         if path.endswith("/ingest"):
             self.ingest_sizes.append(request.content.count(b'"captured_at"'))
+            if self.poison_one_frame:
+                request = self._poison(request)
         response = self.inner.handle_request(request)
         if draw < self.lost_rate:
             self.calls["lost"] += 1
@@ -123,6 +131,19 @@ class FaultTransport(httpx.BaseTransport):
                 200, content=bytes(body), headers={"content-type": "application/octet-stream"}
             )
         return response
+
+    def _poison(self, request: httpx.Request) -> httpx.Request:
+        body = json.loads(request.content)
+        frames = body["frames"]
+        if self.poisoned_id is None:
+            self.poisoned_id = frames[len(frames) // 2]["id"]
+        for frame in frames:
+            if frame["id"] == self.poisoned_id:
+                frame["width"] = -5
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "content-length"}
+        return httpx.Request(
+            request.method, request.url, headers=headers, json=body, extensions=request.extensions
+        )
 
 
 def device_http(

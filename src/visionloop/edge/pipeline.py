@@ -60,6 +60,7 @@ class PipelineSummary:
     dropped: int
     sampled: dict[str, int]
     invalid: int
+    detections: int
     versions: dict[str, int]
     latency_ms: dict[str, float]
     source_error: str | None = None
@@ -140,6 +141,7 @@ class Pipeline:
         self.dropped = 0
         self.skipped = 0
         self.invalid = 0
+        self.detections = 0
         self.sampled: Counter[str] = Counter()
         self.versions: Counter[str] = Counter()
         self.source_error: str | None = None
@@ -209,6 +211,7 @@ class Pipeline:
             dropped=self.dropped,
             sampled=dict(self.sampled),
             invalid=self.invalid,
+            detections=self.detections,
             versions=dict(self.versions),
             latency_ms=self._metrics.medians_ms(),
             source_error=self.source_error,
@@ -270,6 +273,7 @@ class Pipeline:
         m.done_at.append(t7)
         self.frames += 1
         self.versions[version] += 1
+        self.detections += len(detections)
         if self.on_frame is not None:
             self.on_frame(self.frames)
 
