@@ -1,9 +1,239 @@
-"""CLI commands: models."""
+"""CLI commands for models: ``visionloop models list|register|promote|rollback``, ``evaluate``,
+``mlflow-ui``.
+
+MLflow and the evaluation code are imported inside the commands (seconds of import time).
+"""
 
 from __future__ import annotations
 
+import getpass
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from visionloop.cli.settings import load_settings
+from visionloop.errors import VisionloopError
+
+if TYPE_CHECKING:
+    from visionloop.training.registry import Registry
+
+models_app = typer.Typer(
+    name="models",
+    help="The model registry (MLflow): list, register, promote and roll back detector versions.",
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the top-level app."""
+    app.add_typer(models_app)
+    app.command("evaluate")(evaluate_command)
+    app.command("mlflow-ui")(mlflow_ui_command)
+
+
+def _registry() -> Registry:
+    from visionloop.training.registry import Registry
+
+    return Registry.from_settings(load_settings())
+
+
+def _fail(exc: VisionloopError) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(1)
+
+
+def _who(by: str | None) -> str:
+    if by:
+        return by
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@models_app.command("list")
+def list_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List registered versions with their aliases, sha256 and key metrics."""
+    try:
+        versions = _registry().versions()
+    except VisionloopError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "version": v.version,
+                        "aliases": v.aliases,
+                        "sha256": v.sha256,
+                        "size_bytes": v.size_bytes,
+                        "metrics": v.metrics,
+                        "created_at": v.created_at.isoformat(),
+                        "description": v.description,
+                    }
+                    for v in versions
+                ],
+                indent=2,
+            )
+        )
+        return
+    if not versions:
+        typer.echo("no registered versions (visionloop models register FILE.onnx adds one)")
+        return
+    table = Table(title="visionloop-detector versions")
+    for column in ("version", "aliases", "sha256", "mAP50", "mAP50-95", "dataset", "created"):
+        table.add_column(column)
+    for v in reversed(versions):
+        m = v.metrics
+        table.add_row(
+            v.version,
+            ", ".join(v.aliases) or "-",
+            v.sha256[:12],
+            f"{m['map50']:.3f}" if "map50" in m else "-",
+            f"{m['map50_95']:.3f}" if "map50_95" in m else "-",
+            v.tags.get("dataset_digest", "-")[:12],
+            v.created_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    Console().print(table)
+
+
+@models_app.command("register")
+def register_command(
+    onnx: Annotated[Path, typer.Argument(help="An Ultralytics ONNX export (.onnx).")],
+    description: Annotated[str, typer.Option(help="Free text shown with the version.")] = "",
+    tag: Annotated[
+        list[str] | None, typer.Option(help="Extra tag KEY=VALUE (repeatable), e.g. map50=0.91.")
+    ] = None,
+    alias: Annotated[
+        str | None, typer.Option(help="Also point this alias (production or staging) at it.")
+    ] = None,
+    by: Annotated[str | None, typer.Option(help="Who registers (default: your user name).")] = None,
+) -> None:
+    """Register an ONNX detector as a new version (it must load as one first)."""
+    tags: dict[str, str] = {}
+    for item in tag or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            typer.echo(f"error: --tag must be KEY=VALUE, got {item!r}", err=True)
+            raise typer.Exit(2)
+        tags[key] = value
+    try:
+        registry = _registry()
+        version = registry.register(onnx, tags=tags, description=description)
+        if alias:
+            registry.promote(version.version, alias=alias, by=_who(by), reason="registered")
+    except VisionloopError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"registered {onnx} as version {version.version} (sha256 {version.sha256[:12]})")
+    if alias:
+        typer.echo(f"{alias} -> version {version.version}")
+
+
+@models_app.command("promote")
+def promote_command(
+    version: Annotated[str, typer.Argument(help="Version number to promote.")],
+    alias: Annotated[str, typer.Option(help="production or staging.")] = "production",
+    reason: Annotated[str, typer.Option(help="Why (recorded on the version).")] = "",
+    by: Annotated[str | None, typer.Option(help="Who promotes (default: your user name).")] = None,
+) -> None:
+    """Point an alias (default production) at a version; records who and why."""
+    try:
+        _registry().promote(version, alias=alias, by=_who(by), reason=reason or "-")
+    except VisionloopError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"{alias} -> version {version}")
+
+
+@models_app.command("rollback")
+def rollback_command(
+    reason: Annotated[str, typer.Option(help="Why (recorded on the version).")] = "",
+    alias: Annotated[str, typer.Option(help="production or staging.")] = "production",
+    by: Annotated[
+        str | None, typer.Option(help="Who rolls back (default: your user name).")
+    ] = None,
+) -> None:
+    """Move the alias (default production) back to the version it held before."""
+    try:
+        version = _registry().rollback(by=_who(by), reason=reason or "-", alias=alias)
+    except VisionloopError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"{alias} rolled back to version {version.version}")
+
+
+def evaluate_command(
+    model: Annotated[Path, typer.Argument(help="ONNX model (Ultralytics export).")],
+    dataset: Annotated[Path, typer.Argument(help="YOLO dataset folder or its data.yaml.")],
+    split: Annotated[str, typer.Option(help="Split to evaluate on.")] = "test",
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Also write the report as JSON here.")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="auto, onnxruntime or openvino.")] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32 or bf16 (OpenVINO).")] = "fp32",
+) -> None:
+    """COCO mAP50, mAP50-95, per-class AP50 and recall of a model on a dataset split."""
+    from visionloop.training.evaluate import evaluate
+
+    if backend not in ("auto", "onnxruntime", "openvino") or precision not in ("fp32", "bf16"):
+        typer.echo("error: --backend auto|onnxruntime|openvino, --precision fp32|bf16", err=True)
+        raise typer.Exit(2)
+    chosen: Literal["auto", "onnxruntime", "openvino"] = backend  # type: ignore[assignment]  # checked above
+    prec: Literal["fp32", "bf16"] = precision  # type: ignore[assignment]  # checked above
+    try:
+        report = evaluate(model, dataset, split=split, backend=chosen, precision=prec)
+    except VisionloopError as exc:
+        raise _fail(exc) from exc
+    table = Table(title=f"{model.name} on {dataset} [{split}], {report.images} images")
+    for column in ("class", "instances", "AP50", f"recall@{report.recall_conf:g}"):
+        table.add_column(column, justify="right" if column != "class" else "left")
+    for name, m in report.per_class.items():
+        table.add_row(name, str(m.instances), f"{m.ap50:.3f}", f"{m.recall:.3f}")
+    table.add_section()
+    table.add_row("all", str(report.instances), f"{report.map50:.3f}", "")
+    console = Console()
+    console.print(table)
+    console.print(
+        f"mAP50 [bold]{report.map50:.4f}[/]  mAP50-95 [bold]{report.map50_95:.4f}[/]  "
+        f"({report.seconds:.1f}s)"
+    )
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report.to_dict(), indent=2))
+        console.print(f"wrote {json_path}")
+
+
+def mlflow_ui_command(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 5000,
+) -> None:
+    """Open MLflow's own UI on visionloop's store (one worker, no job execution)."""
+    settings = load_settings()
+    uri = settings.mlflow_tracking_uri
+    mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
+    if mlflow is None:
+        typer.echo("error: MLflow is not installed (pip install 'visionloop[server]')", err=True)
+        raise typer.Exit(1)
+    command = [mlflow, "server", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    command += ["--workers", "1"]
+    if uri.startswith("sqlite:"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        command += ["--default-artifact-root", settings.mlflow_artifacts_path.resolve().as_uri()]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    typer.echo(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C stops it")
+    proc = subprocess.Popen(command, env=env)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()  # also when only this process got the signal
+        proc.wait(timeout=30)
+        code = 0
+    raise typer.Exit(code)

@@ -1,0 +1,83 @@
+"""``visionloop models …`` and ``visionloop evaluate`` through the real CLI on a real store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from support.models import write_constant_model
+from visionloop.cli import app
+
+pytest.importorskip("mlflow")
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("VISIONLOOP_DATA_DIR", str(tmp_path / "var"))
+    return tmp_path
+
+
+def _run(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_register_list_promote_rollback(env: Path) -> None:
+    a = write_constant_model(env / "a.onnx", np.full((1, 8, 4), 0.1, np.float32))
+    b = write_constant_model(env / "b.onnx", np.full((1, 8, 4), 0.2, np.float32))
+    assert "no registered versions" in _run("models", "list")
+    assert "version 1" in _run("models", "register", str(a), "--tag", "map50=0.9")
+    out = _run("models", "register", str(b), "--alias", "production", "--by", "ci")
+    assert "production -> version 2" in out
+    _run("models", "promote", "1", "--reason", "b is worse", "--by", "alice")
+    listed = json.loads(_run("models", "list", "--json"))
+    assert [(v["version"], v["aliases"]) for v in listed] == [("1", ["production"]), ("2", [])]
+    assert listed[0]["metrics"] == {"map50": 0.9}
+    table = _run("models", "list")
+    assert "production" in table and "0.900" in table
+    assert "rolled back to version 2" in _run("models", "rollback", "--reason", "oops")
+    listed = json.loads(_run("models", "list", "--json"))
+    assert [v["aliases"] for v in listed] == [[], ["production"]]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("models", "promote", "7"), "does not exist"),
+        (("models", "rollback"), "nothing is production"),
+        (("models", "register", "missing.onnx"), "no such model file"),
+        (("models", "register", "x.onnx", "--tag", "novalue"), "KEY=VALUE"),
+    ],
+    ids=["promote-unknown", "rollback-empty", "register-missing", "bad-tag"],
+)
+def test_errors_are_messages_not_tracebacks(env: Path, args: tuple[str, ...], message: str) -> None:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_evaluate_prints_a_table_and_writes_json(env: Path) -> None:
+    import cv2
+
+    root = env / "ds"
+    for sub in ("images/test", "labels/test"):
+        (root / sub).mkdir(parents=True)
+    cv2.imwrite(str(root / "images/test/0.png"), np.zeros((64, 64, 3), np.uint8))
+    (root / "labels/test/0.txt").write_text("1 0.25 0.25 0.25 0.25\n")
+    (root / "data.yaml").write_text("path: .\ntest: images/test\nnames:\n  0: a\n  1: b\n")
+    rows = np.zeros((1, 2, 6), np.float32)
+    rows[0, 0] = [8, 8, 24, 24, 0.9, 1]
+    model = write_constant_model(
+        env / "m.onnx", rows, names={0: "a", 1: "b"}, metadata={"end2end": "True"}
+    )
+    out = _run("evaluate", str(model), str(root), "--json", str(env / "r.json"))
+    assert "mAP50 1.0000" in out
+    report = json.loads((env / "r.json").read_text())
+    assert report["map50"] == pytest.approx(1.0)
+    assert report["per_class"]["b"]["ap50"] == pytest.approx(1.0)
