@@ -77,3 +77,9 @@ class SourceError(VisionloopError):
     """A frame source that cannot be opened or read."""
 
     status = 422
+
+
+class UnavailableError(VisionloopError):
+    """A service the request needs (the model registry) cannot be reached now; retry later."""
+
+    status = 503

@@ -1,0 +1,122 @@
+"""GET /api/v1/models/production and /api/v1/models/{version}/onnx on both databases."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from support.db import app_state
+from support.models import write_constant_model
+from visionloop.config import Settings
+from visionloop.server.model_catalog import ModelCatalog
+from visionloop.training.registry import Registry
+from visionloop.types import ProductionModel
+
+pytest.importorskip("mlflow")
+
+
+def _register(settings: Settings, tmp_path: Path, n: int) -> tuple[Registry, list[Path]]:
+    registry = Registry.from_settings(settings)
+    files = []
+    for i in range(n):
+        path = write_constant_model(
+            tmp_path / f"model{i}.onnx", np.full((1, 8, 4), 0.1 * (i + 1), np.float32)
+        )
+        registry.register(path)
+        files.append(path)
+    return registry, files
+
+
+def test_production_and_download(
+    app: FastAPI, settings: Settings, device_client: TestClient, tmp_path: Path
+) -> None:
+    missing = device_client.get("/api/v1/models/production")
+    assert missing.status_code == 404
+    assert "no production model" in missing.json()["detail"]
+
+    registry, files = _register(settings, tmp_path, 2)
+    registry.promote("2", by="test", reason="r")
+    app_state_catalog(app).invalidate()  # the 404 above is cached for a few seconds
+
+    resp = device_client.get("/api/v1/models/production")
+    assert resp.status_code == 200
+    model = ProductionModel.model_validate(resp.json())
+    data = files[1].read_bytes()
+    assert model.version == "2"
+    assert model.sha256 == hashlib.sha256(data).hexdigest()
+    assert model.size_bytes == len(data)
+
+    file = device_client.get(model.download_url)
+    assert file.status_code == 200
+    assert file.content == data
+    assert file.headers["etag"] == f'"{model.sha256}"'
+    assert file.headers["content-type"] == "application/octet-stream"
+
+    old = device_client.get("/api/v1/models/1/onnx")
+    assert old.status_code == 200 and old.content == files[0].read_bytes()
+
+    for bad in ("9", "latest"):
+        unknown = device_client.get(f"/api/v1/models/{bad}/onnx")
+        assert unknown.status_code == 404
+        assert "does not exist" in unknown.json()["detail"]
+
+
+def app_state_catalog(app: FastAPI) -> ModelCatalog:
+    catalog: ModelCatalog = app.state.model_catalog
+    return catalog
+
+
+def test_polling_reads_the_registry_once_per_ttl(
+    app: FastAPI, settings: Settings, viewer_client: TestClient, tmp_path: Path
+) -> None:
+    registry, _ = _register(settings, tmp_path, 2)
+    registry.promote("1", by="test", reason="r")
+    now = [1000.0]
+    app.state.model_catalog = ModelCatalog(settings, ttl_s=5.0, clock=lambda: now[0])
+    for _ in range(20):
+        assert viewer_client.get("/api/v1/models/production").json()["version"] == "1"
+    assert app.state.model_catalog.registry_reads == 1
+
+    registry.promote("2", by="test", reason="r")
+    now[0] += 4.0  # still fresh: the old answer
+    assert viewer_client.get("/api/v1/models/production").json()["version"] == "1"
+    now[0] += 2.0  # past the TTL: the promotion shows
+    assert viewer_client.get("/api/v1/models/production").json()["version"] == "2"
+    assert app.state.model_catalog.registry_reads == 2
+
+    for _ in range(3):
+        assert viewer_client.get("/api/v1/models/2/onnx").status_code == 200
+    assert app.state.model_catalog.registry_reads == 3  # the file is looked up once
+
+
+def test_a_corrupt_artifact_is_refused(
+    app: FastAPI, settings: Settings, device_client: TestClient, tmp_path: Path
+) -> None:
+    registry, _ = _register(settings, tmp_path, 1)
+    source = Path(registry.get("1").source.removeprefix("file://"))
+    stored = next(source.glob("*.onnx"))
+    stored.write_bytes(stored.read_bytes()[:-10] + b"0123456789")
+    resp = device_client.get("/api/v1/models/1/onnx")
+    assert resp.status_code == 422
+    assert "sha256" in resp.json()["detail"]
+    assert app_state(app) is not None
+
+
+@pytest.mark.parametrize(
+    ("who", "status"),
+    [("nobody", 401), ("bad-token", 401), ("viewer", 404), ("device", 404)],
+)
+def test_who_may_ask(
+    app: FastAPI, client: TestClient, viewer_client: TestClient, device_client: TestClient,
+    who: str, status: int,
+) -> None:  # fmt: skip
+    # 404 = admitted (nothing is promoted in this fresh store).
+    chosen = {"nobody": client, "viewer": viewer_client, "device": device_client}.get(who, client)
+    headers = {"Authorization": "Bearer not-a-token"} if who == "bad-token" else {}
+    for path in ("/api/v1/models/production", "/api/v1/models/1/onnx"):
+        assert chosen.get(path, headers=headers).status_code == status, path
