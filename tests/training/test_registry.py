@@ -11,7 +11,7 @@ import pytest
 from support.models import write_constant_model
 from visionloop.config import Settings
 from visionloop.errors import ConflictError, InvalidInputError, ModelError, NotFoundError
-from visionloop.training.registry import Registry
+from visionloop.training.registry import Registry, ensure_baseline
 from visionloop.vision.detector import sha256_file
 
 pytest.importorskip("mlflow")
@@ -182,3 +182,15 @@ def test_empty_registry(tmp_path: Path) -> None:
     assert registry.production() is None
     with pytest.raises(NotFoundError):
         registry.get("1")
+
+
+def test_ensure_baseline_only_fills_an_empty_registry(tmp_path: Path) -> None:
+    registry = Registry.from_settings(Settings(data_dir=tmp_path / "var"))
+    assert ensure_baseline(registry, tmp_path / "missing.onnx") is None
+    baseline = _onnx(tmp_path, "baseline.onnx", 0.3)
+    first = ensure_baseline(registry, baseline)
+    assert first is not None and first.version == "1"
+    assert first.aliases == ["production"]
+    assert first.tags["production.promoted_by"] == "visionloop demo"
+    assert ensure_baseline(registry, baseline) is None  # not twice
+    assert len(registry.versions()) == 1

@@ -364,3 +364,24 @@ class Registry:
                     os.replace(candidate, target)  # atomic: concurrent readers see whole files
                     return target
         raise ModelError(f"version {mv.version}: no artifact matches its sha256 {mv.sha256[:12]}")
+
+
+BASELINE_ONNX = Path("models/baseline/model.onnx")
+"""The shipped baseline model, relative to the repository root (where ``make demo`` runs)."""
+
+
+def ensure_baseline(registry: Registry, onnx_path: Path = BASELINE_ONNX) -> ModelVersion | None:
+    """On an empty registry, register ``onnx_path`` and make it ``production``; else nothing.
+
+    Returns the new version, or None when the registry already has versions or the file is
+    missing. What ``visionloop demo`` calls so that a fresh store serves a model at once.
+    """
+    if not onnx_path.is_file() or registry.versions():
+        return None
+    version = registry.register(
+        onnx_path,
+        tags={"origin": "baseline"},
+        description="the shipped baseline (models/baseline/MODEL_CARD.md)",
+    )
+    registry.promote(version.version, by="visionloop demo", reason="baseline on an empty registry")
+    return registry.get(version.version)
