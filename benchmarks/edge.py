@@ -1,0 +1,154 @@
+"""End-to-end FPS of the edge pipeline next to the model alone, per source, size, backend, precision.
+
+Runs the real ``visionloop.edge.pipeline.Pipeline`` (capture thread, letterbox, inference, NMS,
+frame statistics, sampler, JPEG for sampled frames, SQLite outbox commit per frame) into an
+outbox in a temporary folder. No server is needed: the uploader is not part of the frame path
+(it drains the outbox from its own thread), so this measures what the camera side sustains.
+
+Model-only FPS is ``detector.forward`` on a preprocessed tensor in a loop, measured in the same
+run on the same loaded detector, so the ratio is pipeline FPS / model FPS.
+
+    .venv/bin/python benchmarks/edge.py                      # baseline model, everything
+    .venv/bin/python benchmarks/edge.py --frames 600 --imgsz 640 --backend openvino:bf16
+
+A model exported with a fixed input size runs at that size only; a dynamic export
+(``dynamic=True``) runs at each ``--imgsz``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from visionloop.edge.outbox import Outbox
+from visionloop.edge.pipeline import Pipeline
+from visionloop.edge.sampler import Sampler, SamplerConfig
+from visionloop.errors import VisionloopError
+from visionloop.vision.detector import Detector, load_detector
+from visionloop.vision.sources import open_source
+
+REPO = Path(__file__).resolve().parents[1]
+BASELINE = REPO / "models" / "baseline" / "model.onnx"
+STAGES = ("capture", "preprocess", "infer", "postprocess", "stats", "record", "outbox", "encode")
+
+
+def write_video(path: Path, n: int, size_wh: tuple[int, int]) -> Path:
+    """A video file of the synthetic line (MJPG in AVI: decodes anywhere OpenCV does)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 30.0, size_wh)
+    if not writer.isOpened():
+        raise SystemExit("OpenCV cannot write MJPG video here")
+    source = open_source("synthetic", seed=1, size_wh=size_wh)
+    for i, frame in enumerate(source):
+        if i >= n:
+            break
+        writer.write(frame.frame_bgr)
+    source.close()
+    writer.release()
+    return path
+
+
+def model_only_fps(detector: Detector, frame: np.ndarray, seconds: float) -> float:
+    tensor, _ = detector.preprocess(frame)
+    tensor = tensor.copy()
+    for _ in range(5):
+        detector.forward(tensor)
+    times = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        t0 = time.perf_counter()
+        detector.forward(tensor)
+        times.append(time.perf_counter() - t0)
+    return 1.0 / statistics.median(times)
+
+
+def pipeline_run(
+    detector: Detector, source_spec: str, frames: int, workdir: Path, size_wh: tuple[int, int]
+) -> tuple[float, dict[str, float], int, int]:
+    path = workdir / f"outbox-{time.monotonic_ns()}.db"
+    outbox = Outbox(path)
+    try:
+        source = open_source(source_spec, seed=0, size_wh=size_wh)
+        sampler = Sampler(SamplerConfig(), seed=0)
+        pipeline = Pipeline(source, detector, outbox, sampler, max_frames=frames)
+        summary = pipeline.run()
+        source.close()
+        return summary.fps, summary.latency_ms, summary.frames, summary.sampled_total
+    finally:
+        outbox.close()
+        for p in workdir.glob(path.name + "*"):
+            p.unlink()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=BASELINE)
+    parser.add_argument("--frames", type=int, default=600, help="frames per pipeline run")
+    parser.add_argument("--model-seconds", type=float, default=4.0)
+    parser.add_argument("--imgsz", type=int, nargs="+", default=[320, 640])
+    parser.add_argument(
+        "--backend",
+        nargs="+",
+        default=["onnxruntime:fp32", "openvino:fp32", "openvino:bf16"],
+        help="backend:precision pairs",
+    )
+    parser.add_argument("--source", nargs="+", default=["synthetic", "video"])
+    parser.add_argument("--size", default="640x480", help="source frame size WxH")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if not args.model.exists():
+        print(f"no model at {args.model}: pass --model PATH (an Ultralytics ONNX export)")
+        return 2
+    w, h = (int(v) for v in args.size.split("x"))
+    print(f"model {args.model} · {os.cpu_count()} CPUs · source frames {w}x{h}")
+    print(f"{args.frames} frames per pipeline run; the outbox is a real SQLite file; no server\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        video = write_video(workdir / "line.avi", args.frames + 10, (w, h))
+        sources = {"synthetic": "synthetic", "video": str(video)}
+        header = (
+            f"{'source':<9} {'size':>4} {'backend':<17} {'model FPS':>9} {'pipe FPS':>8} "
+            f"{'ratio':>5}  per-stage median ms: " + " ".join(f"{s}" for s in STAGES)
+        )
+        print(header)
+        probe = next(iter(open_source("synthetic", seed=0, size_wh=(w, h)))).frame_bgr
+        for pair in args.backend:
+            backend, _, precision = pair.partition(":")
+            for imgsz in args.imgsz:
+                try:
+                    detector = load_detector(
+                        args.model,
+                        backend=backend,  # type: ignore[arg-type]
+                        precision=(precision or "fp32"),  # type: ignore[arg-type]
+                        imgsz=imgsz,
+                        threads=args.threads,
+                        version="bench",
+                    )
+                except VisionloopError as exc:
+                    print(f"{'-':<9} {imgsz:>4} {pair:<17} skipped: {exc}")
+                    continue
+                model_fps = model_only_fps(detector, probe, args.model_seconds)
+                for name in args.source:
+                    fps, stages, n, sampled = pipeline_run(
+                        detector, sources[name], args.frames, workdir, (w, h)
+                    )
+                    breakdown = " ".join(f"{stages.get(s, 0.0):.2f}" for s in STAGES)
+                    print(
+                        f"{name:<9} {imgsz:>4} {pair:<17} {model_fps:>9.1f} {fps:>8.1f} "
+                        f"{fps / model_fps:>5.2f}  {breakdown}  ({n} frames, {sampled} sampled)",
+                        flush=True,
+                    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
