@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,7 +46,8 @@ class Detections:
         """Boxes normalised to 0..1 by the frame size ``(width, height)``, clipped to the frame."""
         w, h = size_wh
         scale = np.array([w, h, w, h], np.float32)
-        return np.clip(self.xyxy / scale, 0.0, 1.0).astype(np.float32)
+        out: NDArray[np.float32] = np.clip(self.xyxy / scale, 0.0, 1.0).astype(np.float32)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +68,11 @@ SampleReason = Literal["uncertain", "audit", "drift"]
 MAX_FRAME_SIDE = 16384
 
 
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
-
-
-Unit = Annotated[float, Field(ge=0.0, le=1.0), AfterValidator(_finite)]
-FiniteNonNegative = Annotated[float, Field(ge=0.0), AfterValidator(_finite)]
+# Constraints are pydantic-core's own (no Python validator per number): ingest validates
+# thousands of numbers per batch. ``allow_inf_nan=False`` refuses NaN and ±inf, which lenient JSON
+# encoders write as NaN/Infinity tokens and which an overflowing literal like 1e400 becomes.
+Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+FiniteNonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 
 
 def _check_box(box: list[float]) -> list[float]:
@@ -102,7 +99,8 @@ class DetectionRecord(_Strict):
 
 
 class FrameStats(_Strict):
-    """Image statistics of a frame: brightness and contrast in 0..1, sharpness as Laplacian variance."""
+    """Image statistics of a frame: brightness and contrast in 0..1, sharpness as the variance of
+    the Laplacian."""
 
     brightness: Unit
     contrast: Unit

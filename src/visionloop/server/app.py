@@ -12,7 +12,7 @@ from sqlalchemy.orm import sessionmaker
 from visionloop import __version__
 from visionloop.config import Settings
 from visionloop.server.blobs import BlobStore, LocalBlobStore
-from visionloop.server.db import create_db_engine, write_engine
+from visionloop.server.db import create_db_engine, is_sqlite, write_engine
 from visionloop.server.http_errors import install_error_handlers
 from visionloop.server.metrics import LatencyMiddleware, Metrics
 from visionloop.server.routes import auth, devices, frames, health, ingest, stats
@@ -54,6 +54,7 @@ def create_app(settings: Settings, *, blobs: BlobStore | None = None) -> FastAPI
         write_sessions=sessionmaker(write_engine(engine), expire_on_commit=False),
         blobs=blobs or LocalBlobStore(settings.blobs_path),
         metrics=metrics,
+        serialize_writes=is_sqlite(settings.database_url),
     )
 
     @asynccontextmanager

@@ -30,7 +30,7 @@ def _read_session(state: StateDep) -> Iterator[Session]:
 
 
 def _write_session(state: StateDep) -> Iterator[Session]:
-    with state.write_sessions() as session, session.begin():
+    with state.write_lock(), state.write_sessions() as session, session.begin():
         yield session
 
 
@@ -53,8 +53,8 @@ def bearer_token(request: Request) -> str | None:
 def _device_or_none(state: ServerState, token: str | None) -> AuthenticatedDevice | None:
     if token is None:
         return None
-    with state.read_sessions() as session:
-        return device_store.device_for_token(session, token=token)
+    with state.engine.connect() as connection:
+        return device_store.device_for_token(connection, token=token)
 
 
 def _user_or_none(state: ServerState, request: Request) -> AuthenticatedUser | None:

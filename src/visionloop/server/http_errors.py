@@ -30,8 +30,7 @@ MAX_LISTED_ERRORS = 20
 
 
 def format_loc(loc: Sequence[int | str]) -> str:
-    """A location as a path: ``("frames", 3, "stats", "contrast")`` -> ``frames[3].stats.contrast``.
-    """
+    """A location as a path: ``("frames", 3, "stats")`` -> ``frames[3].stats``."""
     out = ""
     for part in loc:
         if isinstance(part, int):

@@ -1,8 +1,11 @@
 """Database tables (SQLAlchemy 2 declarative); the schema itself is created by Alembic migrations.
 
 Times are stored as UTC. Boxes are normalised ``xyxyn`` in 0..1 of the original frame, one column
-per coordinate. ``detections`` repeats its frame's ``captured_at`` and ``device_id`` so that the
-statistics can aggregate detections over a time window from one covering index, without a join.
+per coordinate. A frame has two keys: ``id``, the client's UUID (the public id and idempotency
+key), and ``pk``, an internal sequential integer that detections refer to: random UUIDs in every
+detection index would scatter each batch's writes over the whole B-tree. ``detections`` repeats
+its frame's ``captured_at`` and ``device_id`` so that the statistics can aggregate detections over
+a time window from one covering index, without a join.
 """
 
 from __future__ import annotations
@@ -126,7 +129,8 @@ class Frame(Base):
 
     __tablename__ = "frames"
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    id: Mapped[uuid.UUID] = mapped_column(unique=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
     captured_at: Mapped[datetime]
     received_at: Mapped[datetime]
@@ -143,13 +147,15 @@ class Frame(Base):
     image_content_type: Mapped[str | None] = mapped_column(String(32))
 
     __table_args__ = (
-        Index("ix_frames_captured_at_id", "captured_at", "id"),
-        Index("ix_frames_device_id_captured_at", "device_id", "captured_at", "id"),
+        Index("ix_frames_captured_at_pk", "captured_at", "pk"),
+        Index(
+            "ix_frames_device_id_captured_at", "device_id", "captured_at", "pk", "detection_count"
+        ),
         # Partial: only sampled frames are in it, so "sampled only" lists stay cheap.
         Index(
             "ix_frames_sampled_captured_at",
             "captured_at",
-            "id",
+            "pk",
             sqlite_where=text("sample_reason IS NOT NULL"),
             postgresql_where=text("sample_reason IS NOT NULL"),
         ),
@@ -162,7 +168,7 @@ class Detection(Base):
     __tablename__ = "detections"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    frame_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("frames.id", ondelete="CASCADE"))
+    frame_pk: Mapped[int] = mapped_column(BigId, ForeignKey("frames.pk", ondelete="CASCADE"))
     device_id: Mapped[int] = mapped_column(Integer)
     captured_at: Mapped[datetime]
     class_id: Mapped[int]
@@ -174,9 +180,8 @@ class Detection(Base):
     y2: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (
-        Index("ix_detections_frame_id", "frame_id", "class_name", "confidence"),
-        Index("ix_detections_captured_at", "captured_at", "class_name", "confidence", "frame_id"),
-        Index("ix_detections_class_name", "class_name", "captured_at"),
+        Index("ix_detections_frame_pk", "frame_pk", "class_name", "confidence"),
+        Index("ix_detections_captured_at", "captured_at", "class_name", "confidence", "frame_pk"),
     )
 
 

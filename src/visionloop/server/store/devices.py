@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -81,9 +81,10 @@ def disable_device(session: Session, *, device_id: int) -> Device:
     return device
 
 
-def device_for_token(session: Session, *, token: str) -> AuthenticatedDevice | None:
-    """The device owning a live bearer token, or None for an unknown or revoked token."""
-    row = session.execute(
+def device_for_token(db: Session | Connection, *, token: str) -> AuthenticatedDevice | None:
+    """The device owning a live bearer token, or None for an unknown or revoked token. Takes a
+    plain connection too: this runs on every device request."""
+    row = db.execute(
         select(Device.id, Device.name, Device.disabled_at)
         .join(DeviceToken, DeviceToken.device_id == Device.id)
         .where(DeviceToken.token_sha256 == token_sha256(token), DeviceToken.revoked_at.is_(None))

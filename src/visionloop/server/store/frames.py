@@ -38,19 +38,19 @@ class FramePage:
 
 def encode_cursor(frame: Frame) -> str:
     """An opaque cursor after ``frame`` in newest-first order."""
-    raw = f"{frame.captured_at.isoformat()}|{frame.id.hex}"
+    raw = f"{frame.captured_at.isoformat()}|{frame.pk}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """The (captured_at, id) a cursor points after. Raises InvalidInputError for a bad cursor."""
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The (captured_at, pk) a cursor points after. Raises InvalidInputError for a bad cursor."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        ts, frame_id = raw.split("|")
+        ts, pk = raw.split("|")
         captured_at = datetime.fromisoformat(ts)
         if captured_at.tzinfo is None:
             raise ValueError("naive time")
-        return captured_at, uuid.UUID(hex=frame_id)
+        return captured_at, int(pk)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidInputError("invalid cursor: pass back a next_cursor from this API") from exc
 
@@ -58,7 +58,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 def list_frames(
     session: Session, *, where: FrameFilter, limit: int, cursor: str | None = None
 ) -> FramePage:
-    """One page of frames, newest first (by captured_at, then id)."""
+    """One page of frames, newest first (by captured_at, then arrival order)."""
     conditions: list[ColumnElement[bool]] = []
     if where.device_id is not None:
         conditions.append(Frame.device_id == where.device_id)
@@ -76,19 +76,19 @@ def list_frames(
     if where.max_confidence is not None:
         det_conditions.append(Detection.confidence <= where.max_confidence)
     if det_conditions:
-        conditions.append(exists().where(Detection.frame_id == Frame.id, *det_conditions))
+        conditions.append(exists().where(Detection.frame_pk == Frame.pk, *det_conditions))
     if cursor is not None:
-        after_ts, after_id = decode_cursor(cursor)
+        after_ts, after_pk = decode_cursor(cursor)
         conditions.append(
             or_(
                 Frame.captured_at < after_ts,
-                and_(Frame.captured_at == after_ts, Frame.id < after_id),
+                and_(Frame.captured_at == after_ts, Frame.pk < after_pk),
             )
         )
     stmt = (
         select(Frame)
         .where(*conditions)
-        .order_by(Frame.captured_at.desc(), Frame.id.desc())
+        .order_by(Frame.captured_at.desc(), Frame.pk.desc())
         .limit(limit + 1)
     )
     frames = list(session.scalars(stmt))
@@ -98,7 +98,7 @@ def list_frames(
 
 def frame_by_id(session: Session, *, frame_id: uuid.UUID) -> Frame:
     """A frame, or NotFoundError."""
-    frame = session.get(Frame, frame_id)
+    frame = session.scalars(select(Frame).where(Frame.id == frame_id)).first()
     if frame is None:
         raise NotFoundError(f"no frame {frame_id}")
     return frame
@@ -110,7 +110,7 @@ def get_frame(session: Session, *, frame_id: uuid.UUID) -> tuple[Frame, list[Det
     detections = list(
         session.scalars(
             select(Detection)
-            .where(Detection.frame_id == frame_id)
+            .where(Detection.frame_pk == frame.pk)
             .order_by(Detection.confidence.desc(), Detection.id)
         )
     )
@@ -119,7 +119,7 @@ def get_frame(session: Session, *, frame_id: uuid.UUID) -> tuple[Frame, list[Det
 
 def frame_of_device(session: Session, *, frame_id: uuid.UUID, device_id: int) -> Frame:
     """A frame that ``device_id`` sent; any other frame is 'not found' to that device."""
-    frame = session.get(Frame, frame_id)
+    frame = session.scalars(select(Frame).where(Frame.id == frame_id)).first()
     if frame is None or frame.device_id != device_id:
         raise NotFoundError(f"no frame {frame_id} from this device")
     return frame

@@ -70,7 +70,7 @@ def summary(session: Session, *, since: datetime, until: datetime) -> Summary:
         per_class.setdefault(name, ClassCounts(name)).detections += n
         histogram[min(max(int(b), 0), HISTOGRAM_BINS - 1)] += n
     for name, n in session.execute(
-        select(Detection.class_name, func.count(distinct(Detection.frame_id)))
+        select(Detection.class_name, func.count(distinct(Detection.frame_pk)))
         .where(*in_window_det)
         .group_by(Detection.class_name)
     ):
