@@ -113,12 +113,13 @@ def ultralytics_json(command: str, *args: str, config_dir: Path, out: Path) -> A
 
 @dataclass(frozen=True)
 class YoloFiles:
-    """A model with both its Ultralytics weights and its ONNX export."""
+    """A model with its Ultralytics weights, its ONNX export and an export with NMS in the graph."""
 
     onnx: Path
     pt: Path
     imgsz: int
     config_dir: Path
+    onnx_nms: Path
 
 
 @pytest.fixture(scope="session")
@@ -130,7 +131,11 @@ def yolo_model(tmp_path_factory: pytest.TempPathFactory) -> YoloFiles:
     config_dir = root / "ultralytics"
     run_ultralytics("make-model", "--out", str(root), "--imgsz", "320", config_dir=config_dir)
     return YoloFiles(
-        onnx=root / "model.onnx", pt=root / "model.pt", imgsz=320, config_dir=config_dir
+        onnx=root / "model.onnx",
+        pt=root / "model.pt",
+        imgsz=320,
+        config_dir=config_dir,
+        onnx_nms=root / "model-nms.onnx",
     )
 
 

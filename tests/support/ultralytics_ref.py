@@ -29,7 +29,8 @@ def _ultralytics(config_dir: Path) -> Any:
 
 
 def make_model(out_dir: Path, *, imgsz: int, seed: int, config_dir: Path) -> None:
-    """Write ``model.pt`` and ``model.onnx`` (static input ``imgsz``) into ``out_dir``."""
+    """Write ``model.pt``, ``model.onnx`` (static input ``imgsz``) and ``model-nms.onnx`` (the
+    same with NMS in the graph, ``nms=True``) into ``out_dir``."""
     import cv2
     import numpy as np
 
@@ -90,6 +91,10 @@ def make_model(out_dir: Path, *, imgsz: int, seed: int, config_dir: Path) -> Non
     model.model.names = dict(NAMES)
     pt = out_dir / "model.pt"
     model.save(str(pt))
+    # Both exports write <pt stem>.onnx: the one with NMS in the graph (output [1, 300, 6], an
+    # end-to-end layout) first, then the plain one.
+    exported = YOLO(str(pt)).export(format="onnx", imgsz=imgsz, simplify=False, nms=True)
+    Path(exported).replace(out_dir / "model-nms.onnx")
     exported = YOLO(str(pt)).export(format="onnx", imgsz=imgsz, simplify=False, dynamic=False)
     Path(exported).replace(out_dir / "model.onnx")
 

@@ -179,7 +179,7 @@ def test_static_input_refuses_another_imgsz(raw_model: Path) -> None:
         (_raw_output(), {"task": "segment"}, "'segment' model"),
         (_raw_output(), {"names": "{0: 'a'}"}, r"not \[1, 4\+nc, N\]"),
         (_raw_output(), {"names": "not a dict"}, "'names' is not"),
-        (np.zeros((1, 7, 5), np.float32), {"end2end": "True"}, r"must be \[1, N, 6\]"),
+        (np.zeros((1, 9, 5), np.float32), {"end2end": "True"}, r"must be \[1, N, 6\]"),
         (np.zeros((7, 7), np.float32), {}, "output must be"),
     ],
     ids=["no-names", "segment", "nc-mismatch", "bad-names", "e2e-width", "rank-2"],
@@ -331,30 +331,30 @@ def test_openvino_backend_never_starts_telemetry(
 
 @pytest.mark.train
 @pytest.mark.skipif(not have_ultralytics(), reason="needs the train extra (ultralytics)")
-def test_decode_matches_ultralytics_predictions(yolo_model: YoloFiles, tmp_path: Path) -> None:
+@pytest.mark.parametrize("export", ["raw", "nms-in-graph"])
+def test_decode_matches_ultralytics_predictions(
+    yolo_model: YoloFiles, tmp_path: Path, export: str
+) -> None:
     sizes = [(640, 480), (1280, 720), (480, 640), (333, 517)]
     images = []
     for seed, size in enumerate(sizes):
         path = tmp_path / f"frame{seed}.png"
         cv2.imwrite(str(path), _scene(size, seed))
         images.append(path)
-    conf, iou = 0.25, 0.7  # Ultralytics' predict defaults
+    conf, iou = 0.25, 0.7  # Ultralytics' predict defaults (and what nms=True bakes in)
     answers = ultralytics_json(
         "predict",
-        "--weights",
-        str(yolo_model.pt),
-        "--images",
-        *map(str, images),
-        "--imgsz",
-        str(yolo_model.imgsz),
-        "--conf",
-        str(conf),
-        "--iou",
-        str(iou),
+        "--weights", str(yolo_model.pt),
+        "--images", *map(str, images),
+        "--imgsz", str(yolo_model.imgsz),
+        "--conf", str(conf),
+        "--iou", str(iou),
         config_dir=yolo_model.config_dir,
         out=tmp_path / "ref.json",
-    )
-    det = load_detector(yolo_model.onnx, backend="onnxruntime", conf=conf, iou=iou)
+    )  # fmt: skip
+    onnx = yolo_model.onnx if export == "raw" else yolo_model.onnx_nms
+    det = load_detector(onnx, backend="onnxruntime", conf=conf, iou=iou)
+    assert det.info.extra["layout"] == ("raw" if export == "raw" else "end2end")
     total = 0
     for path, answer in zip(images, answers, strict=True):
         ref = Detections(

@@ -207,13 +207,19 @@ def inspect_model(
     if len(out) != 3:
         raise ModelError(f"output must be [1, 4+nc, N] or [1, N, 6], got {out}")
     rows, cols = _static(out[1]), _static(out[2])
+    raw_fits, e2e_fits = rows in (4 + nc, None), cols in (6, None)
     layout: OutputLayout
-    if "end2end" in meta:  # Ultralytics says which; trust it (nc=2 makes [1,6,6] ambiguous)
-        layout = "end2end" if meta["end2end"].strip().lower() == "true" else "raw"
-    elif rows in (4 + nc, None) and cols != 6:
+    if raw_fits and not e2e_fits:
         layout = "raw"
-    else:
+    elif e2e_fits and not raw_fits:
         layout = "end2end"
+    else:
+        # Ambiguous (nc=2 gives [1, 6, 6]; or dynamic dims): ask the metadata. Its "end2end" is
+        # False for an `nms=True` export, whose args then say nms: True.
+        args = meta.get("args", "")
+        nms_in_graph = "'nms': True" in args or '"nms": true' in args
+        e2e_meta = meta.get("end2end", "").strip().lower() == "true"
+        layout = "end2end" if (e2e_meta or nms_in_graph) else "raw"
     if layout == "raw" and rows not in (4 + nc, None):
         raise ModelError(
             f"output {out} is not [1, 4+nc, N] for the {nc} classes named in the metadata"
