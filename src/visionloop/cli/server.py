@@ -289,8 +289,7 @@ def _demo_baseline(settings: Settings) -> None:
         typer.echo(f"registered {BASELINE_ONNX} as model version {version.version} (production)")
 
 
-def _print_demo_credentials(creds: DemoCredentials) -> None:
-    url = f"http://{DEMO_HOST}:{DEMO_PORT}"
+def _print_demo_credentials(creds: DemoCredentials, url: str) -> None:
     if creds.admin_password is not None:
         typer.echo(f"demo admin created: user {DEMO_ADMIN!r}, password {creds.admin_password}")
     else:
@@ -310,9 +309,12 @@ def _print_demo_credentials(creds: DemoCredentials) -> None:
         typer.echo("These credentials are shown once: keep them.")
 
 
-def demo() -> None:
+def demo(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = DEMO_HOST,
+    port: Annotated[int, typer.Option(help="TCP port.")] = DEMO_PORT,
+) -> None:
     """Set up a demo store (admin, device; credentials printed once) and serve it on :8000."""
     settings = load_settings()
     creds = _demo_setup(settings)
-    _print_demo_credentials(creds)
-    _run_server(settings, host=DEMO_HOST, port=DEMO_PORT, workers=1, reload=False)
+    _print_demo_credentials(creds, f"http://{host}:{port}")
+    _run_server(settings, host=host, port=port, workers=1, reload=False)

@@ -1,0 +1,166 @@
+"""The server's CLI commands, run in-process on SQLite and PostgreSQL, and the demo end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from support.db import count_rows, frame_batch, free_port
+from visionloop.cli import app as cli
+from visionloop.cli.server import _demo_setup
+from visionloop.config import Settings
+
+runner = CliRunner()
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    return {
+        "VISIONLOOP_DATA_DIR": str(settings.data_dir),
+        "VISIONLOOP_DATABASE_URL": settings.database_url,
+    }
+
+
+def test_db_upgrade(settings: Settings) -> None:
+    r = runner.invoke(cli, ["db", "upgrade"], env=_env(settings))
+    assert r.exit_code == 0, r.output
+    assert "at revision" in r.output
+
+
+def test_devices_add_prints_a_working_token_on_the_last_line(
+    settings: Settings, app: FastAPI
+) -> None:
+    r = runner.invoke(cli, ["devices", "add", "cam7"], env=_env(settings))
+    assert r.exit_code == 0, r.output
+    token = r.output.strip().splitlines()[-1]
+    assert token.startswith("vld_") and " " not in token
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as c:
+        assert c.post("/api/v1/ingest", json=frame_batch(3)).json()["accepted"] == 3
+    assert count_rows(app, "frames") == 3
+
+    again = runner.invoke(cli, ["devices", "add", "cam7"], env=_env(settings))
+    assert again.exit_code == 1
+    assert "already exists" in again.output
+
+
+def test_devices_list_and_disable(settings: Settings, app: FastAPI) -> None:
+    env = _env(settings)
+    token = runner.invoke(cli, ["devices", "add", "cam7"], env=env).output.strip().splitlines()[-1]
+    listed = runner.invoke(cli, ["devices", "list"], env=env)
+    assert listed.exit_code == 0 and "cam7" in listed.output and "enabled" in listed.output
+    r = runner.invoke(cli, ["devices", "disable", "cam7"], env=env)
+    assert r.exit_code == 0, r.output
+    assert "disabled" in runner.invoke(cli, ["devices", "list"], env=env).output
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as c:
+        assert c.post("/api/v1/ingest", json=frame_batch(1)).status_code == 403
+    missing = runner.invoke(cli, ["devices", "disable", "nope"], env=env)
+    assert missing.exit_code == 1 and "no device" in missing.output
+
+
+def test_users_add_then_login(settings: Settings, app: FastAPI) -> None:
+    env = _env(settings)
+    r = runner.invoke(
+        cli,
+        ["users", "add", "ada", "--role", "reviewer", "--password-stdin"],
+        input="a-long-password\n",
+        env=env,
+    )
+    assert r.exit_code == 0, r.output
+    with TestClient(app) as c:
+        login = c.post(
+            "/api/v1/auth/login", json={"username": "ada", "password": "a-long-password"}
+        )
+        assert login.status_code == 200 and login.json()["role"] == "reviewer"
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["--role", "boss", "--password-stdin"], "a-long-password\n", "--role"),
+        (["--password-stdin"], "short\n", "at least 8"),
+    ],
+    ids=["bad-role", "short-password"],
+)
+def test_users_add_refuses_bad_input(
+    settings: Settings, args: list[str], stdin: str, message: str
+) -> None:
+    r = runner.invoke(cli, ["users", "add", "ada", *args], input=stdin, env=_env(settings))
+    assert r.exit_code != 0
+    assert message in r.output
+
+
+def test_users_add_prompts_twice_without_stdin(settings: Settings) -> None:
+    r = runner.invoke(
+        cli,
+        ["users", "add", "ada"],
+        input="a-long-password\na-long-password\n",
+        env=_env(settings),
+    )
+    assert r.exit_code == 0, r.output
+    assert "role viewer" in r.output
+
+
+def test_demo_setup_creates_credentials_once(settings: Settings, app: FastAPI) -> None:
+    first = _demo_setup(settings)
+    assert first.admin_password and first.device_token
+    second = _demo_setup(settings)
+    assert second.admin_password is None and second.device_token is None
+    with TestClient(app) as c:
+        r = c.post(
+            "/api/v1/auth/login", json={"username": "admin", "password": first.admin_password}
+        )
+        assert r.json()["role"] == "admin"
+
+
+def test_help_is_fast_and_imports_no_server_libraries() -> None:
+    code = (
+        "import sys, time; t = time.perf_counter(); from visionloop.cli import app; "
+        "heavy = [m for m in ('fastapi', 'sqlalchemy', 'uvicorn', 'mlflow') if m in sys.modules]; "
+        "print(heavy, time.perf_counter() - t)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    heavy, _seconds = out.stdout.rsplit(" ", 1)
+    assert heavy == "[]", out.stdout
+
+
+def test_demo_serves_healthz_and_prints_credentials_once(tmp_path: Path, sqlite_url: str) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VISIONLOOP_")}
+    env["VISIONLOOP_DATA_DIR"] = str(tmp_path / "demo")
+    cmd = [sys.executable, "-m", "visionloop", "demo", "--port", str(port)]
+
+    def run_once() -> str:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                assert time.monotonic() < deadline, "demo did not serve /healthz in 60 s"
+                time.sleep(0.2)
+        finally:
+            proc.terminate()
+            output, _ = proc.communicate(timeout=30)
+        return output
+
+    first = run_once()
+    assert "demo admin created: user 'admin', password" in first
+    assert "demo device 'demo-cam' created; token: vld_" in first
+    second = run_once()
+    assert "password" not in second.split("exists")[0]
+    assert "demo admin 'admin' exists" in second
+    assert "demo device 'demo-cam' exists" in second

@@ -1,0 +1,87 @@
+"""Devices over the API: registration (token shown once), disabling, heartbeats, tokens hashed."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from support.db import DeviceCredentials, count_rows, frame_batch
+from visionloop.server.auth import token_sha256
+
+
+def test_admin_registers_a_device_whose_token_works(
+    app: FastAPI, admin_client: TestClient, client: TestClient
+) -> None:
+    r = admin_client.post("/api/v1/devices", json={"name": "line2-cam1"})
+    assert r.status_code == 201, r.text
+    token = r.json()["token"]
+    assert r.json()["device"]["name"] == "line2-cam1"
+    ingest = client.post(
+        "/api/v1/ingest", json=frame_batch(2), headers={"Authorization": f"Bearer {token}"}
+    )
+    assert ingest.json() == {"accepted": 2, "duplicates": 0}
+    # The token is never listed again, and only its hash is stored.
+    assert token not in admin_client.get("/api/v1/devices").text
+    from sqlalchemy import text
+
+    from support.db import app_state
+
+    with app_state(app).engine.connect() as conn:
+        stored = conn.execute(text("SELECT token_sha256 FROM device_tokens")).scalars().all()
+    assert token not in stored and token_sha256(token) in stored
+
+
+def test_duplicate_device_name_is_409(admin_client: TestClient) -> None:
+    assert admin_client.post("/api/v1/devices", json={"name": "cam9"}).status_code == 201
+    r = admin_client.post("/api/v1/devices", json={"name": "cam9"})
+    assert r.status_code == 409
+    assert "already exists" in r.json()["detail"]
+
+
+def test_bad_device_name_is_422(admin_client: TestClient) -> None:
+    assert admin_client.post("/api/v1/devices", json={"name": ""}).status_code == 422
+    assert admin_client.post("/api/v1/devices", json={"name": "x" * 129}).status_code == 422
+
+
+def test_disabled_device_is_refused_everywhere(
+    app: FastAPI, device: DeviceCredentials, device_client: TestClient, admin_client: TestClient
+) -> None:
+    r = admin_client.post(f"/api/v1/devices/{device.id}/disable")
+    assert r.status_code == 200 and r.json()["disabled"] is True
+    assert device_client.post("/api/v1/ingest", json=frame_batch(1)).status_code == 403
+    assert device_client.post("/api/v1/devices/heartbeat", json={}).status_code == 403
+    assert count_rows(app, "frames") == 0
+    # Disabling again is harmless.
+    assert admin_client.post(f"/api/v1/devices/{device.id}/disable").status_code == 200
+
+
+def test_disabling_an_unknown_device_is_404(admin_client: TestClient) -> None:
+    assert admin_client.post("/api/v1/devices/999/disable").status_code == 404
+
+
+def test_heartbeat_is_listed_with_last_seen(
+    device_client: TestClient, viewer_client: TestClient
+) -> None:
+    beat = {
+        "model_version": "3",
+        "fps": 31.2,
+        "latency_ms": {"preprocess": 1.2, "detect": 9.8},
+        "queue_depths": {"capture": 1},
+        "outbox_backlog": 17,
+        "dropped_frames": 2,
+    }
+    assert device_client.post("/api/v1/devices/heartbeat", json=beat).status_code == 204
+    [listed] = viewer_client.get("/api/v1/devices").json()
+    assert listed["name"] == "cam1"
+    assert listed["last_seen_at"] is not None
+    assert listed["model_version"] == "3"
+    assert listed["heartbeat"]["fps"] == 31.2
+    assert listed["heartbeat"]["latency_ms"] == {"preprocess": 1.2, "detect": 9.8}
+    assert listed["heartbeat"]["outbox_backlog"] == 17
+
+
+def test_bad_heartbeat_is_422(device_client: TestClient) -> None:
+    r = device_client.post("/api/v1/devices/heartbeat", json={"fps": -1, "colour": "red"})
+    assert r.status_code == 422
+    detail = r.json()["detail"]
+    assert "fps" in detail and "colour" in detail

@@ -1,0 +1,176 @@
+"""Every route against every kind of caller: nobody, a device token, a viewer, a reviewer, an admin.
+
+A new route joins ``ROLE_TABLE`` with its expected statuses; ``test_every_route_is_in_the_table``
+fails until it does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from support.db import add_device, app_state, frame_record, signed_in_client
+from visionloop.errors import NotFoundError
+from visionloop.server.model_catalog import ModelCatalog
+
+ROLES = ("none", "device", "viewer", "reviewer", "admin")
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """Things that exist before each call: a frame with an image, a device to disable."""
+
+    frame_id: str
+    spare_device_id: int
+
+
+@dataclass(frozen=True)
+class RouteCase:
+    method: str
+    path: str  # the route template; {frame_id} and {device_id} are filled from Ctx
+    expected: dict[str, int]
+    request: Callable[[Ctx, str], dict[str, Any]] = lambda ctx, role: {}
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+def _statuses(none: int, device: int, viewer: int, reviewer: int, admin: int) -> dict[str, int]:
+    return dict(zip(ROLES, (none, device, viewer, reviewer, admin), strict=True))
+
+
+PUBLIC = _statuses(200, 200, 200, 200, 200)
+PERSON_READ = _statuses(401, 403, 200, 200, 200)
+ADMIN_ONLY = _statuses(401, 403, 403, 403, 200)
+DEVICE_ONLY = _statuses(401, 200, 403, 403, 403)
+
+
+def _jpeg() -> bytes:
+    ok, buf = cv2.imencode(".jpg", np.full((48, 64, 3), 128, np.uint8))
+    assert ok
+    return buf.tobytes()
+
+
+ROLE_TABLE: list[RouteCase] = [
+    RouteCase("GET", "/healthz", PUBLIC),
+    RouteCase("GET", "/readyz", PUBLIC),
+    RouteCase("GET", "/metrics", PUBLIC),
+    RouteCase(
+        "POST",
+        "/api/v1/auth/login",
+        _statuses(401, 401, 401, 401, 401),  # public route; these credentials are wrong
+        lambda ctx, role: {"json": {"username": "nobody", "password": "wrong-password"}},
+    ),
+    RouteCase("POST", "/api/v1/auth/logout", _statuses(204, 204, 204, 204, 204)),
+    RouteCase("GET", "/api/v1/auth/me", PERSON_READ),
+    RouteCase("GET", "/api/v1/devices", PERSON_READ),
+    RouteCase(
+        "POST",
+        "/api/v1/devices",
+        {**ADMIN_ONLY, "admin": 201},
+        lambda ctx, role: {"json": {"name": f"new-cam-{role}"}},
+    ),
+    RouteCase(
+        "POST",
+        "/api/v1/devices/heartbeat",
+        {**DEVICE_ONLY, "device": 204},
+        lambda ctx, role: {"json": {"fps": 29.5, "outbox_backlog": 3}},
+    ),
+    RouteCase("POST", "/api/v1/devices/{device_id}/disable", ADMIN_ONLY),
+    RouteCase(
+        "POST",
+        "/api/v1/ingest",
+        DEVICE_ONLY,
+        lambda ctx, role: {"json": {"frames": [frame_record()]}},
+    ),
+    RouteCase("GET", "/api/v1/frames", PERSON_READ),
+    RouteCase("GET", "/api/v1/frames/{frame_id}", PERSON_READ),
+    RouteCase(
+        "PUT",
+        "/api/v1/frames/{frame_id}/image",
+        DEVICE_ONLY,
+        lambda ctx, role: {"content": _jpeg(), "headers": {"Content-Type": "image/jpeg"}},
+    ),
+    RouteCase("GET", "/api/v1/frames/{frame_id}/image", PERSON_READ),
+    RouteCase("GET", "/api/v1/stats/summary", PERSON_READ),
+    # Devices and people both read models; the registry here is empty, so a caller let through
+    # gets 404 (tests/server/test_models.py covers the answers themselves).
+    RouteCase("GET", "/api/v1/models/production", _statuses(401, 404, 404, 404, 404)),
+    RouteCase("GET", "/api/v1/models/{version}/onnx", _statuses(401, 404, 404, 404, 404)),
+]
+
+
+class _EmptyRegistry:
+    """A model registry holding no version (no MLflow store is created)."""
+
+    def production(self) -> None:
+        return None
+
+    def get(self, version: str) -> Any:
+        raise NotFoundError(f"no model version {version}")
+
+    def onnx_path(self, version: str) -> Any:
+        raise NotFoundError(f"no model version {version}")
+
+
+@pytest.fixture
+def callers(app: FastAPI) -> Iterator[tuple[dict[str, TestClient], Ctx]]:
+    app.state.model_catalog = ModelCatalog(
+        app_state(app).settings, registry_factory=lambda _settings: _EmptyRegistry()
+    )
+    device = add_device(app, "cam1")
+    spare = add_device(app, "spare")
+    clients = {
+        "none": TestClient(app),
+        "device": TestClient(app, headers=device.headers),
+        "viewer": signed_in_client(app, "v", "viewer"),
+        "reviewer": signed_in_client(app, "r", "reviewer"),
+        "admin": signed_in_client(app, "a", "admin"),
+    }
+    frame = frame_record()
+    dev = clients["device"]
+    assert dev.post("/api/v1/ingest", json={"frames": [frame]}).status_code == 200
+    r = dev.put(f"/api/v1/frames/{frame['id']}/image", content=_jpeg())
+    assert r.status_code == 200, r.text
+    yield clients, Ctx(frame_id=frame["id"], spare_device_id=spare.id)
+    for c in clients.values():
+        c.close()
+
+
+@pytest.mark.parametrize("case", ROLE_TABLE, ids=[c.id for c in ROLE_TABLE])
+def test_route_statuses_by_role(
+    case: RouteCase, callers: tuple[dict[str, TestClient], Ctx]
+) -> None:
+    clients, ctx = callers
+    path = case.path.format(frame_id=ctx.frame_id, device_id=ctx.spare_device_id, version="1")
+    got = {}
+    for role in ROLES:
+        r = clients[role].request(case.method, path, **case.request(ctx, role))
+        got[role] = r.status_code
+        if r.status_code >= 400:
+            assert r.json()["detail"], f"{role}: an error without a detail"
+    assert got == case.expected
+
+
+def test_every_route_is_in_the_table(app: FastAPI) -> None:
+    documented = {
+        f"{method.upper()} {path}" for path, ops in app.openapi()["paths"].items() for method in ops
+    }
+    in_table = {c.id for c in ROLE_TABLE}
+    assert documented - in_table == set(), "add these routes to ROLE_TABLE"
+    assert in_table - documented == set(), "these ROLE_TABLE rows name no route"
+
+
+def test_unknown_route_is_a_json_404(client: TestClient) -> None:
+    r = client.get(f"/api/v1/nothing-here/{uuid.uuid4()}")
+    assert r.status_code == 404
+    assert r.json() == {"detail": "Not Found"}
