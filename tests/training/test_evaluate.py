@@ -148,7 +148,11 @@ def test_dataset_digest_tracks_content_not_location(tmp_path: Path) -> None:
 def test_agrees_with_ultralytics_val(baseline_onnx: Path, tmp_path: Path) -> None:
     from visionloop.vision.synthetic import write_dataset
 
-    data_yaml = write_dataset(tmp_path / "nominal", n=100, seed=11, splits=(0.0, 0.0, 1.0))
+    # Moderate blur puts the baseline mid-range (mAP50 ~0.5), where a metric that counted
+    # matches or interpolated precision differently would show; nominal is ~0.99 for both.
+    data_yaml = write_dataset(
+        tmp_path / "blurred", n=40, seed=11, scenario="blur:0.5", splits=(0.0, 0.0, 1.0)
+    )
     ours = evaluate(baseline_onnx, data_yaml, backend="onnxruntime")
     imgsz = load_detector(baseline_onnx, backend="onnxruntime").info.imgsz_hw[0]
     theirs = ultralytics_json(
@@ -160,6 +164,6 @@ def test_agrees_with_ultralytics_val(baseline_onnx: Path, tmp_path: Path) -> Non
         config_dir=tmp_path / "ultralytics",
         out=tmp_path / "val.json",
     )  # fmt: skip
-    assert ours.map50 > 0.3, "a trained model is needed for the comparison to mean anything"
+    assert 0.2 < ours.map50 < 0.9, "a mid-range mAP is needed for the comparison to mean much"
     assert ours.map50 == pytest.approx(theirs["map50"], abs=0.02)
     assert ours.map50_95 == pytest.approx(theirs["map50_95"], abs=0.03)

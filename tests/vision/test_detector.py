@@ -366,3 +366,21 @@ def test_decode_matches_ultralytics_predictions(
         total += len(ref)
         assert_same_detections(ours, ref, conf_tol=1e-3, iou_min=0.99, conf=conf)
     assert total >= 10
+
+
+def test_multi_label_keeps_every_class_above_conf(raw_model: Path) -> None:
+    # As Ultralytics' val: anchor A (0.9 scratch, 0.1 dent) gives no dent at conf 0.05 unless
+    # multi-label, where each class of an anchor is its own candidate for class-aware NMS.
+    single = load_detector(raw_model, backend="onnxruntime", conf=0.05)
+    multi = load_detector(raw_model, backend="onnxruntime", conf=0.05, multi_label=True)
+    a, b = single.detect(FRAME_128x64), multi.detect(FRAME_128x64)
+    pairs = set(zip(b.class_id.tolist(), np.round(b.confidence.astype(float), 3).tolist(), strict=True))
+    assert (1, 0.1) in pairs and (1, 0.1) not in set(
+        zip(a.class_id.tolist(), np.round(a.confidence.astype(float), 3).tolist(), strict=True)
+    )
+    # D (0.20 scratch, 0.10 dent, 0.24 crack) yields three boxes, one per class.
+    d_box = _to_frame(*RAW_ANCHORS[3][:4])
+    at_d = [c for c, box in zip(b.class_id.tolist(), b.xyxy.tolist(), strict=True)
+            if np.allclose(box, d_box, atol=1e-3)]  # fmt: skip
+    assert sorted(at_d) == [0, 1, 2]
+    assert len(b) > len(a)

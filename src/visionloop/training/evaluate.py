@@ -2,8 +2,9 @@
 
 The metric code is a kept reference implementation (faster-coco-eval, a pycocotools
 re-implementation), not ours: we only turn YOLO labels and our detections into COCO form.
-Detections are made the way Ultralytics' ``val`` makes them (confidence 0.001, NMS IoU 0.7, at
-most 300 per image), so our mAP50 and mAP50-95 are comparable with its figures. Per-class
+Detections are made the way Ultralytics' ``val`` makes them (confidence 0.001, NMS IoU 0.7,
+every class above the threshold of a box kept as its own detection, at most 300 per image), so
+our mAP50 and mAP50-95 are comparable with its figures. Per-class
 ``recall`` is different: it is the share of ground-truth boxes found at IoU 0.5 by detections at
 the operating threshold (``recall_conf``, 0.25 by default): what a deployed model misses.
 """
@@ -221,7 +222,12 @@ def evaluate(
     files = split_files(Path(dataset), split)
     if isinstance(model, Path | str):
         detector = load_detector(
-            Path(model), backend=backend, precision=precision, conf=EVAL_CONF, iou=EVAL_IOU
+            Path(model),
+            backend=backend,
+            precision=precision,
+            conf=EVAL_CONF,
+            iou=EVAL_IOU,
+            multi_label=True,
         )
     else:
         detector = model

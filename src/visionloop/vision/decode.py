@@ -48,18 +48,30 @@ def decode_raw(
     iou: float,
     max_det: int = MAX_DET,
     max_nms: int = MAX_NMS,
+    multi_label: bool = False,
 ) -> RawBoxes:
-    """Decode a ``[1, 4 + nc, N]`` output: best class per anchor, threshold, class-aware NMS."""
+    """Decode a ``[1, 4 + nc, N]`` output: best class per anchor, threshold, class-aware NMS.
+
+    ``multi_label`` keeps every class above ``conf`` of an anchor as its own box (how
+    Ultralytics' ``val`` computes mAP); otherwise only the best class (its ``predict``).
+    """
     if output.ndim != 3 or output.shape[0] != 1 or output.shape[1] < 5:
         raise ValueError(f"raw output must be [1, 4 + nc, N], got {list(output.shape)}")
     pred = output[0]
     cls_scores = pred[4:]
-    best = cls_scores.max(axis=0)
-    keep = np.flatnonzero(best > conf)
-    if keep.size == 0:
-        return RawBoxes.empty()
-    scores = best[keep].astype(np.float32)
-    class_id = cls_scores[:, keep].argmax(axis=0).astype(np.int64)
+    if multi_label:
+        cls_idx, keep = np.nonzero(cls_scores > conf)
+        if keep.size == 0:
+            return RawBoxes.empty()
+        scores = cls_scores[cls_idx, keep].astype(np.float32)
+        class_id = cls_idx.astype(np.int64)
+    else:
+        best = cls_scores.max(axis=0)
+        keep = np.flatnonzero(best > conf)
+        if keep.size == 0:
+            return RawBoxes.empty()
+        scores = best[keep].astype(np.float32)
+        class_id = cls_scores[:, keep].argmax(axis=0).astype(np.int64)
     if keep.size > max_nms:
         top = np.argsort(-scores, kind="stable")[:max_nms]
         keep, scores, class_id = keep[top], scores[top], class_id[top]
@@ -125,8 +137,9 @@ def decode(
     conf: float,
     iou: float,
     max_det: int = MAX_DET,
+    multi_label: bool = False,
 ) -> RawBoxes:
-    """Decode one model output of the given layout."""
+    """Decode one model output of the given layout (``multi_label``: raw layout only)."""
     if layout == "raw":
-        return decode_raw(output, conf=conf, iou=iou, max_det=max_det)
+        return decode_raw(output, conf=conf, iou=iou, max_det=max_det, multi_label=multi_label)
     return decode_end2end(output, conf=conf, max_det=max_det)

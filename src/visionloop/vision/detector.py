@@ -84,6 +84,7 @@ class YoloDetector:
         conf: float,
         iou: float,
         max_det: int = MAX_DET,
+        multi_label: bool = False,
     ) -> None:
         if not 0.0 <= conf < 1.0:
             raise InvalidInputError(f"conf must be in [0, 1), got {conf}")
@@ -94,6 +95,7 @@ class YoloDetector:
         self.conf = conf
         self.iou = iou
         self.max_det = max_det
+        self.multi_label = multi_label
         self._backend = backend
         self._letterbox = LetterboxBuffer(info.imgsz_hw)
         backend.prepare(info.imgsz_hw)
@@ -107,7 +109,14 @@ class YoloDetector:
     def postprocess(
         self, outputs: list[NDArray[np.floating]], lb: Letterbox, size_wh: tuple[int, int]
     ) -> Detections:
-        boxes = decode(outputs[0], self.layout, conf=self.conf, iou=self.iou, max_det=self.max_det)
+        boxes = decode(
+            outputs[0],
+            self.layout,
+            conf=self.conf,
+            iou=self.iou,
+            max_det=self.max_det,
+            multi_label=self.multi_label,
+        )
         if len(boxes.confidence) == 0:
             return Detections.empty()
         return Detections(
@@ -239,6 +248,7 @@ def load_detector(
     version: str = "local",
     threads: int | None = None,
     imgsz: int | tuple[int, int] | None = None,
+    multi_label: bool = False,
 ) -> Detector:
     """Load an Ultralytics ONNX export as a ``Detector``.
 
@@ -247,6 +257,7 @@ def load_detector(
     score threshold and the NMS IoU threshold. ``version`` names the model in records.
     ``threads`` caps the backend's intra-op threads (None: the backend's default).
     ``imgsz`` picks the input size of a model exported with ``dynamic=True``.
+    ``multi_label`` reports every class above ``conf`` of a box, not only the best (for mAP).
     Raises ``ModelError`` for a file that is not such a model, ``InvalidInputError`` for an
     impossible combination of options.
     """
@@ -269,7 +280,7 @@ def load_detector(
             "producer": runtime.metadata.get("version", ""),
         },
     )
-    detector = YoloDetector(runtime, info, layout, conf=conf, iou=iou)
+    detector = YoloDetector(runtime, info, layout, conf=conf, iou=iou, multi_label=multi_label)
     log.info(
         "loaded %s (%d classes, %dx%d, %s) on %s %s",
         path.name,
