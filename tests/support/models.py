@@ -26,6 +26,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BASELINE_ONNX = REPO / "models" / "baseline" / "model.onnx"
+BASELINE_PT = REPO / "models" / "baseline" / "best.pt"
 REF_SCRIPT = Path(__file__).with_name("ultralytics_ref.py")
 NAMES = {0: "scratch", 1: "dent", 2: "crack", 3: "stain"}
 

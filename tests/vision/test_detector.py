@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from support.models import (
+    BASELINE_ONNX,
+    BASELINE_PT,
     NAMES,
     YoloFiles,
     have_ultralytics,
@@ -20,6 +22,7 @@ from visionloop.errors import InvalidInputError, ModelError
 from visionloop.types import Detections
 from visionloop.vision.backends import choose_backend, openvino_installed
 from visionloop.vision.detector import load_detector, sha256_file
+from visionloop.vision.synthetic import SyntheticLine
 
 BACKENDS = [
     "onnxruntime",
@@ -331,30 +334,41 @@ def test_openvino_backend_never_starts_telemetry(
 
 @pytest.mark.train
 @pytest.mark.skipif(not have_ultralytics(), reason="needs the train extra (ultralytics)")
-@pytest.mark.parametrize("export", ["raw", "nms-in-graph"])
+@pytest.mark.parametrize("export", ["raw", "nms-in-graph", "baseline"])
 def test_decode_matches_ultralytics_predictions(
-    yolo_model: YoloFiles, tmp_path: Path, export: str
+    request: pytest.FixtureRequest, tmp_path: Path, export: str
 ) -> None:
-    sizes = [(640, 480), (1280, 720), (480, 640), (333, 517)]
+    """Same weights, same image: our ONNX runtime path vs Ultralytics' own torch predictions."""
     images = []
-    for seed, size in enumerate(sizes):
-        path = tmp_path / f"frame{seed}.png"
-        cv2.imwrite(str(path), _scene(size, seed))
+    if export == "baseline":
+        if not (BASELINE_ONNX.is_file() and BASELINE_PT.is_file()):
+            pytest.skip("models/baseline/{model.onnx,best.pt} are not there yet")
+        onnx, weights, imgsz, config_dir = BASELINE_ONNX, BASELINE_PT, 640, tmp_path / "yolo"
+        frames = [SyntheticLine(seed=3).render(i * 40).frame_bgr for i in range(3)]
+        frames.append(SyntheticLine(seed=4, size_wh=(960, 540)).render(0).frame_bgr)
+    else:
+        files: YoloFiles = request.getfixturevalue("yolo_model")
+        onnx = files.onnx if export == "raw" else files.onnx_nms
+        weights, imgsz, config_dir = files.pt, files.imgsz, files.config_dir
+        sizes = [(640, 480), (1280, 720), (480, 640), (333, 517)]
+        frames = [_scene(size, seed) for seed, size in enumerate(sizes)]
+    for i, frame in enumerate(frames):
+        path = tmp_path / f"frame{i}.png"
+        cv2.imwrite(str(path), frame)
         images.append(path)
     conf, iou = 0.25, 0.7  # Ultralytics' predict defaults (and what nms=True bakes in)
     answers = ultralytics_json(
         "predict",
-        "--weights", str(yolo_model.pt),
+        "--weights", str(weights),
         "--images", *map(str, images),
-        "--imgsz", str(yolo_model.imgsz),
+        "--imgsz", str(imgsz),
         "--conf", str(conf),
         "--iou", str(iou),
-        config_dir=yolo_model.config_dir,
+        config_dir=config_dir,
         out=tmp_path / "ref.json",
     )  # fmt: skip
-    onnx = yolo_model.onnx if export == "raw" else yolo_model.onnx_nms
     det = load_detector(onnx, backend="onnxruntime", conf=conf, iou=iou)
-    assert det.info.extra["layout"] == ("raw" if export == "raw" else "end2end")
+    assert det.info.extra["layout"] == ("end2end" if export == "nms-in-graph" else "raw")
     total = 0
     for path, answer in zip(images, answers, strict=True):
         ref = Detections(
@@ -374,7 +388,9 @@ def test_multi_label_keeps_every_class_above_conf(raw_model: Path) -> None:
     single = load_detector(raw_model, backend="onnxruntime", conf=0.05)
     multi = load_detector(raw_model, backend="onnxruntime", conf=0.05, multi_label=True)
     a, b = single.detect(FRAME_128x64), multi.detect(FRAME_128x64)
-    pairs = set(zip(b.class_id.tolist(), np.round(b.confidence.astype(float), 3).tolist(), strict=True))
+    pairs = set(
+        zip(b.class_id.tolist(), np.round(b.confidence.astype(float), 3).tolist(), strict=True)
+    )
     assert (1, 0.1) in pairs and (1, 0.1) not in set(
         zip(a.class_id.tolist(), np.round(a.confidence.astype(float), 3).tolist(), strict=True)
     )
