@@ -147,13 +147,14 @@ def register_trained_model(
     """Register ``result.onnx_path`` as a new version, tagged, and move ``staging`` to it.
 
     Tags: ``sha256`` (of the ONNX file), ``dataset_digest``, ``train_run_id`` and the evaluation
-    metrics (``map50``, ``map50_95``) as strings.
+    metrics (``map50``, ``map50_95``, ``<class>_ap50``, ``<class>_recall``) as strings, which
+    the registry reads back as the version's metrics.
     """
     tags = {"sha256": sha256, "dataset_digest": dataset_digest}
     if run_id is not None:
         tags["train_run_id"] = run_id
     if evaluation is not None:
-        tags |= {k: f"{v:.6f}" for k, v in evaluation.metrics.items() if k in {"map50", "map50_95"}}
+        tags |= {k: f"{v:.6f}" for k, v in evaluation.metrics.items()}
     model = result.params.get("model", "")
     description = f"{model} trained {result.params.get('epochs_run', '?')} epochs"
     version = registry.register(result.onnx_path, run_id=run_id, tags=tags, description=description)

@@ -15,6 +15,7 @@ import math
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,15 +211,20 @@ def export_onnx(weights: Path, out: Path, *, imgsz: int, config_dir: Path | None
     with tempfile.TemporaryDirectory(prefix="visionloop-export-") as tmp:
         scratch = Path(tmp) / "model.pt"
         shutil.copyfile(weights, scratch)
-        exported = YOLO(str(scratch)).export(
-            format="onnx",
-            imgsz=imgsz,
-            simplify=onnxslim_available(),
-            dynamic=False,
-            nms=False,
-            device="cpu",
-            verbose=False,
-        )
+        with warnings.catch_warnings():
+            # Ultralytics calls torch's TorchScript-based exporter on purpose (its graphs are
+            # what every runtime reads); torch >= 2.9 flags that path and its helpers as
+            # deprecated. Not ours to fix, and no reason to fail an export under -W error.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            exported = YOLO(str(scratch)).export(
+                format="onnx",
+                imgsz=imgsz,
+                simplify=onnxslim_available(),
+                dynamic=False,
+                nms=False,
+                device="cpu",
+                verbose=False,
+            )
         shutil.move(str(exported), out)
     return out
 
