@@ -1,4 +1,4 @@
-"""End-to-end FPS of the edge pipeline next to the model alone, per source, size, backend, precision.
+"""End-to-end FPS of the edge pipeline beside the model alone: per source, size, backend, precision.
 
 Runs the real ``visionloop.edge.pipeline.Pipeline`` (capture thread, letterbox, inference, NMS,
 frame statistics, sampler, JPEG for sampled frames, SQLite outbox commit per frame) into an
@@ -11,8 +11,9 @@ run on the same loaded detector, so the ratio is pipeline FPS / model FPS.
     .venv/bin/python benchmarks/edge.py                      # baseline model, everything
     .venv/bin/python benchmarks/edge.py --frames 600 --imgsz 640 --backend openvino:bf16
 
-A model exported with a fixed input size runs at that size only; a dynamic export
-(``dynamic=True``) runs at each ``--imgsz``.
+The shipped baseline ONNX has a fixed 640x640 input; for 320 the benchmark exports the shipped
+weights (``models/baseline/best.pt``) at 320 first (needs the train extra). A ``--model`` with a
+fixed input size runs at that size only; a dynamic export runs at each ``--imgsz``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import argparse
 import logging
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +40,11 @@ from visionloop.vision.sources import open_source
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = REPO / "models" / "baseline" / "model.onnx"
+BASELINE_PT = REPO / "models" / "baseline" / "best.pt"
+_EXPORT = (
+    "import sys; from pathlib import Path; from visionloop.training.train import export_onnx; "
+    "export_onnx(Path(sys.argv[1]), Path(sys.argv[2]), imgsz=int(sys.argv[3]))"
+)
 STAGES = ("capture", "preprocess", "infer", "postprocess", "stats", "record", "outbox", "encode")
 
 
@@ -54,6 +61,43 @@ def write_video(path: Path, n: int, size_wh: tuple[int, int]) -> Path:
     source.close()
     writer.release()
     return path
+
+
+def input_size(path: Path) -> int | None:
+    """The fixed input size of an ONNX model (square), or None when it is dynamic."""
+    import onnx
+
+    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    h = dims[2].dim_value if dims[2].HasField("dim_value") else 0
+    return int(h) or None
+
+
+def models_to_run(
+    paths: list[Path] | None, sizes: list[int], workdir: Path
+) -> list[tuple[Path, int]]:
+    """(model file, input size) pairs: each static model at its size, dynamic ones at each size."""
+    if paths is None:
+        paths = [BASELINE]
+        for size in sizes:
+            if size != input_size(BASELINE) and BASELINE_PT.is_file():
+                out = workdir / f"baseline-{size}.onnx"
+                env = {**os.environ, "YOLO_OFFLINE": "1", "DO_NOT_TRACK": "1"}
+                subprocess.run(
+                    [sys.executable, "-c", _EXPORT, str(BASELINE_PT), str(out), str(size)],
+                    check=True,
+                    capture_output=True,
+                    env=env,
+                )
+                paths.append(out)
+    pairs = []
+    for path in paths:
+        fixed = input_size(path)
+        if fixed is not None:
+            if fixed in sizes:
+                pairs.append((path, fixed))
+        else:
+            pairs.extend((path, size) for size in sizes)
+    return sorted(pairs, key=lambda p: p[1])
 
 
 def model_only_fps(detector: Detector, frame: np.ndarray, seconds: float) -> float:
@@ -90,7 +134,7 @@ def pipeline_run(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=BASELINE)
+    parser.add_argument("--model", type=Path, nargs="+", default=None)
     parser.add_argument("--frames", type=int, default=600, help="frames per pipeline run")
     parser.add_argument("--model-seconds", type=float, default=4.0)
     parser.add_argument("--imgsz", type=int, nargs="+", default=[320, 640])
@@ -105,14 +149,17 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    if not args.model.exists():
-        print(f"no model at {args.model}: pass --model PATH (an Ultralytics ONNX export)")
-        return 2
+    for path in args.model or [BASELINE]:
+        if not path.exists():
+            print(f"no model at {path}: pass --model PATH (an Ultralytics ONNX export)")
+            return 2
     w, h = (int(v) for v in args.size.split("x"))
-    print(f"model {args.model} · {os.cpu_count()} CPUs · source frames {w}x{h}")
-    print(f"{args.frames} frames per pipeline run; the outbox is a real SQLite file; no server\n")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
+        pairs = models_to_run(args.model, args.imgsz, workdir)
+        print(f"models: {', '.join(f'{p.name}@{s}' for p, s in pairs)} · {os.cpu_count()} CPUs")
+        print(f"source frames {w}x{h}; {args.frames} frames per pipeline run into a real SQLite")
+        print(f"outbox, no server; load average before: {os.getloadavg()[0]:.2f}\n")
         video = write_video(workdir / "line.avi", args.frames + 10, (w, h))
         sources = {"synthetic": "synthetic", "video": str(video)}
         header = (
@@ -123,10 +170,10 @@ def main() -> int:
         probe = next(iter(open_source("synthetic", seed=0, size_wh=(w, h)))).frame_bgr
         for pair in args.backend:
             backend, _, precision = pair.partition(":")
-            for imgsz in args.imgsz:
+            for model_path, imgsz in pairs:
                 try:
                     detector = load_detector(
-                        args.model,
+                        model_path,
                         backend=backend,  # type: ignore[arg-type]
                         precision=(precision or "fp32"),  # type: ignore[arg-type]
                         imgsz=imgsz,
