@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -66,3 +68,66 @@ def test_bad_window_is_422(viewer_client: TestClient, window: str) -> None:
     r = viewer_client.get(SUMMARY, params={"window": window})
     assert r.status_code == 422
     assert "window" in r.json()["detail"]
+
+
+def _brute_force(frames: list[dict[str, Any]], since: datetime, until: datetime) -> dict[str, Any]:
+    per_class: dict[str, list[int]] = {}
+    hist = [0] * 10
+    n_frames = n_dets = 0
+    for f in frames:
+        ts = datetime.fromisoformat(f["captured_at"].replace("Z", "+00:00"))
+        if not since <= ts < until:
+            continue
+        n_frames += 1
+        for name in {d["class_name"] for d in f["detections"]}:
+            per_class.setdefault(name, [0, 0])[0] += 1
+        for d in f["detections"]:
+            n_dets += 1
+            per_class[d["class_name"]][1] += 1
+            hist[min(int(d["confidence"] * 10), 9)] += 1
+    return {
+        "frames": n_frames,
+        "detections": n_dets,
+        "per_class": {k: tuple(v) for k, v in per_class.items()},
+        "histogram": hist,
+    }
+
+
+@pytest.mark.parametrize("window_h", [1, 3, 7, 30])
+def test_rollups_agree_with_the_raw_data(
+    device_client: TestClient, viewer_client: TestClient, window_h: int
+) -> None:
+    rng = random.Random(window_h)
+    now = datetime.now(UTC)
+    frames = []
+    for _ in range(150):
+        f = frame_record(
+            captured_at=now - timedelta(seconds=rng.uniform(0, 40 * 3600)), detections=0
+        )
+        f["detections"] = [
+            {
+                "class_id": k,
+                "class_name": ("scratch", "dent", "crack")[rng.randrange(3)],
+                "confidence": round(rng.random(), 3),
+                "xyxyn": [0.1, 0.1, 0.2, 0.2],
+            }
+            for k in range(rng.randrange(4))
+        ]
+        frames.append(f)
+    for i in range(0, len(frames), 40):
+        device_client.post("/api/v1/ingest", json={"frames": frames[i : i + 40]})
+    # Duplicates must not count twice.
+    device_client.post("/api/v1/ingest", json={"frames": frames[:60]})
+
+    s = viewer_client.get(SUMMARY, params={"window": f"{window_h}h"}).json()
+    until = datetime.fromisoformat(s["until"].replace("Z", "+00:00"))
+    since = datetime.fromisoformat(s["since"].replace("Z", "+00:00"))
+    want = _brute_force(frames, since, until)
+    assert s["frames"] == want["frames"]
+    assert s["detections"] == want["detections"]
+    assert {c["class_name"]: (c["frames"], c["detections"]) for c in s["per_class"]} == want[
+        "per_class"
+    ]
+    assert s["confidence_histogram"]["counts"] == want["histogram"]
+    assert s["frames_total"] == 150
+    assert s["detections_total"] == sum(len(f["detections"]) for f in frames)

@@ -190,5 +190,48 @@ def table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
 
+class FrameRollup(Base):
+    """Frames and detections per hour of capture time and device, kept up to date by ingest, so
+    that statistics over long windows read a few rows per hour instead of every frame."""
+
+    __tablename__ = "frame_rollups"
+
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    frames: Mapped[int]
+    detections: Mapped[int]
+
+
+class ClassRollup(Base):
+    """Per hour of capture time, device and class: frames with at least one such detection, the
+    detections, and their confidence histogram (``conf_k`` counts confidences in
+    ``[k/10, (k+1)/10)``; 1.0 is in ``conf_9``)."""
+
+    __tablename__ = "class_rollups"
+
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    class_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    frames: Mapped[int]
+    detections: Mapped[int]
+    conf_0: Mapped[int]
+    conf_1: Mapped[int]
+    conf_2: Mapped[int]
+    conf_3: Mapped[int]
+    conf_4: Mapped[int]
+    conf_5: Mapped[int]
+    conf_6: Mapped[int]
+    conf_7: Mapped[int]
+    conf_8: Mapped[int]
+    conf_9: Mapped[int]
+
+
+HISTOGRAM_BINS = 10
+CONF_COLUMNS = tuple(f"conf_{k}" for k in range(HISTOGRAM_BINS))
+
 frames_table = table(Frame)
 detections_table = table(Detection)

@@ -3,7 +3,10 @@
 Idempotency is an ``INSERT … ON CONFLICT (id) DO NOTHING … RETURNING pk, id`` (SQLite ≥ 3.35 and
 PostgreSQL both have it): the database, not a read-then-write, decides which frames are new, so
 two replicas receiving the same batch at once still store each frame once. Detections are then
-inserted only for the frames that came back as new, referring to them by ``pk``.
+inserted only for the frames that came back as new, referring to them by ``pk``, and the hourly
+rollups the statistics read (``frame_rollups``, ``class_rollups``) are incremented for them in the
+same transaction (``INSERT … ON CONFLICT DO UPDATE SET n = n + excluded.n``, rows in key order so
+that concurrent batches on PostgreSQL cannot deadlock).
 
 The statements are plain SQL run through the SQLAlchemy connection with DB-API rows: SQLAlchemy's
 per-row parameter processing costs about 10 µs a row, several times the database's own work per
@@ -22,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from visionloop.server.models import CONF_COLUMNS, HISTOGRAM_BINS
 from visionloop.types import FrameRecord
 
 FRAME_COLUMNS = (
@@ -103,6 +107,28 @@ def _frames_sql(placeholder: str, rows: int) -> str:
 
 
 @cache
+def _frame_rollup_sql(placeholder: str) -> str:
+    return (
+        "INSERT INTO frame_rollups (hour, device_id, frames, detections) "
+        f"VALUES ({', '.join([placeholder] * 4)}) "
+        "ON CONFLICT (hour, device_id) DO UPDATE SET "
+        "frames = frame_rollups.frames + excluded.frames, "
+        "detections = frame_rollups.detections + excluded.detections"
+    )
+
+
+@cache
+def _class_rollup_sql(placeholder: str) -> str:
+    counts = ("frames", "detections", *CONF_COLUMNS)
+    updates = ", ".join(f"{c} = class_rollups.{c} + excluded.{c}" for c in counts)
+    return (
+        f"INSERT INTO class_rollups (hour, device_id, class_name, {', '.join(counts)}) "
+        f"VALUES ({', '.join([placeholder] * (3 + len(counts)))}) "
+        f"ON CONFLICT (hour, device_id, class_name) DO UPDATE SET {updates}"
+    )
+
+
+@cache
 def _detections_sql(placeholder: str) -> str:
     values = ", ".join([placeholder] * len(DETECTION_COLUMNS))
     return f"INSERT INTO detections ({', '.join(DETECTION_COLUMNS)}) VALUES ({values})"
@@ -151,9 +177,25 @@ def insert_frames(
     new = connection.exec_driver_sql(_frames_sql(d.placeholder, len(unique)), tuple(params)).all()
 
     detection_rows: list[tuple[Any, ...]] = []
+    # hour -> [frames, detections]; (hour, class) -> [frames, detections, conf_0..conf_9]
+    frame_rollup: dict[datetime, list[int]] = {}
+    class_rollup: dict[tuple[datetime, str], list[int]] = {}
     for frame_pk, frame_id in new:
         frame, captured = unique[frame_id]
+        hour = frame.captured_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        counts = frame_rollup.setdefault(hour, [0, 0])
+        counts[0] += 1
+        counts[1] += len(frame.detections)
+        classes_seen: set[str] = set()
         for det in frame.detections:
+            per_class = class_rollup.get((hour, det.class_name))
+            if per_class is None:
+                per_class = class_rollup[(hour, det.class_name)] = [0] * (2 + HISTOGRAM_BINS)
+            if det.class_name not in classes_seen:
+                classes_seen.add(det.class_name)
+                per_class[0] += 1
+            per_class[1] += 1
+            per_class[2 + min(int(det.confidence * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)] += 1
             x1, y1, x2, y2 = det.xyxyn
             detection_rows.append(
                 (
@@ -171,6 +213,19 @@ def insert_frames(
             )
     if detection_rows:
         connection.exec_driver_sql(_detections_sql(d.placeholder), detection_rows)
+    if frame_rollup:
+        connection.exec_driver_sql(
+            _frame_rollup_sql(d.placeholder),
+            [(d.time_value(h), device_id, *c) for h, c in sorted(frame_rollup.items())],
+        )
+    if class_rollup:
+        connection.exec_driver_sql(
+            _class_rollup_sql(d.placeholder),
+            [
+                (d.time_value(h), device_id, name, *c)
+                for (h, name), c in sorted(class_rollup.items())
+            ],
+        )
     connection.exec_driver_sql(
         f"UPDATE devices SET last_seen_at = {d.placeholder} WHERE id = {d.placeholder}",
         (received, device_id),

@@ -1,22 +1,32 @@
-"""Aggregates for the dashboard: counts per class, per device and a confidence histogram over a
+"""Aggregates for the dashboard: counts per class and device and a confidence histogram over a
 time window (by ``captured_at``), plus all-time totals.
 
-Every windowed query reads a covering index (``ix_detections_captured_at`` or
-``ix_frames_device_id_captured_at``), so its cost grows with the rows inside the window, not with
-the table.
+Whole hours inside the window are read from the hourly rollups that ingest maintains
+(``frame_rollups``, ``class_rollups``); only the partial hours at either end are aggregated from
+the frames and detections themselves (through covering indexes). So a summary costs a few rows
+per hour of window plus at most two hours of raw rows, however much data is stored.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Integer, cast, distinct, func, select
 from sqlalchemy.orm import Session
 
-from visionloop.server.models import Detection, Device, Frame
+from visionloop.server.models import (
+    HISTOGRAM_BINS,
+    ClassRollup,
+    Detection,
+    Device,
+    Frame,
+    FrameRollup,
+)
 
-HISTOGRAM_BINS = 10
+__all__ = ["HISTOGRAM_BINS", "ClassCounts", "DeviceCounts", "Summary", "summary"]
+
+_HOUR = timedelta(hours=1)
 
 
 @dataclass(slots=True)
@@ -47,6 +57,23 @@ class Summary:
     detections_total: int = 0
 
 
+@dataclass(slots=True)
+class _Partial:
+    per_class: dict[str, ClassCounts] = field(default_factory=dict)
+    per_device: dict[int, list[int]] = field(default_factory=dict)  # device -> [frames, dets]
+    histogram: list[int] = field(default_factory=lambda: [0] * HISTOGRAM_BINS)
+
+    def add_class(self, name: str, frames: int, detections: int) -> None:
+        c = self.per_class.setdefault(name, ClassCounts(name))
+        c.frames += frames
+        c.detections += detections
+
+    def add_device(self, device_id: int, frames: int, detections: int) -> None:
+        d = self.per_device.setdefault(device_id, [0, 0])
+        d[0] += frames
+        d[1] += detections
+
+
 def _bucket(session: Session) -> ColumnElement[int]:
     scaled = Detection.confidence * HISTOGRAM_BINS
     if session.get_bind().dialect.name == "postgresql":
@@ -54,56 +81,103 @@ def _bucket(session: Session) -> ColumnElement[int]:
     return cast(scaled, Integer)  # SQLite truncates toward zero: floor for values >= 0
 
 
-def summary(session: Session, *, since: datetime, until: datetime) -> Summary:
-    """Aggregates over frames captured in ``[since, until)`` and the all-time totals."""
-    in_window_det = (Detection.captured_at >= since, Detection.captured_at < until)
-    in_window_frame = (Frame.captured_at >= since, Frame.captured_at < until)
+def _floor_hour(ts: datetime) -> datetime:
+    return ts.replace(minute=0, second=0, microsecond=0)
 
-    per_class: dict[str, ClassCounts] = {}
-    histogram = [0] * HISTOGRAM_BINS
+
+def _exact(session: Session, out: _Partial, since: datetime, until: datetime) -> None:
+    """Aggregate ``[since, until)`` from the raw tables into ``out``."""
+    if since >= until:
+        return
+    in_det = (Detection.captured_at >= since, Detection.captured_at < until)
     bucket = _bucket(session).label("bucket")
     for name, b, n in session.execute(
         select(Detection.class_name, bucket, func.count())
-        .where(*in_window_det)
+        .where(*in_det)
         .group_by(Detection.class_name, bucket)
     ):
-        per_class.setdefault(name, ClassCounts(name)).detections += n
-        histogram[min(max(int(b), 0), HISTOGRAM_BINS - 1)] += n
+        out.add_class(name, 0, n)
+        out.histogram[min(max(int(b), 0), HISTOGRAM_BINS - 1)] += n
     for name, n in session.execute(
         select(Detection.class_name, func.count(distinct(Detection.frame_pk)))
-        .where(*in_window_det)
+        .where(*in_det)
         .group_by(Detection.class_name)
     ):
-        per_class.setdefault(name, ClassCounts(name)).frames = n
+        out.add_class(name, n, 0)
+    for device_id, n, dets in session.execute(
+        select(Frame.device_id, func.count(), func.sum(Frame.detection_count))
+        .where(Frame.captured_at >= since, Frame.captured_at < until)
+        .group_by(Frame.device_id)
+    ):
+        out.add_device(device_id, n, dets or 0)
 
-    frame_counts = {
-        device_id: (n, dets or 0)
-        for device_id, n, dets in session.execute(
-            select(Frame.device_id, func.count(), func.sum(Frame.detection_count))
-            .where(*in_window_frame)
-            .group_by(Frame.device_id)
+
+def _rolled(session: Session, out: _Partial, first_hour: datetime, end_hour: datetime) -> None:
+    """Add the rollups of the whole hours ``[first_hour, end_hour)`` into ``out``."""
+    if first_hour >= end_hour:
+        return
+    conf = [func.sum(getattr(ClassRollup, f"conf_{k}")) for k in range(HISTOGRAM_BINS)]
+    for name, frames, dets, *bins in session.execute(
+        select(
+            ClassRollup.class_name,
+            func.sum(ClassRollup.frames),
+            func.sum(ClassRollup.detections),
+            *conf,
         )
-    }
+        .where(ClassRollup.hour >= first_hour, ClassRollup.hour < end_hour)
+        .group_by(ClassRollup.class_name)
+    ):
+        out.add_class(name, int(frames), int(dets))
+        for k, n in enumerate(bins):
+            out.histogram[k] += int(n)
+    for device_id, frames, dets in session.execute(
+        select(
+            FrameRollup.device_id, func.sum(FrameRollup.frames), func.sum(FrameRollup.detections)
+        )
+        .where(FrameRollup.hour >= first_hour, FrameRollup.hour < end_hour)
+        .group_by(FrameRollup.device_id)
+    ):
+        out.add_device(device_id, int(frames), int(dets))
+
+
+def summary(session: Session, *, since: datetime, until: datetime) -> Summary:
+    """Aggregates over frames captured in ``[since, until)`` and the all-time totals."""
+    acc = _Partial()
+    first_hour = _floor_hour(since)
+    if first_hour < since:
+        first_hour += _HOUR
+    end_hour = _floor_hour(until)
+    if first_hour < end_hour:
+        _exact(session, acc, since, first_hour)
+        _rolled(session, acc, first_hour, end_hour)
+        _exact(session, acc, end_hour, until)
+    else:
+        _exact(session, acc, since, until)
+
     per_device = [
         DeviceCounts(
             device_id=d.id,
             name=d.name,
-            frames=frame_counts.get(d.id, (0, 0))[0],
-            detections=frame_counts.get(d.id, (0, 0))[1],
+            frames=acc.per_device.get(d.id, [0, 0])[0],
+            detections=acc.per_device.get(d.id, [0, 0])[1],
             last_seen_at=d.last_seen_at,
         )
         for d in session.execute(
             select(Device.id, Device.name, Device.last_seen_at).order_by(Device.name)
         )
     ]
-    frames_total = session.scalar(select(func.count()).select_from(Frame)) or 0
-    detections_total = session.scalar(select(func.count()).select_from(Detection)) or 0
+    frames_total, detections_total = session.execute(
+        select(
+            func.coalesce(func.sum(FrameRollup.frames), 0),
+            func.coalesce(func.sum(FrameRollup.detections), 0),
+        )
+    ).one()
     return Summary(
-        frames=sum(n for n, _ in frame_counts.values()),
-        detections=sum(c.detections for c in per_class.values()),
-        per_class=sorted(per_class.values(), key=lambda c: (-c.detections, c.class_name)),
+        frames=sum(f for f, _ in acc.per_device.values()),
+        detections=sum(c.detections for c in acc.per_class.values()),
+        per_class=sorted(acc.per_class.values(), key=lambda c: (-c.detections, c.class_name)),
         per_device=per_device,
-        histogram_counts=histogram,
-        frames_total=frames_total,
-        detections_total=detections_total,
+        histogram_counts=acc.histogram,
+        frames_total=int(frames_total),
+        detections_total=int(detections_total),
     )
