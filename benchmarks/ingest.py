@@ -401,6 +401,13 @@ def seed(db: Database, n_detections: int, dets_per_frame: int = 5) -> None:
         for i in range(0, n_frames, chunk)
     )
     raw_insert(db, list(batches))
+    # The rows went in behind ingest's back: build the hourly rollups the statistics read.
+    from visionloop.server.store.stats import rebuild_rollups
+
+    engine = create_db_engine(db.url)
+    with engine.begin() as c:
+        rebuild_rollups(c)
+    engine.dispose()
     if db.kind == "postgresql":
         from sqlalchemy import text
 

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
-from support.db import add_device, frame_record
+from support.db import add_device, app_state, frame_record
+from visionloop.server.store.stats import rebuild_rollups
 
 SUMMARY = "/api/v1/stats/summary"
 
@@ -131,3 +133,31 @@ def test_rollups_agree_with_the_raw_data(
     assert s["confidence_histogram"]["counts"] == want["histogram"]
     assert s["frames_total"] == 150
     assert s["detections_total"] == sum(len(f["detections"]) for f in frames)
+
+
+def test_rebuilt_rollups_equal_the_ones_ingest_kept(
+    app: FastAPI, device_client: TestClient, viewer_client: TestClient
+) -> None:
+    now = datetime.now(UTC)
+    frames = [
+        frame_record(captured_at=now - timedelta(minutes=37 * i), detections=i % 4)
+        for i in range(40)
+    ]
+    device_client.post("/api/v1/ingest", json={"frames": frames})
+    before = viewer_client.get(SUMMARY, params={"window": "30h"}).json()
+    with app_state(app).engine.begin() as conn:
+        kept = [
+            conn.execute(text(f"SELECT * FROM {t} ORDER BY 1, 2, 3")).all()
+            for t in ("frame_rollups", "class_rollups")
+        ]
+        rebuild_rollups(conn)
+    with app_state(app).engine.connect() as conn:
+        rebuilt = [
+            conn.execute(text(f"SELECT * FROM {t} ORDER BY 1, 2, 3")).all()
+            for t in ("frame_rollups", "class_rollups")
+        ]
+    assert rebuilt == kept
+    after = viewer_client.get(SUMMARY, params={"window": "30h"}).json()
+    assert {k: v for k, v in after.items() if k not in ("since", "until")} == {
+        k: v for k, v in before.items() if k not in ("since", "until")
+    }
