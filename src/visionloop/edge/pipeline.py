@@ -1,15 +1,17 @@
-"""The real-time pipeline: capture → bounded queue → letterbox + inference → sink → outbox.
+"""The real-time pipeline: capture + letterbox → bounded queue → inference → sink → outbox.
 
-One capture thread reads the source into a bounded queue. A live source (camera, RTSP) must never
-wait for us, so when the queue is full the oldest frame is dropped and counted; a file or
-synthetic source blocks instead and never drops. The calling thread letterboxes and runs the
-model back to back; a sink thread takes each inferred frame, in order, through decode + NMS,
-frame statistics, the sampler and record building, and commits the record (and a sampled frame's
-JPEG) to the outbox in one transaction. Overlapping the bookkeeping with the next inference is
-what keeps the pipeline near the model's own speed on two cores. A frame counts as processed
-only once committed; at a stop, every inferred frame is committed before :meth:`Pipeline.run`
-returns. A detector handed over with :meth:`Pipeline.swap` takes effect between two frames, and
-each frame travels with the detector that ran it, so its record carries that model's version.
+One capture thread reads the source, letterboxes each frame for the model (into a ring of
+reused buffers, one per frame in flight) and puts it into a bounded queue. A live source
+(camera, RTSP) must never wait for us, so when the queue is full the oldest frame is dropped
+and counted; a file or synthetic source blocks instead and never drops. The calling thread only
+runs the model, back to back. A sink thread takes each inferred frame, in order, through
+decode + NMS, frame statistics, the sampler and record building, and commits the record (and a
+sampled frame's JPEG) to the outbox in one transaction. Overlapping letterbox and bookkeeping
+with inference is what keeps the pipeline near the model's own speed on two cores. A frame
+counts as processed only once committed; at a stop, every inferred frame is committed before
+:meth:`Pipeline.run` returns. A detector handed over with :meth:`Pipeline.swap` takes effect
+between two frames, and each frame travels with the detector that ran it, so its record
+carries that model's version.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from visionloop.edge.records import build_record
 from visionloop.edge.sampler import Sampler
 from visionloop.types import Heartbeat
 from visionloop.vision.detector import Detector
-from visionloop.vision.preprocess import Letterbox, frame_stats
+from visionloop.vision.preprocess import Letterbox, LetterboxBuffer, frame_stats
 
 if TYPE_CHECKING:
     from visionloop.vision.sources import Frame, FrameSource
@@ -107,6 +109,16 @@ class _Metrics:
 
 
 @dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A captured frame already letterboxed for a model of input size ``imgsz_hw``."""
+
+    frame: Frame
+    tensor: NDArray[np.float32]
+    letterbox: Letterbox
+    imgsz_hw: tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
 class _Inferred:
     """A frame between inference and the sink, with the detector that ran it."""
 
@@ -153,6 +165,11 @@ class Pipeline:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._sink_queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._sink_error: BaseException | None = None
+        # Letterbox buffers: one per frame that can be in flight between capture and the end
+        # of its inference (the queue, the frame in hand on each side).
+        self._ring: list[LetterboxBuffer] = []
+        self._ring_size = queue_size + 3
+        self._ring_next = 0
         self._next_detector: Detector | None = None
         self._metrics = _Metrics()
         self._stop = threading.Event()
@@ -223,7 +240,7 @@ class Pipeline:
                     continue
                 if item is _END:
                     break
-                self._infer(cast("Frame", item))
+                self._infer(cast("_Prepared", item))
                 inferred += 1
         finally:
             self._stop.set()
@@ -250,18 +267,20 @@ class Pipeline:
             source_error=self.source_error,
         )
 
-    def _infer(self, frame: Frame) -> None:
+    def _infer(self, item: _Prepared) -> None:
         if self._next_detector is not None:
             self.detector, self._next_detector = self._next_detector, None
             log.info("now running model %s", self.detector.info.version)
         det = self.detector
+        frame = item.frame
         t0 = time.perf_counter()
-        tensor, lb = det.preprocess(frame.frame_bgr)
+        tensor, lb = item.tensor, item.letterbox
+        if item.imgsz_hw != det.info.imgsz_hw:  # prepared for the model before a swap
+            tensor, lb = det.preprocess(frame.frame_bgr)
         t1 = time.perf_counter()
         # Backends may hand out views of buffers the next inference overwrites: keep a copy.
         outputs = [np.array(o, copy=True) for o in det.forward(tensor)]
         t2 = time.perf_counter()
-        self._metrics.add("preprocess", t1 - t0)
         self._metrics.add("infer", t2 - t1)
         self._put_sink(_Inferred(frame, det, outputs, lb, t0), None)
 
@@ -357,9 +376,10 @@ class Pipeline:
                             continue
                         self._stop.wait(next_due - now)
                     next_due = max(next_due + interval, now)
+                prepared = self._prepare(frame)
                 if live:
-                    self._offer_dropping_oldest(frame)
-                elif not self._put_blocking(frame):
+                    self._offer_dropping_oldest(prepared)
+                elif not self._put_blocking(prepared):
                     break
                 captured += 1
                 if not live and self.max_frames is not None and captured >= self.max_frames:
@@ -370,7 +390,19 @@ class Pipeline:
         finally:
             self._put_blocking(_END)
 
-    def _offer_dropping_oldest(self, frame: Frame) -> None:
+    def _prepare(self, frame: Frame) -> _Prepared:
+        """Letterbox in the capture thread, into a ring of buffers (one per frame in flight)."""
+        imgsz_hw = (self._next_detector or self.detector).info.imgsz_hw
+        if not self._ring or self._ring[0].imgsz_hw != imgsz_hw:
+            self._ring = [LetterboxBuffer(imgsz_hw) for _ in range(self._ring_size)]
+        buffer = self._ring[self._ring_next % len(self._ring)]
+        self._ring_next += 1
+        t0 = time.perf_counter()
+        tensor, lb = buffer(frame.frame_bgr)
+        self._metrics.add("preprocess", time.perf_counter() - t0)
+        return _Prepared(frame, tensor, lb, imgsz_hw)
+
+    def _offer_dropping_oldest(self, frame: _Prepared) -> None:
         while True:
             try:
                 self._queue.put_nowait(frame)
