@@ -166,3 +166,29 @@ def test_visionloop_train_runs_offline_and_registers_a_staging_version(
     # Artifacts of a local store stay under the data folder, never in the working directory.
     assert (var / "mlartifacts").is_dir()
     assert not (Path.cwd() / "mlruns").exists()
+
+
+@pytest.mark.train
+@NEEDS_TRAIN_EXTRA
+def test_train_without_test_split_evaluates_on_val_and_registers_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, network_attempts: list[str]
+) -> None:
+    from typer.testing import CliRunner
+
+    from visionloop.cli import app
+    from visionloop.vision.synthetic import write_dataset
+
+    data = write_dataset(tmp_path / "data", n=12, seed=4, splits=(8 / 12, 4 / 12, 0.0))
+    var = tmp_path / "var"
+    monkeypatch.setenv("VISIONLOOP_DATA_DIR", str(var))
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics"))
+    for name in ("YOLO_OFFLINE", "YOLO_AUTOINSTALL", "YOLO_VERBOSE", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    run_dir = tmp_path / "run"
+    args = ["train", str(data), "--out", str(run_dir), "--epochs", "1", "--imgsz", "96"]
+    result = CliRunner().invoke(app, [*args, "--no-register"])
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    assert "no test split (or it is empty): using val" in " ".join(result.output.split())
+    assert json.loads((run_dir / "eval.json").read_text())["images"] == 4
+    assert not (var / "mlflow.db").exists()
+    assert network_attempts == []

@@ -27,7 +27,10 @@ def register(app: typer.Typer) -> None:
 
 
 def train_command(
-    data: Annotated[Path, typer.Argument(help="YOLO-format data.yaml with train, val and (optionally) test splits.")],
+    data: Annotated[
+        Path,
+        typer.Argument(help="YOLO-format data.yaml with train, val and (optionally) test splits."),
+    ],
     out: Annotated[
         Path | None,
         typer.Option(help="Run folder. Default <data_dir>/runs/train-<UTC time>."),
@@ -44,7 +47,9 @@ def train_command(
     time_hours: Annotated[
         float | None, typer.Option("--time", help="Training-time budget in hours (stops in time).")
     ] = None,
-    split: Annotated[str, typer.Option(help="Split the exported model is evaluated on.")] = "test",
+    split: Annotated[
+        str, typer.Option(help="Split the export is evaluated on (val when there is no test).")
+    ] = "test",
     register_model: Annotated[
         bool,
         typer.Option(
@@ -134,12 +139,22 @@ def _evaluate_and_register(
     result: TrainResult, *, data: Path, split: str, register_model: bool, console: Console
 ) -> None:
     """Evaluate the exported model, then log the run and register it (when MLflow is there)."""
-    from visionloop.training.evaluate import dataset_digest, evaluate
+    from visionloop.training.evaluate import dataset_digest, evaluate, split_files
     from visionloop.training.tracking import summarize_eval
     from visionloop.vision.detector import sha256_file
 
     dataset_dir = data.resolve().parent
-    report = evaluate(result.onnx_path, data, split=split).to_dict()
+    if split == "test":
+        try:
+            split_files(data, "test")
+        except VisionloopError:
+            console.print("[yellow]the dataset has no test split (or it is empty): using val[/]")
+            split = "val"
+    try:
+        report = evaluate(result.onnx_path, data, split=split).to_dict()
+    except VisionloopError as exc:
+        typer.echo(f"error: evaluation failed: {exc}", err=True)
+        raise typer.Exit(1) from exc
     eval_json = result.onnx_path.parent / "eval.json"
     eval_json.write_text(json.dumps(report, indent=2))
     evaluation = summarize_eval(report, eval_json)
