@@ -188,9 +188,11 @@ def test_ensure_baseline_only_fills_an_empty_registry(tmp_path: Path) -> None:
     registry = Registry.from_settings(Settings(data_dir=tmp_path / "var"))
     assert ensure_baseline(registry, tmp_path / "missing.onnx") is None
     baseline = _onnx(tmp_path, "baseline.onnx", 0.3)
+    (tmp_path / "eval.json").write_text('{"nominal": {"map50": 0.97, "map50_95": 0.8}}')
     first = ensure_baseline(registry, baseline)
     assert first is not None and first.version == "1"
     assert first.aliases == ["production"]
     assert first.tags["production.promoted_by"] == "visionloop demo"
+    assert first.metrics == {"map50": pytest.approx(0.97), "map50_95": pytest.approx(0.8)}
     assert ensure_baseline(registry, baseline) is None  # not twice
     assert len(registry.versions()) == 1

@@ -378,9 +378,16 @@ def ensure_baseline(registry: Registry, onnx_path: Path = BASELINE_ONNX) -> Mode
     """
     if not onnx_path.is_file() or registry.versions():
         return None
+    tags = {"origin": "baseline"}
+    # The model card's evaluation (eval.json beside the file): nominal-set metrics as tags.
+    try:
+        nominal = json.loads((onnx_path.parent / "eval.json").read_text())["nominal"]
+        tags |= {k: f"{float(nominal[k]):.6f}" for k in ("map50", "map50_95") if k in nominal}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     version = registry.register(
         onnx_path,
-        tags={"origin": "baseline"},
+        tags=tags,
         description="the shipped baseline (models/baseline/MODEL_CARD.md)",
     )
     registry.promote(version.version, by="visionloop demo", reason="baseline on an empty registry")
