@@ -118,3 +118,15 @@ def test_strangers_get_401(client: TestClient, headers: dict[str, str]) -> None:
         resp = client.get(path, headers=headers)
         assert resp.status_code == 401, path
         assert resp.json()["detail"]
+
+
+def test_registry_down_is_a_503(
+    app: FastAPI, settings: Settings, device_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    down = settings.model_copy(update={"mlflow_tracking_uri": "http://127.0.0.1:9"})
+    app.state.model_catalog = ModelCatalog(down)
+    resp = device_client.get("/api/v1/models/production")
+    assert resp.status_code == 503
+    assert "registry cannot be reached" in resp.json()["detail"]

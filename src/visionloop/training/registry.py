@@ -114,6 +114,10 @@ class Registry:
     def _client(self) -> Any:
         if self._client_obj is None:
             os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+            # MLflow's HTTP defaults (7 retries with backoff, 120 s timeout) would hold a server
+            # request for minutes when the tracking server is down; fail within seconds instead.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
             from mlflow.tracking import MlflowClient
 
             self._client_obj = MlflowClient(
