@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from visionloop.errors import AuthenticationError, PermissionDeniedError
 from visionloop.server.auth import SESSION_COOKIE, Role
@@ -53,8 +54,13 @@ def bearer_token(request: Request) -> str | None:
 def _device_or_none(state: ServerState, token: str | None) -> AuthenticatedDevice | None:
     if token is None:
         return None
-    with state.engine.connect() as connection:
-        return device_store.device_for_token(connection, token=token)
+    device = state.device_cache.get(token)
+    if device is None:
+        with state.engine.connect() as connection:
+            device = device_store.device_for_token(connection, token=token)
+        if device is not None:
+            state.device_cache.put(token, device)
+    return device
 
 
 def _user_or_none(state: ServerState, request: Request) -> AuthenticatedUser | None:
@@ -68,7 +74,21 @@ def _user_or_none(state: ServerState, request: Request) -> AuthenticatedUser | N
 def current_device(request: Request, state: StateDep) -> AuthenticatedDevice:
     """The enabled device whose bearer token came with the request."""
     token = bearer_token(request)
-    device = _device_or_none(state, token)
+    return _check_device(request, state, token, _device_or_none(state, token))
+
+
+async def current_device_async(request: Request, state: StateDep) -> AuthenticatedDevice:
+    """``current_device`` without a thread hop when the token is cached (the ingest hot path)."""
+    token = bearer_token(request)
+    device = state.device_cache.get(token) if token is not None else None
+    if device is None:
+        return await run_in_threadpool(current_device, request, state)
+    return _check_device(request, state, token, device)
+
+
+def _check_device(
+    request: Request, state: ServerState, token: str | None, device: AuthenticatedDevice | None
+) -> AuthenticatedDevice:
     if device is None:
         if token is None and _user_or_none(state, request) is not None:
             raise PermissionDeniedError("this route is for edge devices: send a device token")
@@ -101,7 +121,7 @@ def require_role(role: Role) -> Callable[[AuthenticatedUser], AuthenticatedUser]
     return check
 
 
-DeviceDep = Annotated[AuthenticatedDevice, Depends(current_device)]
+DeviceDep = Annotated[AuthenticatedDevice, Depends(current_device_async)]
 CurrentUser = Annotated[AuthenticatedUser, Depends(current_user)]
 ReviewerUser = Annotated[AuthenticatedUser, Depends(require_role(Role.REVIEWER))]
 AdminUser = Annotated[AuthenticatedUser, Depends(require_role(Role.ADMIN))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
@@ -13,6 +14,42 @@ from starlette.requests import HTTPConnection
 from visionloop.config import Settings
 from visionloop.server.blobs import BlobStore
 from visionloop.server.metrics import Metrics
+from visionloop.server.store.devices import AuthenticatedDevice
+
+DEVICE_CACHE_TTL_S = 2.0
+DEVICE_CACHE_MAX = 10_000
+
+
+class DeviceTokenCache:
+    """Devices recently found by their token, kept ``ttl_s`` seconds so that a device posting
+    many batches a second is not looked up for each one.
+
+    Disabling a device through this process clears the cache at once; a device disabled through
+    another process (the CLI, another replica) is refused within ``ttl_s``. Unknown tokens are
+    never cached.
+    """
+
+    def __init__(self, ttl_s: float = DEVICE_CACHE_TTL_S) -> None:
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, AuthenticatedDevice]] = {}
+
+    def get(self, token: str) -> AuthenticatedDevice | None:
+        with self._lock:
+            entry = self._entries.get(token)
+        if entry is None or time.monotonic() - entry[0] > self.ttl_s:
+            return None
+        return entry[1]
+
+    def put(self, token: str, device: AuthenticatedDevice) -> None:
+        with self._lock:
+            if len(self._entries) >= DEVICE_CACHE_MAX:
+                self._entries.clear()
+            self._entries[token] = (time.monotonic(), device)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +69,7 @@ class ServerState:
     blobs: BlobStore
     metrics: Metrics
     serialize_writes: bool = False
+    device_cache: DeviceTokenCache = field(default_factory=DeviceTokenCache)
     _write_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def write_lock(self) -> AbstractContextManager[object]:

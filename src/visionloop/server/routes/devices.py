@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from visionloop.server.deps import AdminUser, CurrentUser, DeviceDep, SessionDep, WriteSessionDep
+from visionloop.server.deps import (
+    AdminUser,
+    CurrentUser,
+    DeviceDep,
+    SessionDep,
+    StateDep,
+    WriteSessionDep,
+)
 from visionloop.server.models import Device
 from visionloop.server.schemas import DeviceCreate, DeviceCreated, DeviceOut
 from visionloop.server.store import devices as device_store
@@ -57,5 +64,10 @@ def heartbeat(body: Heartbeat, session: WriteSessionDep, device: DeviceDep) -> N
     response_model=DeviceOut,
     summary="Disable a device (admin): its tokens get 403 from then on",
 )
-def disable_device(device_id: int, session: WriteSessionDep, _admin: AdminUser) -> DeviceOut:
-    return device_out(device_store.disable_device(session, device_id=device_id))
+def disable_device(
+    device_id: int, session: WriteSessionDep, state: StateDep, _admin: AdminUser
+) -> DeviceOut:
+    device = device_store.disable_device(session, device_id=device_id)
+    session.commit()
+    state.device_cache.clear()
+    return device_out(device)
