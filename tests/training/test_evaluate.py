@@ -14,6 +14,8 @@ from visionloop.errors import InvalidInputError
 from visionloop.training.evaluate import dataset_digest, evaluate
 from visionloop.vision.detector import load_detector
 
+pytest.importorskip("faster_coco_eval")
+
 NAMES = {0: "scratch", 1: "dent", 2: "crack", 3: "stain"}
 # Ground truth of every image (64x64): class, x1, y1, x2, y2 in pixels.
 GT = [(0, 8, 8, 24, 24), (1, 32, 32, 56, 48), (2, 40, 4, 60, 20)]

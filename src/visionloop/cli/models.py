@@ -7,6 +7,7 @@ MLflow and the evaluation code are imported inside the commands (seconds of impo
 from __future__ import annotations
 
 import getpass
+import importlib.util
 import json
 import os
 import shutil
@@ -181,6 +182,11 @@ def evaluate_command(
     precision: Annotated[str, typer.Option(help="fp32 or bf16 (OpenVINO).")] = "fp32",
 ) -> None:
     """COCO mAP50, mAP50-95, per-class AP50 and recall of a model on a dataset split."""
+    if importlib.util.find_spec("faster_coco_eval") is None:
+        typer.echo(
+            "error: evaluate needs the train extra: pip install 'visionloop[train]'", err=True
+        )
+        raise typer.Exit(1)
     from visionloop.training.evaluate import evaluate
 
     if backend not in ("auto", "onnxruntime", "openvino") or precision not in ("fp32", "bf16"):
