@@ -293,7 +293,7 @@ def test_onnxruntime_and_openvino_fp32_agree(detector_onnx: Path) -> None:
     ov_det = load_detector(detector_onnx, backend="openvino", precision="fp32", conf=0.25)
     total = 0
     for seed, size in enumerate([(640, 480), (1280, 720), (480, 640)]):
-        frame = _scene(size, seed)
+        frame = SyntheticLine(seed=seed, size_wh=size).render(5).frame_bgr
         a, b = ort_det.detect(frame), ov_det.detect(frame)
         total += len(a)
         assert_same_detections(b, a, conf_tol=1e-3, iou_min=0.99, conf=0.25)
@@ -308,7 +308,7 @@ def test_openvino_bf16_runs_close_to_fp32(detector_onnx: Path) -> None:
     except InvalidInputError:
         pytest.skip("this CPU has no bf16")
     assert bf16.info.extra["precision"] == "bf16"
-    frame = _scene((640, 480), 3)
+    frame = SyntheticLine(seed=3).render(0).frame_bgr
     a, b = fp32.detect(frame), bf16.detect(frame)
     assert a.xyxy.size and b.xyxy.size
     # bf16 keeps ~3 significant digits: the strongest box is the same, roughly.
