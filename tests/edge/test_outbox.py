@@ -31,6 +31,19 @@ def record() -> FrameRecord:
     )
 
 
+def assert_backlog_matches_the_file(box: Outbox) -> None:
+    """The in-memory backlog counts agree with the database."""
+    with sqlite3.connect(box.path) as raw:
+        records = raw.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+        ready = raw.execute("SELECT COUNT(*) FROM images WHERE ready = 1").fetchone()[0]
+        size = raw.execute(
+            "SELECT (SELECT COALESCE(SUM(length(body)), 0) FROM records)"
+            " + (SELECT COALESCE(SUM(length(jpeg)), 0) FROM images)"
+        ).fetchone()[0]
+    backlog = box.backlog()
+    assert (backlog.records, backlog.images, backlog.bytes) == (records, ready, size)
+
+
 @pytest.fixture
 def outbox(tmp_path: Path) -> Outbox:
     box = Outbox(tmp_path / "outbox.db")
@@ -73,8 +86,10 @@ def test_image_is_ready_only_after_its_record_is_acknowledged(outbox: Outbox) ->
     images = outbox.peek_images()
     assert [(i.record_id, i.jpeg) for i in images] == [(str(a.id), b"jpeg-a")]
     assert not outbox.backlog().empty
+    assert_backlog_matches_the_file(outbox)
     outbox.ack_image(str(a.id))
     assert outbox.backlog().empty
+    assert_backlog_matches_the_file(outbox)
     counters = outbox.counters()
     assert counters["images_committed"] == 1 and counters["images_uploaded"] == 1
 
@@ -96,8 +111,10 @@ def test_dead_letter_moves_record_and_image_aside_and_counts(outbox: Outbox) -> 
     c = record()
     outbox.put(c, b"not-a-jpeg")
     outbox.ack([str(c.id)])
+    assert outbox.backlog().images == 1
     outbox.dead_letter_image(str(c.id), reason="not an image", status=415)
     assert outbox.backlog().empty
+    assert_backlog_matches_the_file(outbox)
     assert outbox.counters()["dead_letters"] == 2
 
 
@@ -129,6 +146,21 @@ def test_size_cap_evicts_images_first_then_oldest_records(tmp_path: Path) -> Non
     assert str(first[0].id) not in ids
     assert len(ids) + counters["evicted_records"] == 32
     assert box.backlog().bytes <= cap
+    assert_backlog_matches_the_file(box)
+    box.close()
+
+
+def test_eviction_of_a_ready_image_leaves_the_backlog_right(tmp_path: Path) -> None:
+    body_len = len(record().model_dump_json())
+    box = Outbox(tmp_path / "o.db", max_bytes=body_len + 1500)
+    first = record()
+    box.put(first, b"y" * 1000)
+    box.ack([str(first.id)])
+    assert box.backlog().images == 1
+    box.put(record(), b"z" * 600)  # over the cap: the oldest image (ready) goes
+    assert box.backlog().images == 0
+    assert box.counters()["evicted_images"] == 1
+    assert_backlog_matches_the_file(box)
     box.close()
 
 
@@ -175,6 +207,7 @@ def test_concurrent_writer_and_uploader_lose_nothing(outbox: Outbox) -> None:
     for t in threads:
         t.join(timeout=60)
     assert sorted(acked) == sorted(written)
+    assert_backlog_matches_the_file(outbox)
     assert len(set(acked)) == n
     assert outbox.counters()["images_uploaded"] == n // 10
 

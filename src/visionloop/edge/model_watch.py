@@ -14,6 +14,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
@@ -80,7 +81,7 @@ class ModelWatcher:
         fd, tmp_name = tempfile.mkstemp(dir=self.cache_dir, prefix=".download-", suffix=".onnx")
         tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as out, self.client.stream("GET", model.download_url) as resp:
+            with os.fdopen(fd, "wb") as out, self._download(model.download_url) as resp:
                 if resp.status_code != 200:
                     raise ModelError(
                         f"download of model {model.version} answered {resp.status_code}"
@@ -99,6 +100,16 @@ class ModelWatcher:
             raise
         self._prune(keep=final)
         return final
+
+    def _download(self, url: str) -> AbstractContextManager[httpx.Response]:
+        """Stream ``url``: relative or on the server, with the device token; on another host
+        (a presigned object-store URL, say) without it, so the token never leaves the server."""
+        target = httpx.URL(url)
+        if target.is_relative_url or (
+            target.host == self.client.base_url.host and target.port == self.client.base_url.port
+        ):
+            return self.client.stream("GET", url)
+        return httpx.stream("GET", url, timeout=self.client.timeout, follow_redirects=True)
 
     def check_once(self) -> Detector | None:
         """Poll once; return (and hand over) a newly loaded detector, or None if nothing changed.

@@ -146,6 +146,11 @@ class Outbox:
             [(n,) for n in COUNTER_NAMES],
         )
         self._bytes = self._stored_bytes()
+        # Kept in memory so a heartbeat or a drain check never scans a large outbox.
+        self._records = int(self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+        self._ready = int(
+            self._conn.execute("SELECT COUNT(*) FROM images WHERE ready = 1").fetchone()[0]
+        )
         self.has_work = threading.Event()
         """Set when something was committed; the uploader waits on it instead of polling."""
         if not self._backlog_unlocked().empty:
@@ -174,19 +179,24 @@ class Outbox:
                         (record_id, seq, jpeg),
                     )
                 self._bump(cur, committed=1, images_committed=int(jpeg is not None))
-                freed = 0
+                freed = records = ready = 0
                 if self._bytes + added > self.max_bytes:
-                    freed = self._evict(cur, self._bytes + added - self.max_bytes)
+                    freed, records, ready = self._evict(cur, self._bytes + added - self.max_bytes)
             self._bytes += added - freed
+            self._records += 1 - records
+            self._ready -= ready
         self.has_work.set()
 
-    def _evict(self, cur: sqlite3.Cursor, excess: int) -> int:
-        """Free at least ``excess`` bytes: images oldest first, then the oldest records."""
+    def _evict(self, cur: sqlite3.Cursor, excess: int) -> tuple[int, int, int]:
+        """Free at least ``excess`` bytes: images oldest first, then the oldest records.
+
+        Returns bytes freed, records evicted and ready images evicted.
+        """
         freed = 0
-        images = records = 0
+        images = records = ready = 0
         while freed < excess:
             row = cur.execute(
-                "SELECT record_id, length(jpeg) FROM images ORDER BY seq LIMIT 1"
+                "SELECT record_id, length(jpeg), ready FROM images ORDER BY seq LIMIT 1"
             ).fetchone()
             if row is None:
                 break
@@ -194,6 +204,7 @@ class Outbox:
             cur.execute("UPDATE records SET has_image = 0 WHERE id = ?", (row[0],))
             freed += row[1]
             images += 1
+            ready += int(row[2])
         while freed < excess:
             row = cur.execute(
                 "SELECT seq, length(body) FROM records ORDER BY seq LIMIT 1"
@@ -204,7 +215,7 @@ class Outbox:
             freed += row[1]
             records += 1
         self._bump(cur, evicted_images=images, evicted_records=records)
-        return freed
+        return freed, records, ready
 
     # --- reading and acknowledging ----------------------------------------------------------
 
@@ -234,6 +245,7 @@ class Outbox:
             with self._transaction() as cur:
                 freed = 0
                 deleted = 0
+                readied = 0
                 for chunk in _chunks(ids, 500):
                     marks = ",".join("?" * len(chunk))
                     freed += cur.execute(
@@ -243,9 +255,14 @@ class Outbox:
                     deleted += cur.execute(
                         f"DELETE FROM records WHERE id IN ({marks})", chunk
                     ).rowcount
-                    cur.execute(f"UPDATE images SET ready = 1 WHERE record_id IN ({marks})", chunk)
+                    readied += cur.execute(
+                        f"UPDATE images SET ready = 1 WHERE ready = 0 AND record_id IN ({marks})",
+                        chunk,
+                    ).rowcount
                 self._bump(cur, acked=deleted)
             self._bytes -= freed
+            self._records -= deleted
+            self._ready += readied
         return deleted
 
     def peek_images(self, limit: int = 16) -> list[PendingImage]:
@@ -261,13 +278,14 @@ class Outbox:
         with self._lock:
             with self._transaction() as cur:
                 row = cur.execute(
-                    "SELECT length(jpeg) FROM images WHERE record_id = ?", (record_id,)
+                    "SELECT length(jpeg), ready FROM images WHERE record_id = ?", (record_id,)
                 ).fetchone()
                 if row is None:
                     return
                 cur.execute("DELETE FROM images WHERE record_id = ?", (record_id,))
                 self._bump(cur, images_uploaded=1)
             self._bytes -= row[0]
+            self._ready -= int(row[1])
 
     # --- dead letters ------------------------------------------------------------------------
 
@@ -297,6 +315,7 @@ class Outbox:
                     moved += 1
                 self._bump(cur, dead_letters=moved)
             self._bytes -= freed
+            self._records -= moved
         return moved
 
     def dead_letter_image(self, record_id: str, *, reason: str, status: int | None = None) -> None:
@@ -304,7 +323,7 @@ class Outbox:
         with self._lock:
             with self._transaction() as cur:
                 img = cur.execute(
-                    "SELECT jpeg FROM images WHERE record_id = ?", (record_id,)
+                    "SELECT jpeg, ready FROM images WHERE record_id = ?", (record_id,)
                 ).fetchone()
                 if img is None:
                     return
@@ -316,6 +335,7 @@ class Outbox:
                 cur.execute("DELETE FROM images WHERE record_id = ?", (record_id,))
                 self._bump(cur, dead_letters=1)
             self._bytes -= len(img[0])
+            self._ready -= int(img[1])
 
     def dead_letters(self) -> list[DeadLetter]:
         """Everything moved aside, oldest first."""
@@ -358,9 +378,7 @@ class Outbox:
     # --- internals --------------------------------------------------------------------------
 
     def _backlog_unlocked(self) -> Backlog:
-        records = self._conn.execute("SELECT COUNT(*) FROM records").fetchone()[0]
-        images = self._conn.execute("SELECT COUNT(*) FROM images WHERE ready = 1").fetchone()[0]
-        return Backlog(records=int(records), images=int(images), bytes=self._bytes)
+        return Backlog(records=self._records, images=self._ready, bytes=self._bytes)
 
     def _stored_bytes(self) -> int:
         row = self._conn.execute(
