@@ -10,8 +10,11 @@ that concurrent batches on PostgreSQL cannot deadlock).
 
 The statements are plain SQL run through the SQLAlchemy connection with DB-API rows: SQLAlchemy's
 per-row parameter processing costs about 10 µs a row, several times the database's own work per
-row (see docs/performance.md). The values are converted here to the form SQLAlchemy's own types
-store (SQLite: UUID as 32 hex digits, times as UTC text), so ORM reads see the same data.
+row (see docs/performance.md). On PostgreSQL the frames go in as one ``INSERT … SELECT FROM
+unnest(arrays)`` (13 parameters instead of 13 per frame) and the detections by ``COPY``, each
+about twice as fast as ``executemany`` there. The values are converted here to the form
+SQLAlchemy's own types store (SQLite: UUID as 32 hex digits, times as UTC text), so ORM reads see
+the same data.
 """
 
 from __future__ import annotations
@@ -96,6 +99,43 @@ def _dialect(connection: Connection) -> _Dialect:
     return _DIALECTS[name]
 
 
+# PostgreSQL array types of FRAME_COLUMNS and DETECTION_COLUMNS, for unnest().
+_PG_FRAME_TYPES = (
+    "uuid", "int", "timestamptz", "timestamptz", "text", "int", "int",
+    "float8", "float8", "float8", "text", "int", "float8",
+)  # fmt: skip
+_PG_FRAMES_SQL = (
+    f"INSERT INTO frames ({', '.join(FRAME_COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in _PG_FRAME_TYPES)}) "
+    "ON CONFLICT (id) DO NOTHING RETURNING pk, id"
+)
+_PG_COPY_DETECTIONS = f"COPY detections ({', '.join(DETECTION_COLUMNS)}) FROM STDIN"
+
+
+def _insert_frame_rows(connection: Connection, d: _Dialect, params: list[Any], n: int) -> list[Any]:
+    """Insert ``n`` frames (``params`` flat, FRAME_COLUMNS per frame); the (pk, id) of new ones."""
+    if d.placeholder == "%s":
+        width = len(FRAME_COLUMNS)
+        columns = [params[i::width] for i in range(width)]
+        return list(connection.exec_driver_sql(_PG_FRAMES_SQL, tuple(columns)).all())
+    return list(connection.exec_driver_sql(_frames_sql(d.placeholder, n), tuple(params)).all())
+
+
+def _insert_detection_rows(
+    connection: Connection, d: _Dialect, rows: list[tuple[Any, ...]]
+) -> None:
+    if d.placeholder == "%s":
+        cursor = connection.connection.cursor()
+        try:
+            with cursor.copy(_PG_COPY_DETECTIONS) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        finally:
+            cursor.close()
+        return
+    connection.exec_driver_sql(_detections_sql(d.placeholder), rows)
+
+
 @cache
 def _frames_sql(placeholder: str, rows: int) -> str:
     row = "(" + ", ".join([placeholder] * len(FRAME_COLUMNS)) + ")"
@@ -174,7 +214,7 @@ def insert_frames(
             len(dets),
             max([det.confidence for det in dets]) if dets else None,
         )
-    new = connection.exec_driver_sql(_frames_sql(d.placeholder, len(unique)), tuple(params)).all()
+    new = _insert_frame_rows(connection, d, params, len(unique))
 
     detection_rows: list[tuple[Any, ...]] = []
     # hour -> [frames, detections]; (hour, class) -> [frames, detections, conf_0..conf_9]
@@ -212,7 +252,7 @@ def insert_frames(
                 )
             )
     if detection_rows:
-        connection.exec_driver_sql(_detections_sql(d.placeholder), detection_rows)
+        _insert_detection_rows(connection, d, detection_rows)
     if frame_rollup:
         connection.exec_driver_sql(
             _frame_rollup_sql(d.placeholder),
