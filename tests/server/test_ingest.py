@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from typing import Any
 
@@ -13,10 +14,12 @@ from fastapi.testclient import TestClient
 from support.db import (
     DeviceCredentials,
     add_device,
+    app_state,
     count_rows,
     frame_batch,
     frame_record,
 )
+from visionloop.config import Settings
 
 INGEST = "/api/v1/ingest"
 
@@ -316,3 +319,42 @@ def test_frame_ids_are_uuids_of_any_case(app: FastAPI, device_client: TestClient
     lower = frame_record(frame_id=str(frame_id))
     r = device_client.post(INGEST, json={"frames": [upper, lower]})
     assert r.json() == {"accepted": 1, "duplicates": 1}
+
+
+def test_concurrent_overlapping_batches_store_each_frame_once(
+    app: FastAPI, settings: Settings, device: DeviceCredentials
+) -> None:
+    """Four clients, two of them through a second app on the same database (like a second server
+    process), post overlapping batches at once: every frame is stored once and counted once."""
+    from visionloop.server.app import create_app
+
+    frames = frame_batch(120, detections=2)["frames"]
+    batches = [frames[i : i + 40] for i in range(0, 120, 20)]  # each frame in two batches
+    second = create_app(settings)
+    results: list[dict[str, int]] = []
+    errors: list[str] = []
+
+    def post(target: FastAPI, mine: list[list[dict[str, Any]]]) -> None:
+        with TestClient(target, headers=device.headers) as c:
+            for b in mine:
+                r = c.post(INGEST, json={"frames": b})
+                if r.status_code != 200:
+                    errors.append(r.text)
+                else:
+                    results.append(r.json())
+
+    threads = [
+        threading.Thread(target=post, args=(target, batches[k::2]))
+        for target in (app, second)
+        for k in (0, 1)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    app_state(second).engine.dispose()
+    assert errors == []
+    assert sum(r["accepted"] for r in results) == 120
+    assert sum(r["duplicates"] for r in results) == 2 * sum(len(b) for b in batches) - 120
+    assert count_rows(app, "frames") == 120
+    assert count_rows(app, "detections") == 240

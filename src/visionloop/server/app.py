@@ -3,9 +3,6 @@ routes; nothing connects before it is called."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.orm import sessionmaker
 
@@ -57,16 +54,13 @@ def create_app(settings: Settings, *, blobs: BlobStore | None = None) -> FastAPI
         serialize_writes=is_sqlite(settings.database_url),
     )
 
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        engine.dispose()
-
+    # No engine.dispose() at lifespan shutdown: several test clients may share one app, and a
+    # pool disposed under a client still holding connections leaks them. The process exit (or
+    # whoever built the app, in tests) closes the pool.
     app = FastAPI(
         title="visionloop",
         version=__version__,
         summary="Edge detections in, a labeled and retrained model out.",
-        lifespan=lifespan,
     )
     app.state.server = state
     install_error_handlers(app)

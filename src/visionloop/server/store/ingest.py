@@ -1,8 +1,13 @@
 """The ingest hot path: frames and their detections in one transaction, idempotent on frame id.
 
-Idempotency is an ``INSERT … ON CONFLICT (id) DO NOTHING … RETURNING pk, id`` (SQLite ≥ 3.35 and
-PostgreSQL both have it): the database, not a read-then-write, decides which frames are new, so
-two replicas receiving the same batch at once still store each frame once. Detections are then
+Idempotency is an ``INSERT … ON CONFLICT (id) DO NOTHING`` on both databases: the database, not a
+read-then-write, decides which frames are new, so two replicas receiving the same batch at once
+still store each frame once. PostgreSQL returns the new frames' keys (``RETURNING pk, id``). On
+SQLite an ``executemany`` of the insert is twice as fast as one multi-row ``INSERT … RETURNING``,
+so the new frames are read back instead as those with ``pk`` above the largest before the insert:
+the transaction began IMMEDIATE and holds the only write lock, and SQLite gives a new row
+``max(rowid) + 1``. (Under a DEFERRED transaction a concurrent commit in between would make the
+insert fail with SQLITE_BUSY, never miscount.) Detections are then
 inserted only for the frames that came back as new, referring to them by ``pk``, and the hourly
 rollups the statistics read (``frame_rollups``, ``class_rollups``) are incremented for them in the
 same transaction (``INSERT … ON CONFLICT DO UPDATE SET n = n + excluded.n``, rows in key order so
@@ -112,13 +117,18 @@ _PG_FRAMES_SQL = (
 _PG_COPY_DETECTIONS = f"COPY detections ({', '.join(DETECTION_COLUMNS)}) FROM STDIN"
 
 
-def _insert_frame_rows(connection: Connection, d: _Dialect, params: list[Any], n: int) -> list[Any]:
-    """Insert ``n`` frames (``params`` flat, FRAME_COLUMNS per frame); the (pk, id) of new ones."""
+def _insert_frame_rows(
+    connection: Connection, d: _Dialect, rows: list[tuple[Any, ...]]
+) -> list[Any]:
+    """Insert frames (FRAME_COLUMNS per row), skipping stored ids; the (pk, id) of the new ones."""
     if d.placeholder == "%s":
-        width = len(FRAME_COLUMNS)
-        columns = [params[i::width] for i in range(width)]
-        return list(connection.exec_driver_sql(_PG_FRAMES_SQL, tuple(columns)).all())
-    return list(connection.exec_driver_sql(_frames_sql(d.placeholder, n), tuple(params)).all())
+        columns = tuple(list(column) for column in zip(*rows, strict=True))
+        return list(connection.exec_driver_sql(_PG_FRAMES_SQL, columns).all())
+    before = connection.exec_driver_sql("SELECT max(pk) FROM frames").scalar() or 0
+    connection.exec_driver_sql(_SQLITE_FRAMES_SQL, rows)
+    return list(
+        connection.exec_driver_sql("SELECT pk, id FROM frames WHERE pk > ?", (before,)).all()
+    )
 
 
 def _insert_detection_rows(
@@ -136,14 +146,10 @@ def _insert_detection_rows(
     connection.exec_driver_sql(_detections_sql(d.placeholder), rows)
 
 
-@cache
-def _frames_sql(placeholder: str, rows: int) -> str:
-    row = "(" + ", ".join([placeholder] * len(FRAME_COLUMNS)) + ")"
-    return (
-        f"INSERT INTO frames ({', '.join(FRAME_COLUMNS)}) VALUES "
-        + ", ".join([row] * rows)
-        + " ON CONFLICT (id) DO NOTHING RETURNING pk, id"
-    )
+_SQLITE_FRAMES_SQL = (
+    f"INSERT INTO frames ({', '.join(FRAME_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(FRAME_COLUMNS))}) ON CONFLICT (id) DO NOTHING"
+)
 
 
 @cache
@@ -188,7 +194,7 @@ def insert_frames(
     """
     d = _dialect(connection)
     received = d.time_value(received_at)
-    params: list[Any] = []
+    frame_rows: list[tuple[Any, ...]] = []
     # Keyed by the id as the database returns it (hex text on SQLite), to match RETURNING rows.
     unique: dict[Any, tuple[FrameRecord, Any]] = {}
     for frame in frames:
@@ -199,22 +205,24 @@ def insert_frames(
         unique[key] = (frame, captured)
         dets = frame.detections
         stats = frame.stats
-        params += (
-            key,
-            device_id,
-            captured,
-            received,
-            frame.model_version,
-            frame.width,
-            frame.height,
-            stats.brightness,
-            stats.contrast,
-            stats.sharpness,
-            frame.sample_reason,
-            len(dets),
-            max([det.confidence for det in dets]) if dets else None,
+        frame_rows.append(
+            (
+                key,
+                device_id,
+                captured,
+                received,
+                frame.model_version,
+                frame.width,
+                frame.height,
+                stats.brightness,
+                stats.contrast,
+                stats.sharpness,
+                frame.sample_reason,
+                len(dets),
+                max([det.confidence for det in dets]) if dets else None,
+            )
         )
-    new = _insert_frame_rows(connection, d, params, len(unique))
+    new = _insert_frame_rows(connection, d, frame_rows)
 
     detection_rows: list[tuple[Any, ...]] = []
     # hour -> [frames, detections]; (hour, class) -> [frames, detections, conf_0..conf_9]
