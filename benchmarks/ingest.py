@@ -206,8 +206,9 @@ def add_viewer_session(db: Database) -> str:
     return token
 
 
-def raw_insert(db: Database, batches: list[list[dict[str, Any]]]) -> float:
-    """Seconds to insert ``batches`` with plain DB-API executemany, one transaction each."""
+def raw_insert(db: Database, batches: list[list[dict[str, Any]]]) -> tuple[float, float]:
+    """Wall and CPU seconds (of this process) to insert ``batches`` with plain DB-API
+    executemany, one transaction each."""
     rows = []
     first_pk = 1
     for b in batches:
@@ -220,15 +221,15 @@ def raw_insert(db: Database, batches: list[list[dict[str, Any]]]) -> float:
             conn.execute(f"PRAGMA {pragma}")
         f_sql = f"INSERT INTO frames ({FRAME_COLS}) VALUES ({', '.join('?' * 14)})"
         d_sql = f"INSERT INTO detections ({DET_COLS}) VALUES ({', '.join('?' * 10)})"
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for frame_rows, det_rows in rows:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(f_sql, frame_rows)
             conn.executemany(d_sql, det_rows)
             conn.execute("COMMIT")
-        elapsed = time.perf_counter() - t0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
         conn.close()
-        return elapsed
+        return elapsed, cpu
     import psycopg
     from sqlalchemy.engine import make_url
 
@@ -236,14 +237,14 @@ def raw_insert(db: Database, batches: list[list[dict[str, Any]]]) -> float:
     conn_pg = psycopg.connect(host=u.host, port=u.port or 5432, user=u.username, dbname=u.database)
     f_sql = f"INSERT INTO frames ({FRAME_COLS}) VALUES ({', '.join(['%s'] * 14)})"
     d_sql = f"INSERT INTO detections ({DET_COLS}) VALUES ({', '.join(['%s'] * 10)})"
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for frame_rows, det_rows in rows:
         with conn_pg.transaction(), conn_pg.cursor() as cur:
             cur.executemany(f_sql, frame_rows)
             cur.executemany(d_sql, det_rows)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     conn_pg.close()
-    return elapsed
+    return elapsed, cpu
 
 
 # --- the server ----------------------------------------------------------------------------------
@@ -255,9 +256,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Server:
+    url: str
+    pid: int
+
+
 @contextmanager
-def server(db: Database, workdir: Path) -> Iterator[str]:
-    """uvicorn serving the app over ``db`` in a subprocess (one worker); yields its base URL."""
+def server(db: Database, workdir: Path) -> Iterator[Server]:
+    """uvicorn serving the app over ``db`` in a subprocess (one worker)."""
     port = _free_port()
     env = {
         **os.environ,
@@ -291,7 +304,7 @@ def server(db: Database, workdir: Path) -> Iterator[str]:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("the server did not start")
             time.sleep(0.1)
-        yield url
+        yield Server(url, proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=15)
@@ -355,26 +368,35 @@ def bench_ingest(kind: str, workdir: Path, args: argparse.Namespace) -> dict[str
 
     with fresh_database(kind, workdir, "ingest") as db:
         token = add_token(db)
-        with server(db, workdir) as url:
-            post_batches(url, token, warm_bodies, args.concurrency)
-            server_s = post_batches(url, token, bodies, args.concurrency)
+        with server(db, workdir) as srv:
+            post_batches(srv.url, token, warm_bodies, args.concurrency)
+            cpu0 = process_cpu_s(srv.pid)
+            server_s = post_batches(srv.url, token, bodies, args.concurrency)
+            server_cpu = process_cpu_s(srv.pid) - cpu0
     with fresh_database(kind, workdir, "raw") as raw_db:
-        raw_s = raw_insert(raw_db, batches)
+        raw_s, raw_cpu = raw_insert(raw_db, batches)
     result = {
         "server_frames_per_s": n_frames / server_s,
         "server_detections_per_s": n_dets / server_s,
         "raw_frames_per_s": n_frames / raw_s,
         "raw_detections_per_s": n_dets / raw_s,
+        "server_cpu_ms_per_batch": server_cpu / args.batches * 1000,
+        "raw_cpu_ms_per_batch": raw_cpu / args.batches * 1000,
     }
     result["ratio"] = result["server_detections_per_s"] / result["raw_detections_per_s"]
+    result["cpu_ratio"] = raw_cpu / server_cpu
     print(
         f"[{kind}] ingest {args.batches} batches x {per_batch} frames x {args.detections} "
         f"detections, {args.concurrency} client threads, 1 server process\n"
         f"  server : {result['server_frames_per_s']:>10,.0f} frames/s "
-        f"{result['server_detections_per_s']:>11,.0f} detections/s\n"
+        f"{result['server_detections_per_s']:>11,.0f} detections/s "
+        f"(server process CPU {result['server_cpu_ms_per_batch']:.1f} ms/batch: "
+        f"{n_dets / server_cpu:,.0f} detections per CPU-second)\n"
         f"  raw    : {result['raw_frames_per_s']:>10,.0f} frames/s "
-        f"{result['raw_detections_per_s']:>11,.0f} detections/s (executemany, txn per batch)\n"
-        f"  ratio  : {result['ratio']:.2f}",
+        f"{result['raw_detections_per_s']:>11,.0f} detections/s (executemany, txn per batch; "
+        f"CPU {result['raw_cpu_ms_per_batch']:.1f} ms/batch)\n"
+        f"  ratio  : {result['ratio']:.2f} wall-clock, {result['cpu_ratio']:.2f} by CPU time "
+        f"(load average {os.getloadavg()[0]:.1f})",
         flush=True,
     )
     return result
@@ -433,8 +455,8 @@ def bench_read(kind: str, workdir: Path, args: argparse.Namespace) -> dict[str, 
         seed(db, args.read_detections)
         cookie = add_viewer_session(db)
         with (
-            server(db, workdir) as url,
-            httpx.Client(base_url=url, cookies={"visionloop_session": cookie}, timeout=60) as c,
+            server(db, workdir) as srv,
+            httpx.Client(base_url=srv.url, cookies={"visionloop_session": cookie}, timeout=60) as c,
         ):
             first = c.get("/api/v1/frames", params={"limit": 50}).json()
             some_id = first["items"][0]["id"]

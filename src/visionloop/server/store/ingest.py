@@ -33,7 +33,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from visionloop.server.models import CONF_COLUMNS, HISTOGRAM_BINS
+from visionloop.server.store import rollups
 from visionloop.types import FrameRecord
 
 FRAME_COLUMNS = (
@@ -117,6 +117,21 @@ _PG_FRAMES_SQL = (
 _PG_COPY_DETECTIONS = f"COPY detections ({', '.join(DETECTION_COLUMNS)}) FROM STDIN"
 
 
+def _add_to_rollups(connection: Connection, new: list[Any], *, has_detections: bool) -> None:
+    """Count the new frames (and their detections) into the hourly rollups, in SQL."""
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        pks = [pk for pk, _ in new]
+        frames_where, detections_where, param = "pk = ANY(%s)", "frame_pk = ANY(%s)", pks
+    else:
+        # Under the write lock the new frames are exactly those above the smallest new pk.
+        first = min(pk for pk, _ in new)
+        frames_where, detections_where, param = "pk >= ?", "frame_pk >= ?", first
+    connection.exec_driver_sql(rollups.add_frames_sql(dialect, frames_where), (param,))
+    if has_detections:
+        connection.exec_driver_sql(rollups.add_detections_sql(dialect, detections_where), (param,))
+
+
 def _insert_frame_rows(
     connection: Connection, d: _Dialect, rows: list[tuple[Any, ...]]
 ) -> list[Any]:
@@ -150,28 +165,6 @@ _SQLITE_FRAMES_SQL = (
     f"INSERT INTO frames ({', '.join(FRAME_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(FRAME_COLUMNS))}) ON CONFLICT (id) DO NOTHING"
 )
-
-
-@cache
-def _frame_rollup_sql(placeholder: str) -> str:
-    return (
-        "INSERT INTO frame_rollups (hour, device_id, frames, detections) "
-        f"VALUES ({', '.join([placeholder] * 4)}) "
-        "ON CONFLICT (hour, device_id) DO UPDATE SET "
-        "frames = frame_rollups.frames + excluded.frames, "
-        "detections = frame_rollups.detections + excluded.detections"
-    )
-
-
-@cache
-def _class_rollup_sql(placeholder: str) -> str:
-    counts = ("frames", "detections", *CONF_COLUMNS)
-    updates = ", ".join(f"{c} = class_rollups.{c} + excluded.{c}" for c in counts)
-    return (
-        f"INSERT INTO class_rollups (hour, device_id, class_name, {', '.join(counts)}) "
-        f"VALUES ({', '.join([placeholder] * (3 + len(counts)))}) "
-        f"ON CONFLICT (hour, device_id, class_name) DO UPDATE SET {updates}"
-    )
 
 
 @cache
@@ -223,28 +216,17 @@ def insert_frames(
             )
         )
     new = _insert_frame_rows(connection, d, frame_rows)
+    connection.exec_driver_sql(
+        f"UPDATE devices SET last_seen_at = {d.placeholder} WHERE id = {d.placeholder}",
+        (received, device_id),
+    )
+    if not new:
+        return IngestCounts(accepted=0, duplicates=len(frames), detections=0)
 
     detection_rows: list[tuple[Any, ...]] = []
-    # hour -> [frames, detections]; (hour, class) -> [frames, detections, conf_0..conf_9]
-    frame_rollup: dict[datetime, list[int]] = {}
-    class_rollup: dict[tuple[datetime, str], list[int]] = {}
     for frame_pk, frame_id in new:
         frame, captured = unique[frame_id]
-        hour = frame.captured_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        counts = frame_rollup.setdefault(hour, [0, 0])
-        counts[0] += 1
-        counts[1] += len(frame.detections)
-        classes_seen: set[str] = set()
         for det in frame.detections:
-            per_class = class_rollup.get((hour, det.class_name))
-            if per_class is None:
-                per_class = class_rollup[(hour, det.class_name)] = [0] * (2 + HISTOGRAM_BINS)
-            if det.class_name not in classes_seen:
-                classes_seen.add(det.class_name)
-                per_class[0] += 1
-            per_class[1] += 1
-            per_class[2 + min(int(det.confidence * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)] += 1
-            x1, y1, x2, y2 = det.xyxyn
             detection_rows.append(
                 (
                     frame_pk,
@@ -253,31 +235,12 @@ def insert_frames(
                     det.class_id,
                     det.class_name,
                     det.confidence,
-                    x1,
-                    y1,
-                    x2,
-                    y2,
+                    *det.xyxyn,
                 )
             )
     if detection_rows:
         _insert_detection_rows(connection, d, detection_rows)
-    if frame_rollup:
-        connection.exec_driver_sql(
-            _frame_rollup_sql(d.placeholder),
-            [(d.time_value(h), device_id, *c) for h, c in sorted(frame_rollup.items())],
-        )
-    if class_rollup:
-        connection.exec_driver_sql(
-            _class_rollup_sql(d.placeholder),
-            [
-                (d.time_value(h), device_id, name, *c)
-                for (h, name), c in sorted(class_rollup.items())
-            ],
-        )
-    connection.exec_driver_sql(
-        f"UPDATE devices SET last_seen_at = {d.placeholder} WHERE id = {d.placeholder}",
-        (received, device_id),
-    )
+    _add_to_rollups(connection, new, has_detections=bool(detection_rows))
     return IngestCounts(
         accepted=len(new), duplicates=len(frames) - len(new), detections=len(detection_rows)
     )

@@ -23,6 +23,7 @@ from visionloop.server.models import (
     Frame,
     FrameRollup,
 )
+from visionloop.server.store import rollups
 
 __all__ = ["HISTOGRAM_BINS", "ClassCounts", "DeviceCounts", "Summary", "rebuild_rollups", "summary"]
 
@@ -186,27 +187,8 @@ def summary(session: Session, *, since: datetime, until: datetime) -> Summary:
 def rebuild_rollups(connection: Connection) -> None:
     """Recompute both rollup tables from the frames and detections (after rows were loaded or
     deleted behind ingest's back). Runs in the caller's transaction."""
-    pg = connection.dialect.name == "postgresql"
-    hour = (
-        "date_trunc('hour', captured_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
-        if pg
-        else "strftime('%Y-%m-%d %H:00:00.000000', captured_at)"
-    )
-    bucket = "CAST(floor(confidence * 10) AS INTEGER)" if pg else "CAST(confidence * 10 AS INTEGER)"
-    bins = ", ".join(
-        f"sum(CASE WHEN {bucket} {'>=' if k == HISTOGRAM_BINS - 1 else '='} {k} THEN 1 ELSE 0 END)"
-        for k in range(HISTOGRAM_BINS)
-    )
-    columns = ", ".join(f"conf_{k}" for k in range(HISTOGRAM_BINS))
+    dialect = connection.dialect.name
     connection.exec_driver_sql("DELETE FROM frame_rollups")
     connection.exec_driver_sql("DELETE FROM class_rollups")
-    connection.exec_driver_sql(
-        "INSERT INTO frame_rollups (hour, device_id, frames, detections) "
-        f"SELECT {hour}, device_id, count(*), sum(detection_count) FROM frames "
-        f"GROUP BY {hour}, device_id"
-    )
-    connection.exec_driver_sql(
-        f"INSERT INTO class_rollups (hour, device_id, class_name, frames, detections, {columns}) "
-        f"SELECT {hour}, device_id, class_name, count(DISTINCT frame_pk), count(*), {bins} "
-        f"FROM detections GROUP BY {hour}, device_id, class_name"
-    )
+    connection.exec_driver_sql(rollups.add_frames_sql(dialect, "1 = 1"))
+    connection.exec_driver_sql(rollups.add_detections_sql(dialect, "1 = 1"))
