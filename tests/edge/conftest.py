@@ -26,7 +26,7 @@ export_onnx(Path(weights), Path(out), imgsz=int(imgsz), config_dir=Path(config))
 
 
 @pytest.fixture(scope="session")
-def edge_onnx(request: pytest.FixtureRequest) -> Path:
+def edge_onnx(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real baseline detector at 320x320 (3.5x cheaper than its shipped 640 export).
 
     Exported from the shipped weights ``models/baseline/best.pt`` in a subprocess (ultralytics
@@ -35,7 +35,8 @@ def edge_onnx(request: pytest.FixtureRequest) -> Path:
     """
     if not BASELINE_PT.is_file() or importlib.util.find_spec("ultralytics") is None:
         return Path(request.getfixturevalue("detector_onnx"))
-    cache = Path(request.config.cache.mkdir("edge-models"))
+    store = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
+    cache = Path(store.mkdir("edge-models")) if store else tmp_path_factory.mktemp("edge-models")
     out = cache / f"baseline-{sha256_file(BASELINE_PT)[:16]}-{EDGE_IMGSZ}.onnx"
     if not out.is_file():
         env = {**os.environ, "YOLO_OFFLINE": "1", "DO_NOT_TRACK": "1"}
