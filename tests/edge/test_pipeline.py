@@ -114,3 +114,4 @@ def test_heartbeat_carries_metrics(detector: Detector, outbox: Outbox) -> None:
     assert beat.counters["frames"] == 20
     assert beat.model_error == "boom"
     assert "infer" in beat.latency_ms
+    assert set(beat.queue_depths) == {"capture", "sink"}

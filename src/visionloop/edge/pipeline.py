@@ -202,7 +202,7 @@ class Pipeline:
             model_version=self.model_version[:64],
             fps=self._metrics.recent_fps(),
             latency_ms=self._metrics.medians_ms(),
-            queue_depths={"capture": self._queue.qsize()},
+            queue_depths={"capture": self._queue.qsize(), "sink": self._sink_queue.qsize()},
             dropped_frames=self.dropped,
             counters={
                 "frames": self.frames,
