@@ -195,3 +195,32 @@ def test_sigkill_mid_run_then_restart_delivers_each_committed_frame_once(
     assert len(frames) == committed
     assert {f.id for f in frames} == on_server | waiting
     assert all(f.has_image for f in frames if f.sample_reason is not None)
+
+
+def test_starts_on_the_cached_model_when_the_server_is_unreachable(
+    edge_onnx: Path, tmp_path: Path
+) -> None:
+    from support.db import free_port
+    from visionloop.vision.detector import sha256_file
+
+    cache = tmp_path / "edge" / "models"
+    cache.mkdir(parents=True)
+    cached = cache / f"7-{sha256_file(edge_onnx)[:16]}.onnx"
+    cached.write_bytes(edge_onnx.read_bytes())
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    cfg = AgentConfig(
+        server=dead,
+        token="t",
+        source="synthetic",
+        outbox_path=tmp_path / "edge" / "outbox.db",
+        backend="onnxruntime",
+        threads=1,
+        max_frames=10,
+        drain_timeout_s=0.5,
+        sync=FAST,
+    )
+    summary = Agent(cfg).run()
+    assert summary.pipeline is not None and summary.pipeline.versions == {"7": 10}
+    assert summary.model_error is not None and "Connect" in summary.model_error
+    # Nothing was lost: the frames wait in the outbox for the next start.
+    assert not summary.drained and summary.left_records == 10

@@ -115,3 +115,20 @@ def test_heartbeat_carries_metrics(detector: Detector, outbox: Outbox) -> None:
     assert beat.model_error == "boom"
     assert "infer" in beat.latency_ms
     assert set(beat.queue_depths) == {"capture", "sink"}
+
+
+def test_fps_limit_paces_a_file_source(detector: Detector, outbox: Outbox) -> None:
+    t0 = time.monotonic()
+    summary = Pipeline(ArraySource(12), detector, outbox, Sampler(seed=0), fps_limit=20).run()
+    assert summary.frames == 12
+    assert time.monotonic() - t0 >= 11 / 20 * 0.9
+
+
+def test_fps_limit_thins_a_live_source_without_counting_drops(
+    detector: Detector, outbox: Outbox
+) -> None:
+    pipeline = Pipeline(ArraySource(60, live=True), detector, outbox, Sampler(seed=0), fps_limit=5)
+    summary = pipeline.run()
+    # The source produced 60 frames at once: most are skipped by the limit, not dropped.
+    assert pipeline.skipped >= 50
+    assert summary.frames + summary.dropped + pipeline.skipped == 60
