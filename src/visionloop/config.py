@@ -23,8 +23,9 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default="",
         description=(
-            "SQLAlchemy URL of the server database. Empty means sqlite:///<data_dir>/visionloop.db; "
-            "postgresql+psycopg://user@host/db switches to PostgreSQL."
+            "SQLAlchemy URL of the server database. Empty means "
+            "sqlite:///<data_dir>/visionloop.db; postgresql+psycopg://user@host/db switches to "
+            "PostgreSQL."
         ),
     )
     blob_dir: Path | None = Field(
