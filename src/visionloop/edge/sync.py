@@ -24,7 +24,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -66,7 +66,6 @@ class SyncStats:
     dead_letters: int = 0
     heartbeats: int = 0
     last_error: str | None = None
-    counters: dict[str, int] = field(default_factory=dict)
 
     def as_counters(self) -> dict[str, int]:
         return {
