@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -132,3 +134,18 @@ def test_fps_limit_thins_a_live_source_without_counting_drops(
     # The source produced 60 frames at once: most are skipped by the limit, not dropped.
     assert pipeline.skipped >= 50
     assert summary.frames + summary.dropped + pipeline.skipped == 60
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux")
+def test_capture_thread_runs_at_lower_priority_than_inference(
+    detector: Detector, outbox: Outbox
+) -> None:
+    seen: list[int] = []
+
+    class Probe(ArraySource):
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            yield from super().__iter__()
+
+    Pipeline(Probe(3), detector, outbox, Sampler(seed=0), side_thread_nice=7).run()
+    assert seen == [os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + 7]

@@ -17,8 +17,10 @@ carries that model's version.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import statistics
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -149,6 +151,7 @@ class Pipeline:
         queue_size: int = 4,
         jpeg_quality: int = 90,
         on_frame: Callable[[int], None] | None = None,
+        side_thread_nice: int = 10,
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be >= 1")
@@ -162,6 +165,7 @@ class Pipeline:
         self.fps_limit = fps_limit
         self.jpeg_quality = jpeg_quality
         self.on_frame = on_frame
+        self.side_thread_nice = side_thread_nice
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._sink_queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._sink_error: BaseException | None = None
@@ -293,6 +297,7 @@ class Pipeline:
                 continue
 
     def _sink(self) -> None:
+        _lower_priority(self.side_thread_nice)
         while True:
             item = self._sink_queue.get()
             if item is _END:
@@ -356,6 +361,7 @@ class Pipeline:
             self.on_frame(self.frames)
 
     def _capture(self) -> None:
+        _lower_priority(self.side_thread_nice)
         live = self.source.live
         interval = 1.0 / self.fps_limit if self.fps_limit else 0.0
         next_due = time.perf_counter()
@@ -429,3 +435,15 @@ class Pipeline:
                 self._queue.get_nowait()
             except queue.Empty:
                 return
+
+
+def _lower_priority(increment: int) -> None:
+    """Raise the calling thread's nice value by ``increment`` (Linux only: there a thread is a
+    task with its own nice value; elsewhere a thread id is not a process id, so do nothing)."""
+    if increment <= 0 or not sys.platform.startswith("linux"):
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + increment)
+    except OSError as exc:  # not permitted in some sandboxes: run at normal priority
+        log.debug("could not lower thread priority: %s", exc)
