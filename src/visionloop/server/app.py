@@ -13,7 +13,7 @@ from visionloop.server.db import create_db_engine, is_sqlite, write_engine
 from visionloop.server.http_errors import install_error_handlers
 from visionloop.server.metrics import LatencyMiddleware, Metrics
 from visionloop.server.routes import auth, devices, frames, health, ingest, stats
-from visionloop.server.state import ServerState
+from visionloop.server.state import IngestGate, ServerState
 
 API_PREFIX = "/api/v1"
 
@@ -52,6 +52,7 @@ def create_app(settings: Settings, *, blobs: BlobStore | None = None) -> FastAPI
         blobs=blobs or LocalBlobStore(settings.blobs_path),
         metrics=metrics,
         serialize_writes=is_sqlite(settings.database_url),
+        ingest_gate=IngestGate(serialize=is_sqlite(settings.database_url)),
     )
 
     # No engine.dispose() at lifespan shutdown: several test clients may share one app, and a

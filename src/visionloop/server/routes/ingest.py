@@ -101,5 +101,6 @@ async def ingest(request: Request, device: DeviceDep, state: StateDep) -> Ingest
 
 
 def _parse_and_store(state: ServerState, device_id: int, body: bytes) -> IngestResult:
-    batch = parse_batch(body, max_frames=state.settings.max_batch_frames)
-    return _store(state, device_id, batch.frames)
+    with state.ingest_gate:
+        batch = parse_batch(body, max_frames=state.settings.max_batch_frames)
+        return _store(state, device_id, batch.frames)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -75,6 +75,9 @@ class IngestCounts:
     detections: int
 
 
+_ZERO = timedelta(0)
+
+
 @dataclass(frozen=True, slots=True)
 class _Dialect:
     placeholder: str
@@ -83,8 +86,11 @@ class _Dialect:
 
 
 def _sqlite_time(ts: datetime) -> str:
-    # SQLAlchemy's SQLite DATETIME text form; UTC like every stored time.
-    return ts.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    # SQLAlchemy's SQLite DATETIME text form 'YYYY-MM-DD HH:MM:SS.ffffff', in UTC like every
+    # stored time (the slice drops the '+00:00'; most edge clocks already send UTC).
+    if ts.utcoffset() != _ZERO:
+        ts = ts.astimezone(UTC)
+    return ts.isoformat(" ", "microseconds")[:26]
 
 
 def _as_is(value: Any) -> Any:
