@@ -20,7 +20,9 @@ Fixtures (function scope unless said):
   ``.url``, ``.stop()`` and ``.start()`` (same port) to simulate an outage.
 
 Helpers: ``add_device``, ``add_user``, ``signed_in_client``, ``frame_record`` (one valid frame
-record as a JSON-ready dict), ``frame_batch``, ``count_rows``.
+record as a JSON-ready dict), ``frame_batch``, ``count_rows``, ``app_state`` (an app's
+``ServerState``: engine, session factories, settings), ``free_port``. ``VISIONLOOP_TEST_PG_URL``
+points the PostgreSQL side at another server (default postgres@127.0.0.1:5432).
 """
 
 from __future__ import annotations
