@@ -143,6 +143,9 @@ def _insert_frame_rows(
 ) -> list[Any]:
     """Insert frames (FRAME_COLUMNS per row), skipping stored ids; the (pk, id) of the new ones."""
     if d.placeholder == "%s":
+        # In id order, so that two transactions inserting overlapping batches wait for each
+        # other's rows in the same order and cannot deadlock.
+        rows = sorted(rows, key=lambda row: row[0])
         columns = tuple(list(column) for column in zip(*rows, strict=True))
         return list(connection.exec_driver_sql(_PG_FRAMES_SQL, columns).all())
     before = connection.exec_driver_sql("SELECT max(pk) FROM frames").scalar() or 0
