@@ -13,4 +13,6 @@ if "$venv/bin/python" -m pip show -q opencv-python >/dev/null 2>&1; then
   headless=$("$venv/bin/python" -m pip show opencv-python-headless | awk '/^Version:/{print $2}')
   "$venv/bin/python" -m pip install -q --force-reinstall --no-deps "opencv-python-headless==${headless}"
 fi
+# OpenVINO's telemetry sender reads a per-user consent file (~/intel/openvino_telemetry): opt out.
+if [ -x "$venv/bin/opt_in_out" ]; then "$venv/bin/opt_in_out" --opt_out >/dev/null; fi
 "$venv/bin/python" -c "import cv2; print(\"cv2\", cv2.__version__, cv2.__file__)"

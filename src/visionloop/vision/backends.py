@@ -5,9 +5,9 @@ A backend only runs the graph; it knows nothing of boxes. Each one also reads th
 detector can check the file before it is used.
 
 OpenVINO note: its CPU plugin runs bf16 by default on CPUs that support it, even for an f32
-model, so the precision hint is always set explicitly. Its telemetry lives in the model
-conversion tools (``openvino.tools.ovc``), which we never import: ``Core.read_model`` on an ONNX
-file sends nothing.
+model, so the precision hint is always set explicitly. ``import openvino`` loads its conversion
+tools, whose telemetry sender asks a per-user consent file: ``scripts/install.sh`` runs
+``opt_in_out --opt_out`` so nothing tries the network (README, "Telemetry").
 """
 
 from __future__ import annotations
