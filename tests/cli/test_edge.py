@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from fastapi import FastAPI
 from typer.testing import CliRunner
 
 from support.db import DeviceCredentials, LiveServer
-from support.edge import server_frames
+from support.edge import outbox_committed, server_frames
 from visionloop.cli import app as cli_app
 
 FLAGS = (
@@ -70,15 +69,6 @@ def test_missing_model_file_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code != 0
 
 
-def _committed(path: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as conn:
-            row = conn.execute("SELECT value FROM counters WHERE name = 'committed'").fetchone()
-    except sqlite3.Error:
-        return 0
-    return int(row[0]) if row else 0
-
-
 def test_sigterm_stops_cleanly_drains_and_prints_the_summary(
     app: FastAPI,
     device: DeviceCredentials,
@@ -97,7 +87,7 @@ def test_sigterm_stops_cleanly_drains_and_prints_the_summary(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as agent:
         deadline = time.monotonic() + 60
-        while _committed(outbox) < 30:
+        while outbox_committed(outbox) < 30:
             assert agent.poll() is None
             assert time.monotonic() < deadline
             time.sleep(0.05)

@@ -4,7 +4,6 @@ real SQLite outboxes, a real detector, the synthetic line (issue 4, item 6)."""
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import httpx
 from fastapi import FastAPI
 
 from support.db import DeviceCredentials, LiveServer, count_rows
-from support.edge import FaultTransport, ServerFrame, device_http, server_frames
+from support.edge import FaultTransport, ServerFrame, device_http, outbox_committed, server_frames
 from visionloop.edge.agent import Agent, AgentConfig, AgentSummary
 from visionloop.edge.outbox import Outbox
 from visionloop.edge.sampler import SamplerConfig
@@ -138,17 +137,6 @@ def test_a_rejected_record_does_not_block_the_rest(
     assert [(d.record_id, d.status) for d in letters] == [(transport.poisoned_id, 422)]
 
 
-def _outbox_committed(path: Path) -> int:
-    if not path.exists():
-        return 0
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as conn:
-            row = conn.execute("SELECT value FROM counters WHERE name = 'committed'").fetchone()
-    except sqlite3.Error:
-        return 0
-    return int(row[0]) if row else 0
-
-
 def test_sigkill_mid_run_then_restart_delivers_each_committed_frame_once(
     app: FastAPI,
     device: DeviceCredentials,
@@ -168,7 +156,7 @@ def test_sigkill_mid_run_then_restart_delivers_each_committed_frame_once(
         [*command, "--max-frames", "100000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     ) as agent:
         deadline = time.monotonic() + 60
-        while _outbox_committed(outbox) < 60:
+        while outbox_committed(outbox) < 60:
             assert agent.poll() is None, agent.stderr.read() if agent.stderr else ""
             assert time.monotonic() < deadline, "agent committed nothing"
             time.sleep(0.05)

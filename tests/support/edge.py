@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -187,3 +189,15 @@ def server_frames(app: Any) -> list[ServerFrame]:
             ).order_by(Frame.captured_at, Frame.id)
         ).all()
     return [ServerFrame(str(r[0]), r[1], r[2], r[3], r[4] is not None, int(r[5])) for r in rows]
+
+
+def outbox_committed(path: Path) -> int:
+    """Frames an agent's outbox file says it committed (0 while it does not exist or is locked)."""
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as conn:
+            row = conn.execute("SELECT value FROM counters WHERE name = 'committed'").fetchone()
+    except sqlite3.Error:
+        return 0
+    return int(row[0]) if row else 0
