@@ -30,7 +30,7 @@ DEMO_HOST = "127.0.0.1"
 DEMO_PORT = 8000
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-users_app = typer.Typer(help="People who sign in to the dashboard.", no_args_is_help=True)
+users_app = typer.Typer(help="People who sign in (API and, later, the dashboard).", no_args_is_help=True)
 devices_app = typer.Typer(help="Edge devices and their tokens.", no_args_is_help=True)
 
 
@@ -129,7 +129,7 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
     reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
 ) -> None:
-    """Migrate the database, then serve the API (and the dashboard) with uvicorn."""
+    """Migrate the database, then serve the API with uvicorn."""
     settings = load_settings()
     _run_server(settings, host=host, port=port, workers=workers, reload=reload)
 
