@@ -30,7 +30,7 @@ DEMO_HOST = "127.0.0.1"
 DEMO_PORT = 8000
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-users_app = typer.Typer(help="People who sign in (API and, later, the dashboard).", no_args_is_help=True)
+users_app = typer.Typer(help="People who sign in and their roles.", no_args_is_help=True)
 devices_app = typer.Typer(help="Edge devices and their tokens.", no_args_is_help=True)
 
 
