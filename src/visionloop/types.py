@@ -65,6 +65,10 @@ class ModelInfo:
 
 SampleReason = Literal["uncertain", "audit", "drift"]
 
+# Detector choices, shared by the runtime and the commands that expose them.
+BackendChoice = Literal["auto", "onnxruntime", "openvino"]
+Precision = Literal["fp32", "bf16"]
+
 MAX_FRAME_SIDE = 16384
 
 

@@ -6,9 +6,11 @@ import logging
 import signal
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
+
+from visionloop.types import BackendChoice, Precision
 
 
 def _band(value: str) -> tuple[float, float]:
@@ -37,10 +39,8 @@ def edge(
         Path | None,
         typer.Option(help="A local ONNX model to run (pinned). Default: the server's production."),
     ] = None,
-    backend: Annotated[
-        str, typer.Option(help="Inference backend: auto, onnxruntime or openvino.")
-    ] = "auto",
-    precision: Annotated[str, typer.Option(help="fp32, or bf16 (OpenVINO on AMX).")] = "fp32",
+    backend: Annotated[BackendChoice, typer.Option(help="Inference backend.")] = "auto",
+    precision: Annotated[Precision, typer.Option(help="bf16 needs OpenVINO.")] = "fp32",
     imgsz: Annotated[
         int | None, typer.Option(help="Input size for a dynamic-input model (multiple of 32).")
     ] = None,
@@ -100,10 +100,6 @@ def edge(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if backend not in ("auto", "onnxruntime", "openvino"):
-        raise typer.BadParameter("must be auto, onnxruntime or openvino", param_hint="--backend")
-    if precision not in ("fp32", "bf16"):
-        raise typer.BadParameter("must be fp32 or bf16", param_hint="--precision")
     band = _band(sample_band)
     outbox_path = outbox or load_settings().data_dir / "edge" / "outbox.db"
     try:
@@ -112,16 +108,14 @@ def edge(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    be: Literal["auto", "onnxruntime", "openvino"] = backend  # type: ignore[assignment]  # checked
-    pr: Literal["fp32", "bf16"] = precision  # type: ignore[assignment]  # checked above
     config = AgentConfig(
         server=server,
         token=token,
         source=source,
         outbox_path=outbox_path,
         model=model,
-        backend=be,
-        precision=pr,
+        backend=backend,
+        precision=precision,
         imgsz=imgsz,
         conf=conf,
         sampler=sampler,

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -22,6 +22,7 @@ from rich.table import Table
 
 from visionloop.cli.settings import load_settings
 from visionloop.errors import VisionloopError
+from visionloop.types import BackendChoice, Precision
 
 if TYPE_CHECKING:
     from visionloop.training.registry import Registry
@@ -178,8 +179,8 @@ def evaluate_command(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Also write the report as JSON here.")
     ] = None,
-    backend: Annotated[str, typer.Option(help="auto, onnxruntime or openvino.")] = "auto",
-    precision: Annotated[str, typer.Option(help="fp32 or bf16 (OpenVINO).")] = "fp32",
+    backend: Annotated[BackendChoice, typer.Option(help="Inference backend.")] = "auto",
+    precision: Annotated[Precision, typer.Option(help="bf16 needs OpenVINO.")] = "fp32",
 ) -> None:
     """COCO mAP50, mAP50-95, per-class AP50 and recall of a model on a dataset split."""
     if importlib.util.find_spec("faster_coco_eval") is None:
@@ -189,13 +190,8 @@ def evaluate_command(
         raise typer.Exit(1)
     from visionloop.training.evaluate import evaluate
 
-    if backend not in ("auto", "onnxruntime", "openvino") or precision not in ("fp32", "bf16"):
-        typer.echo("error: --backend auto|onnxruntime|openvino, --precision fp32|bf16", err=True)
-        raise typer.Exit(2)
-    chosen: Literal["auto", "onnxruntime", "openvino"] = backend  # type: ignore[assignment]  # checked above
-    prec: Literal["fp32", "bf16"] = precision  # type: ignore[assignment]  # checked above
     try:
-        report = evaluate(model, dataset, split=split, backend=chosen, precision=prec)
+        report = evaluate(model, dataset, split=split, backend=backend, precision=precision)
     except VisionloopError as exc:
         raise _fail(exc) from exc
     table = Table(title=f"{model.name} on {dataset} [{split}], {report.images} images")

@@ -19,8 +19,8 @@ from visionloop.edge.pipeline import Pipeline, PipelineSummary
 from visionloop.edge.sampler import Sampler, SamplerConfig
 from visionloop.edge.sync import SyncConfig, Uploader
 from visionloop.errors import ModelError
-from visionloop.vision.backends import Precision
-from visionloop.vision.detector import BackendChoice, Detector, load_detector, sha256_file
+from visionloop.types import BackendChoice, Precision
+from visionloop.vision.detector import Detector, load_detector, sha256_file
 
 log = logging.getLogger(__name__)
 

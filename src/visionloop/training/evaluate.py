@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 
 from visionloop.errors import InvalidInputError
-from visionloop.vision.backends import Precision
-from visionloop.vision.detector import BackendChoice, Detector, load_detector
+from visionloop.types import BackendChoice, Precision
+from visionloop.vision.detector import Detector, load_detector
 
 log = logging.getLogger(__name__)
 

@@ -22,11 +22,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from visionloop.errors import InvalidInputError, ModelError
+from visionloop.types import BackendChoice, Precision
 
 log = logging.getLogger(__name__)
 
 BackendName = Literal["onnxruntime", "openvino"]
-Precision = Literal["fp32", "bf16"]
 
 Dim = int | str | None
 """A tensor dimension: a size, or a name / None where the model leaves it dynamic."""
@@ -64,7 +64,7 @@ def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-def choose_backend(backend: Literal["auto", "onnxruntime", "openvino"]) -> BackendName:
+def choose_backend(backend: BackendChoice) -> BackendName:
     """Resolve ``auto``: OpenVINO when installed on an Intel CPU, else ONNX Runtime."""
     if backend != "auto":
         return backend

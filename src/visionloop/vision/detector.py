@@ -13,17 +13,16 @@ import ast
 import hashlib
 import logging
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from visionloop.errors import InvalidInputError, ModelError
-from visionloop.types import Detections, ModelInfo
+from visionloop.types import BackendChoice, Detections, ModelInfo, Precision
 from visionloop.vision.backends import (
     Dim,
     InferenceBackend,
-    Precision,
     choose_backend,
     open_backend,
 )
@@ -31,8 +30,6 @@ from visionloop.vision.decode import MAX_DET, OutputLayout, decode
 from visionloop.vision.preprocess import Letterbox, LetterboxBuffer, unletterbox_xyxy
 
 log = logging.getLogger(__name__)
-
-BackendChoice = Literal["auto", "onnxruntime", "openvino"]
 
 
 class Detector(Protocol):
