@@ -159,6 +159,18 @@ class Heartbeat(_Strict):
     model_error: str | None = Field(
         default=None, max_length=2000, description="Last model download or load failure, if any."
     )
+    sent_at: AwareDatetime | None = Field(
+        default=None,
+        description=(
+            "The device's own clock when it sent this heartbeat (UTC, ISO 8601); the server "
+            "compares it with its clock to show the device's clock offset."
+        ),
+    )
+    dead_letters: int = Field(
+        default=0,
+        ge=0,
+        description="Records the server refused for good (set aside in the outbox's dead letters).",
+    )
 
 
 class ProductionModel(BaseModel):
