@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import numpy as np
@@ -71,6 +71,11 @@ Precision = Literal["fp32", "bf16"]
 
 MAX_FRAME_SIDE = 16384
 
+# Capture times a frame record may carry, compared in UTC: a clock set to year 1 or 9999 is a
+# broken clock, and such times cannot be converted to UTC or stored on every database.
+CAPTURED_AT_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+CAPTURED_AT_MAX = datetime(2100, 1, 1, tzinfo=UTC)
+
 
 # Constraints are pydantic-core's own (no Python validator per number): ingest validates
 # thousands of numbers per batch. ``allow_inf_nan=False`` refuses NaN and ±inf, which lenient JSON
@@ -115,7 +120,12 @@ class FrameRecord(_Strict):
     """What an edge agent sends for one frame. ``id`` is the idempotency key."""
 
     id: uuid.UUID
-    captured_at: AwareDatetime
+    # Bounds checked by pydantic-core itself (in UTC), not by a Python validator per frame.
+    captured_at: AwareDatetime = Field(
+        ge=CAPTURED_AT_MIN,
+        lt=CAPTURED_AT_MAX,
+        description="When the frame was captured, with a time zone; 1970-01-01 <= UTC < 2100-01-01.",
+    )
     model_version: str = Field(min_length=1, max_length=64)
     width: int = Field(gt=0, le=MAX_FRAME_SIDE)
     height: int = Field(gt=0, le=MAX_FRAME_SIDE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -182,6 +183,56 @@ def test_invalid_batch_is_rejected_whole(
     assert loc in payload["detail"]
     assert any(e["loc"].startswith(loc) for e in payload["errors"])
     _assert_nothing_stored(app)
+
+
+@pytest.mark.parametrize(
+    "captured_at",
+    [
+        "0001-01-01T00:00:00+05:00",
+        "9999-12-31T23:59:59-05:00",
+        "1970-01-01T04:59:59+05:00",  # 1969-12-31T23:59:59Z
+        "2099-12-31T23:59:59-05:00",  # 2100-01-01T04:59:59Z
+    ],
+    ids=["year-1", "year-9999", "just-before-1970-utc", "just-after-2100-utc"],
+)
+def test_captured_at_outside_1970_2100_is_422(
+    app: FastAPI, device_client: TestClient, captured_at: str
+) -> None:
+    body = _with("captured_at", captured_at)
+    r = device_client.post(INGEST, json=body)
+    assert r.status_code == 422, r.text
+    payload = r.json()
+    assert "frames[1].captured_at" in payload["detail"]
+    assert payload["bad_frames"] == [{"index": 1, "id": body["frames"][1]["id"]}]
+    _assert_nothing_stored(app)
+
+
+@pytest.mark.parametrize(
+    "captured_at", ["1970-01-01T00:00:00Z", "2099-12-31T23:59:59.999+00:00"], ids=["min", "max"]
+)
+def test_captured_at_at_the_bounds_is_stored(
+    app: FastAPI, device_client: TestClient, viewer_client: TestClient, captured_at: str
+) -> None:
+    record = frame_record(captured_at=None)
+    record["captured_at"] = captured_at
+    assert device_client.post(INGEST, json={"frames": [record]}).status_code == 200
+    got = viewer_client.get(f"/api/v1/frames/{record['id']}").json()
+    assert datetime.fromisoformat(got["captured_at"]) == datetime.fromisoformat(captured_at)
+
+
+def test_server_records_its_own_received_at(
+    device_client: TestClient, viewer_client: TestClient
+) -> None:
+    # A device clock a year behind: captured_at is the device's word, received_at the server's.
+    record = frame_record(captured_at=datetime.now(UTC) - timedelta(days=365))
+    before = datetime.now(UTC)
+    assert device_client.post(INGEST, json={"frames": [record]}).status_code == 200
+    got = viewer_client.get(f"/api/v1/frames/{record['id']}").json()
+    received = datetime.fromisoformat(got["received_at"])
+    assert before - timedelta(seconds=1) <= received <= datetime.now(UTC)
+    assert viewer_client.get("/api/v1/frames").json()["items"][0]["received_at"] == got[
+        "received_at"
+    ]
 
 
 @pytest.mark.parametrize(
