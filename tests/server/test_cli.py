@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from support.db import count_rows, frame_batch, free_port
+from support.db import app_state, count_rows, frame_batch, free_port
 from visionloop.cli import app as cli
 from visionloop.cli.server import _demo_setup
 from visionloop.config import Settings
@@ -63,6 +63,29 @@ def test_devices_list_and_disable(settings: Settings, app: FastAPI) -> None:
         assert c.post("/api/v1/ingest", json=frame_batch(1)).status_code == 403
     missing = runner.invoke(cli, ["devices", "disable", "nope"], env=env)
     assert missing.exit_code == 1 and "no device" in missing.output
+
+
+def test_devices_rotate_and_enable(settings: Settings, app: FastAPI) -> None:
+    env = _env(settings)
+    old = runner.invoke(cli, ["devices", "add", "cam7"], env=env).output.strip().splitlines()[-1]
+    r = runner.invoke(cli, ["devices", "rotate", "cam7"], env=env)
+    assert r.exit_code == 0, r.output
+    new = r.output.strip().splitlines()[-1]
+    assert new.startswith("vld_") and " " not in new and new != old
+    with TestClient(app, headers={"Authorization": f"Bearer {old}"}) as c:
+        assert c.post("/api/v1/ingest", json=frame_batch(1)).status_code == 401
+    assert runner.invoke(cli, ["devices", "disable", "cam7"], env=env).exit_code == 0
+    with TestClient(app, headers={"Authorization": f"Bearer {new}"}) as c:
+        assert c.post("/api/v1/ingest", json=frame_batch(1)).status_code == 403
+    r = runner.invoke(cli, ["devices", "enable", "cam7"], env=env)
+    assert r.exit_code == 0 and "enabled" in r.output, r.output
+    # The CLI is another process: a running server notices within its token cache's 2 s.
+    app_state(app).device_cache.clear()
+    with TestClient(app, headers={"Authorization": f"Bearer {new}"}) as c:
+        assert c.post("/api/v1/ingest", json=frame_batch(1)).status_code == 200
+    for command in ("rotate", "enable"):
+        missing = runner.invoke(cli, ["devices", command, "nope"], env=env)
+        assert missing.exit_code == 1 and "no device" in missing.output
 
 
 def test_users_add_then_login(settings: Settings, app: FastAPI) -> None:

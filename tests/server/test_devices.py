@@ -1,7 +1,11 @@
-"""Devices over the API: registration (token shown once), disabling, heartbeats, tokens hashed."""
+"""Devices over the API: registration and rotation (token shown once), disabling and enabling,
+heartbeats and clock offsets, tokens hashed."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -87,3 +91,53 @@ def test_bad_heartbeat_is_422(device_client: TestClient) -> None:
     assert r.status_code == 422
     detail = r.json()["detail"]
     assert "fps" in detail and "colour" in detail
+
+
+def test_rotation_refuses_the_old_token_at_once(
+    app: FastAPI, device: DeviceCredentials, device_client: TestClient, admin_client: TestClient
+) -> None:
+    # A request first, so the old token sits in the server's device cache.
+    assert device_client.post("/api/v1/ingest", json=frame_batch(1)).status_code == 200
+    r = admin_client.post(f"/api/v1/devices/{device.id}/rotate")
+    assert r.status_code == 200, r.text
+    new_token = r.json()["token"]
+    assert new_token != device.token and r.json()["device"]["id"] == device.id
+    old = device_client.post("/api/v1/ingest", json=frame_batch(1))
+    assert old.status_code == 401
+    assert device_client.post("/api/v1/devices/heartbeat", json={}).status_code == 401
+    with TestClient(app, headers={"Authorization": f"Bearer {new_token}"}) as c:
+        assert c.post("/api/v1/ingest", json=frame_batch(1)).json()["accepted"] == 1
+    assert count_rows(app, "frames") == 2
+
+
+def test_rotating_an_unknown_device_is_404(admin_client: TestClient) -> None:
+    assert admin_client.post("/api/v1/devices/999/rotate").status_code == 404
+    assert admin_client.post("/api/v1/devices/999/enable").status_code == 404
+
+
+def test_enable_undoes_disable(
+    device: DeviceCredentials, device_client: TestClient, admin_client: TestClient
+) -> None:
+    assert device_client.post("/api/v1/ingest", json=frame_batch(1)).status_code == 200
+    assert admin_client.post(f"/api/v1/devices/{device.id}/disable").status_code == 200
+    assert device_client.post("/api/v1/ingest", json=frame_batch(1)).status_code == 403
+    r = admin_client.post(f"/api/v1/devices/{device.id}/enable")
+    assert r.status_code == 200 and r.json()["disabled"] is False
+    assert r.json()["disabled_at"] is None
+    assert device_client.post("/api/v1/ingest", json=frame_batch(1)).status_code == 200
+    # Enabling an enabled device is harmless.
+    assert admin_client.post(f"/api/v1/devices/{device.id}/enable").status_code == 200
+
+
+def test_clock_offset_is_listed(device_client: TestClient, viewer_client: TestClient) -> None:
+    [listed] = viewer_client.get("/api/v1/devices").json()
+    assert listed["clock_offset_s"] is None  # no heartbeat yet
+    assert device_client.post("/api/v1/devices/heartbeat", json={}).status_code == 204
+    assert viewer_client.get("/api/v1/devices").json()[0]["clock_offset_s"] is None  # no sent_at
+    # A device whose clock is an hour behind the server's.
+    sent_at = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    beat = {"sent_at": sent_at, "dead_letters": 2}
+    assert device_client.post("/api/v1/devices/heartbeat", json=beat).status_code == 204
+    [listed] = viewer_client.get("/api/v1/devices").json()
+    assert listed["clock_offset_s"] == pytest.approx(3600, abs=5)
+    assert listed["heartbeat"]["dead_letters"] == 2

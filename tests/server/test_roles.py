@@ -86,6 +86,8 @@ ROLE_TABLE: list[RouteCase] = [
         lambda ctx, role: {"json": {"fps": 29.5, "outbox_backlog": 3}},
     ),
     RouteCase("POST", "/api/v1/devices/{device_id}/disable", ADMIN_ONLY),
+    RouteCase("POST", "/api/v1/devices/{device_id}/enable", ADMIN_ONLY),
+    RouteCase("POST", "/api/v1/devices/{device_id}/rotate", ADMIN_ONLY),
     RouteCase(
         "POST",
         "/api/v1/ingest",

@@ -213,7 +213,7 @@ def devices_list() -> None:
 
     settings = load_settings()
     _migrate(settings)
-    table = Table("id", "name", "status", "last seen (UTC)", "model", "fps", "outbox")
+    table = Table("id", "name", "status", "last seen (UTC)", "model", "fps", "outbox", "clock")
     with _write_session(settings) as session:
         for d in devices.list_devices(session):
             hb = d.heartbeat or {}
@@ -225,6 +225,7 @@ def devices_list() -> None:
                 d.model_version or "-",
                 f"{hb['fps']:.1f}" if "fps" in hb else "-",
                 str(hb.get("outbox_backlog", "-")),
+                f"{d.clock_offset_s:+.1f} s" if d.clock_offset_s is not None else "-",
             )
     Console().print(table)
 
@@ -243,6 +244,44 @@ def devices_disable(
             found = devices.find_device(session, ref=device)
             devices.disable_device(session, device_id=found.id)
             typer.echo(f"device {found.name!r} (id {found.id}) disabled")
+    except VisionloopError as exc:
+        raise _fail(exc) from exc
+
+
+@devices_app.command("enable")
+def devices_enable(
+    device: Annotated[str, typer.Argument(help="Device name or id.")],
+) -> None:
+    """Enable a disabled device: its current token works again."""
+    from visionloop.server.store import devices
+
+    settings = load_settings()
+    _migrate(settings)
+    try:
+        with _write_session(settings) as session:
+            found = devices.find_device(session, ref=device)
+            devices.enable_device(session, device_id=found.id)
+            typer.echo(f"device {found.name!r} (id {found.id}) enabled")
+    except VisionloopError as exc:
+        raise _fail(exc) from exc
+
+
+@devices_app.command("rotate")
+def devices_rotate(
+    device: Annotated[str, typer.Argument(help="Device name or id.")],
+) -> None:
+    """Give a device a new token and revoke the old one. The new token is printed once, alone on
+    the last line; running servers refuse the old one within two seconds."""
+    from visionloop.server.store import devices
+
+    settings = load_settings()
+    _migrate(settings)
+    try:
+        with _write_session(settings) as session:
+            found = devices.find_device(session, ref=device)
+            _, token = devices.rotate_token(session, device_id=found.id)
+            typer.echo(f"device {found.name!r} (id {found.id}) has a new token, shown once:")
+            typer.echo(token)
     except VisionloopError as exc:
         raise _fail(exc) from exc
 

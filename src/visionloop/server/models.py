@@ -86,6 +86,8 @@ class Device(Base):
     # The last heartbeat body (visionloop.types.Heartbeat as JSON).
     heartbeat: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     model_version: Mapped[str | None] = mapped_column(String(64))
+    # Server receive time minus the last heartbeat's sent_at, in seconds (None: never told).
+    clock_offset_s: Mapped[float | None] = mapped_column(Float)
 
 
 class DeviceToken(Base):
@@ -122,6 +124,20 @@ class UserSession(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class LoginFailure(Base):
+    """One failed sign-in, kept for the throttle's window. ``key`` is ``user:<name>`` or
+    ``addr:<client address>``; a table rather than process memory, so that every server replica
+    counts the same failures."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200))
+    failed_at: Mapped[datetime] = mapped_column(index=True)
+
+    __table_args__ = (Index("ix_login_failures_key_failed_at", "key", "failed_at"),)
 
 
 class Frame(Base):

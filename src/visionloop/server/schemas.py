@@ -40,6 +40,12 @@ class DeviceOut(BaseModel):
     last_seen_at: datetime | None = Field(description="Last ingest or heartbeat.")
     model_version: str | None
     heartbeat: Heartbeat | None = Field(description="The latest heartbeat, as the agent sent it.")
+    clock_offset_s: float | None = Field(
+        description=(
+            "Server receive time minus the latest heartbeat's sent_at, in seconds: positive when "
+            "the device's clock is behind (plus the network delay); null when unknown."
+        )
+    )
 
 
 class DeviceCreated(BaseModel):

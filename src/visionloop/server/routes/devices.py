@@ -1,4 +1,5 @@
-"""Devices: list with their latest heartbeat, create (token shown once), disable, heartbeat."""
+"""Devices: list with their latest heartbeat, create and rotate (token shown once), disable and
+enable, heartbeat."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ def device_out(device: Device) -> DeviceOut:
         last_seen_at=device.last_seen_at,
         model_version=device.model_version,
         heartbeat=Heartbeat.model_validate(device.heartbeat) if device.heartbeat else None,
+        clock_offset_s=device.clock_offset_s,
     )
 
 
@@ -71,3 +73,33 @@ def disable_device(
     session.commit()
     state.device_cache.clear()
     return device_out(device)
+
+
+@router.post(
+    "/devices/{device_id}/enable",
+    response_model=DeviceOut,
+    summary="Enable a disabled device (admin): its live token works again",
+)
+def enable_device(
+    device_id: int, session: WriteSessionDep, state: StateDep, _admin: AdminUser
+) -> DeviceOut:
+    device = device_store.enable_device(session, device_id=device_id)
+    session.commit()
+    state.device_cache.clear()
+    return device_out(device)
+
+
+@router.post(
+    "/devices/{device_id}/rotate",
+    response_model=DeviceCreated,
+    summary="Give a device a new token (admin); the old one is refused (401) at once",
+)
+def rotate_device_token(
+    device_id: int, session: WriteSessionDep, state: StateDep, _admin: AdminUser
+) -> DeviceCreated:
+    """The answer holds the new token, shown once. Servers other than this one may accept the old
+    token for up to two seconds (their token cache)."""
+    device, token = device_store.rotate_token(session, device_id=device_id)
+    session.commit()
+    state.device_cache.clear()
+    return DeviceCreated(device=device_out(device), token=token)

@@ -81,6 +81,31 @@ def disable_device(session: Session, *, device_id: int) -> Device:
     return device
 
 
+def enable_device(session: Session, *, device_id: int) -> Device:
+    """Enable a disabled device again: its live tokens work from now on. Enabling twice is a
+    no-op."""
+    device = get_device(session, device_id=device_id)
+    device.disabled_at = None
+    session.flush()
+    return device
+
+
+def rotate_token(session: Session, *, device_id: int) -> tuple[Device, str]:
+    """Revoke every live token of a device and give it a new one. Returns the device and the new
+    token (shown once; only its sha256 is stored). A disabled device stays disabled."""
+    device = get_device(session, device_id=device_id)
+    now = _now()
+    session.execute(
+        update(DeviceToken)
+        .where(DeviceToken.device_id == device.id, DeviceToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    token = new_device_token()
+    session.add(DeviceToken(device_id=device.id, token_sha256=token_sha256(token), created_at=now))
+    session.flush()
+    return device, token
+
+
 def device_for_token(db: Session | Connection, *, token: str) -> AuthenticatedDevice | None:
     """The device owning a live bearer token, or None for an unknown or revoked token. Takes a
     plain connection too: this runs on every device request."""
@@ -95,10 +120,14 @@ def device_for_token(db: Session | Connection, *, token: str) -> AuthenticatedDe
 
 
 def record_heartbeat(session: Session, *, device_id: int, heartbeat: Heartbeat) -> None:
-    """Keep a device's latest heartbeat and mark it seen now."""
+    """Keep a device's latest heartbeat and mark it seen now. The device's clock offset is the
+    server's receive time minus the heartbeat's ``sent_at`` (None when the agent sent none)."""
+    now = _now()
+    sent_at = heartbeat.sent_at
     values: dict[str, Any] = {
         "heartbeat": heartbeat.model_dump(mode="json"),
-        "last_seen_at": _now(),
+        "last_seen_at": now,
+        "clock_offset_s": (now - sent_at).total_seconds() if sent_at is not None else None,
     }
     if heartbeat.model_version is not None:
         values["model_version"] = heartbeat.model_version
