@@ -61,6 +61,16 @@ class PayloadTooLargeError(VisionloopError):
     status = 413
 
 
+class TooManyRequestsError(VisionloopError):
+    """Too many attempts (failed sign-ins) in a short time; retry after ``retry_after_s``."""
+
+    status = 429
+
+    def __init__(self, message: str = "", *, retry_after_s: int, **extra: Any) -> None:
+        super().__init__(message, **extra)
+        self.retry_after_s = retry_after_s
+
+
 class UnsupportedMediaError(VisionloopError):
     """A body of a type the route does not take (an upload that is not an image)."""
 

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from support.db import app_state, count_rows, frame_batch, free_port
+from support.db import CSRF_HEADERS, app_state, count_rows, frame_batch, free_port
 from visionloop.cli import app as cli
 from visionloop.cli.server import _demo_setup
 from visionloop.config import Settings
@@ -97,7 +97,7 @@ def test_users_add_then_login(settings: Settings, app: FastAPI) -> None:
         env=env,
     )
     assert r.exit_code == 0, r.output
-    with TestClient(app) as c:
+    with TestClient(app, headers=CSRF_HEADERS) as c:
         login = c.post(
             "/api/v1/auth/login", json={"username": "ada", "password": "a-long-password"}
         )
@@ -136,7 +136,7 @@ def test_demo_setup_creates_credentials_once(settings: Settings, app: FastAPI) -
     assert first.admin_password and first.device_token
     second = _demo_setup(settings)
     assert second.admin_password is None and second.device_token is None
-    with TestClient(app) as c:
+    with TestClient(app, headers=CSRF_HEADERS) as c:
         r = c.post(
             "/api/v1/auth/login", json={"username": "admin", "password": first.admin_password}
         )

@@ -29,7 +29,7 @@ def _blob_files(app: FastAPI) -> list[Path]:
 
 @pytest.fixture
 def frame_id(device_client: TestClient) -> str:
-    record = frame_record(sample_reason="uncertain")
+    record = frame_record(sample_reason="uncertain", width=160, height=120)  # _image()'s size
     assert device_client.post("/api/v1/ingest", json={"frames": [record]}).status_code == 200
     return str(record["id"])
 

@@ -17,7 +17,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from support.db import add_device, app_state, frame_record, signed_in_client
+from support.db import CSRF_HEADERS, add_device, app_state, frame_record, signed_in_client
 from visionloop.errors import NotFoundError
 from visionloop.server.model_catalog import ModelCatalog
 
@@ -132,13 +132,13 @@ def callers(app: FastAPI) -> Iterator[tuple[dict[str, TestClient], Ctx]]:
     device = add_device(app, "cam1")
     spare = add_device(app, "spare")
     clients = {
-        "none": TestClient(app),
+        "none": TestClient(app, headers=CSRF_HEADERS),  # not a credential; login needs it
         "device": TestClient(app, headers=device.headers),
         "viewer": signed_in_client(app, "v", "viewer"),
         "reviewer": signed_in_client(app, "r", "reviewer"),
         "admin": signed_in_client(app, "a", "admin"),
     }
-    frame = frame_record()
+    frame = frame_record(sample_reason="audit", width=64, height=48)  # the size of _jpeg()
     dev = clients["device"]
     assert dev.post("/api/v1/ingest", json={"frames": [frame]}).status_code == 200
     r = dev.put(f"/api/v1/frames/{frame['id']}/image", content=_jpeg())

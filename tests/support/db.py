@@ -11,15 +11,17 @@ Fixtures (function scope unless said):
 - ``sqlite_url``: the SQLite side only, for tests that need no second database.
 - ``settings``: ``Settings`` with ``data_dir=tmp_path`` and ``database_url=db_url``; other
   ``VISIONLOOP_*`` variables of the environment are cleared.
-- ``app``: ``create_app(settings)``; ``client``: a ``TestClient`` on it, with no credentials.
+- ``app``: ``create_app(settings)``; ``client``: a ``TestClient`` on it, with no credentials but
+  the dashboard's CSRF header (``CSRF_HEADERS``), so that it can sign in.
 - ``device``: a ``DeviceCredentials`` (id, name, token) of an enabled device named ``cam1``;
   ``device_client``: a TestClient sending that device's bearer token.
 - ``admin_client``, ``reviewer_client``, ``viewer_client``: TestClients signed in as such a person
-  (session cookie set directly; ``/api/v1/auth/login`` has its own tests).
+  (session cookie set directly; ``/api/v1/auth/login`` has its own tests), sending the CSRF
+  header as the dashboard does (tests/server/test_csrf.py covers requests without it).
 - ``live_server``: a ``LiveServer`` running ``app`` under uvicorn on 127.0.0.1 in a thread;
   ``.url``, ``.stop()`` and ``.start()`` (same port) to simulate an outage.
 
-Helpers: ``add_device``, ``add_user``, ``signed_in_client``, ``frame_record`` (one valid frame
+Helpers: ``CSRF_HEADERS``, ``add_device``, ``add_user``, ``signed_in_client``, ``frame_record`` (one valid frame
 record as a JSON-ready dict), ``frame_batch``, ``count_rows``, ``app_state`` (an app's
 ``ServerState``: engine, session factories, settings), ``free_port``. ``VISIONLOOP_TEST_PG_URL``
 points the PostgreSQL side at another server (default postgres@127.0.0.1:5432).
@@ -57,6 +59,9 @@ PG_ADMIN_URL = os.environ.get(
     "VISIONLOOP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 TEST_PASSWORD = "correct-horse-battery"
+# What the dashboard sends with every request; cookie requests that change state need it
+# (or a same-origin Origin header).
+CSRF_HEADERS = {"X-Visionloop-CSRF": "1"}
 
 
 # --- databases -----------------------------------------------------------------------------------
@@ -201,7 +206,7 @@ def app_state(app: FastAPI) -> Any:
 
 @pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as c:
+    with TestClient(app, headers=CSRF_HEADERS) as c:
         yield c
 
 
@@ -241,14 +246,16 @@ def add_user(app: FastAPI, name: str, role: Role | str) -> int:
         return user.id
 
 
-def signed_in_client(app: FastAPI, name: str, role: Role | str) -> TestClient:
-    """A new TestClient carrying a session cookie for a new person ``name`` with ``role``.
-    Use it as a context manager (or close it)."""
+def signed_in_client(
+    app: FastAPI, name: str, role: Role | str, *, csrf: bool = True
+) -> TestClient:
+    """A new TestClient carrying a session cookie for a new person ``name`` with ``role`` (and,
+    unless ``csrf=False``, the CSRF header). Use it as a context manager (or close it)."""
     user_id = add_user(app, name, role)
     state = app_state(app)
     with state.write_sessions() as session, session.begin():
         token = people.open_session(session, user_id=user_id, ttl=timedelta(hours=1))
-    c = TestClient(app)
+    c = TestClient(app, headers=CSRF_HEADERS if csrf else None)
     c.cookies.set(SESSION_COOKIE, token)
     return c
 

@@ -3,19 +3,28 @@ routes; nothing connects before it is called."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel
 from sqlalchemy.orm import sessionmaker
 
 from visionloop import __version__
 from visionloop.config import Settings
 from visionloop.server.blobs import BlobStore, LocalBlobStore
+from visionloop.server.bodies import BodyLimitMiddleware, BodyLimits
+from visionloop.server.csrf import CsrfMiddleware
 from visionloop.server.db import create_db_engine, is_sqlite, write_engine
 from visionloop.server.http_errors import install_error_handlers
 from visionloop.server.metrics import LatencyMiddleware, Metrics
 from visionloop.server.routes import auth, devices, frames, health, ingest, models, stats
 from visionloop.server.state import IngestGate, ServerState
+from visionloop.types import IngestBatch
 
 API_PREFIX = "/api/v1"
+REF_TEMPLATE = "#/components/schemas/{model}"
+# Request bodies that routes read raw and document by $ref (their openapi_extra).
+RAW_BODY_MODELS: tuple[type[BaseModel], ...] = (IngestBatch,)
 
 
 def api_router() -> APIRouter:
@@ -57,5 +66,35 @@ def create_app(settings: Settings, *, blobs: BlobStore | None = None) -> FastAPI
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(api_router())
+    install_openapi(app)
+    # The last added runs first: time everything, refuse cross-site requests, then bound bodies.
+    app.add_middleware(BodyLimitMiddleware, limits=BodyLimits(settings))
+    app.add_middleware(CsrfMiddleware)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     return app
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Generate the OpenAPI schema with the models of raw-body routes in its components.
+
+    Ingest reads its body raw (see routes/ingest.py) and names ``IngestBatch`` with a ``$ref``
+    in ``openapi_extra``; FastAPI only collects models it sees as parameters, so they are added
+    here.
+    """
+
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()  # FastAPI's own, which caches it in app.openapi_schema
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in RAW_BODY_MODELS:
+            found = model.model_json_schema(ref_template=REF_TEMPLATE)
+            for name, definition in found.pop("$defs", {}).items():
+                schemas.setdefault(name, definition)
+            schemas[model.__name__] = found
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
+

@@ -21,6 +21,7 @@ from visionloop.errors import (
     AuthenticationError,
     BadRequestError,
     InvalidInputError,
+    TooManyRequestsError,
     VisionloopError,
 )
 
@@ -65,22 +66,28 @@ def validation_error(errors: Sequence[ErrorDetails | dict[str, Any]]) -> Visionl
     return InvalidInputError(f"invalid input: {detail}", errors=entries)
 
 
-def _json_error(exc: VisionloopError) -> JSONResponse:
+def error_response(exc: VisionloopError) -> JSONResponse:
+    """The JSON response of a visionloop error (also used by the ASGI middlewares, which run
+    outside FastAPI's exception handlers)."""
     body: dict[str, Any] = {"detail": str(exc) or type(exc).__name__, **exc.extra}
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationError) else None
-    return JSONResponse(body, status_code=exc.status, headers=headers)
+    headers: dict[str, str] = {}
+    if isinstance(exc, AuthenticationError):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, TooManyRequestsError):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    return JSONResponse(body, status_code=exc.status, headers=headers or None)
 
 
 async def _visionloop_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, VisionloopError)
     if exc.status >= 500:
         logger.error("server error: %s", exc, exc_info=exc)
-    return _json_error(exc)
+    return error_response(exc)
 
 
 async def _request_validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return _json_error(validation_error(list(exc.errors())))
+    return error_response(validation_error(list(exc.errors())))
 
 
 async def _http_exception(_request: Request, exc: Exception) -> JSONResponse:

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import uuid
+import warnings
 from datetime import datetime
 from typing import Annotated
 
 import cv2
 import numpy as np
 from fastapi import APIRouter, Query, Request, Response
+from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from visionloop.errors import InvalidInputError, NotFoundError, UnsupportedMediaError
-from visionloop.server.bodies import read_limited
+from visionloop.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnsupportedMediaError,
+)
 from visionloop.server.deps import CurrentUser, DeviceDep, SessionDep, StateDep
 from visionloop.server.models import Detection, Frame
 from visionloop.server.schemas import DetectionOut, FrameDetail, FrameOut, FramePageOut, ImageStored
@@ -23,6 +32,7 @@ from visionloop.types import FrameStats
 router = APIRouter(tags=["frames"])
 
 MAX_PAGE = 500
+MAX_IMAGE_PIXELS = 40_000_000
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -111,10 +121,46 @@ def _sniff(data: bytes) -> str:
     raise UnsupportedMediaError("a frame image must be a JPEG or PNG file")
 
 
+def _declared_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the image's header; nothing is decoded."""
+    try:
+        with warnings.catch_warnings():
+            # Pillow's own bomb check warns from 89 MP; ours (MAX_IMAGE_PIXELS) is stricter.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=["JPEG", "PNG"]) as image:
+                width, height = image.size
+    except Image.DecompressionBombError as exc:
+        raise PayloadTooLargeError(
+            f"the image declares more than {MAX_IMAGE_PIXELS:,} pixels (the limit)"
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:  # what Pillow raises for a broken header
+        raise InvalidInputError("the image header could not be read (truncated or corrupt)") from exc
+    return width, height
+
+
 def _check_decodes(data: bytes) -> None:
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise InvalidInputError("the image could not be decoded (truncated or corrupt)")
+
+
+def _check_fits(frame: Frame, size_wh: tuple[int, int]) -> None:
+    """The image must be the frame the record describes: same width and height, at most
+    MAX_IMAGE_PIXELS. Checked on the header, before a pixel is decoded."""
+    width, height = size_wh
+    if frame.sample_reason is None:
+        raise InvalidInputError(
+            f"frame {frame.id} was not sampled (no sample_reason): it takes no image"
+        )
+    if (width, height) != (frame.width, frame.height):
+        raise InvalidInputError(
+            f"the image is {width}x{height} but frame {frame.id} is "
+            f"{frame.width}x{frame.height}: send the frame's own image"
+        )
+    if width * height > MAX_IMAGE_PIXELS:
+        raise PayloadTooLargeError(
+            f"the image has {width * height:,} pixels, over the limit of {MAX_IMAGE_PIXELS:,}"
+        )
 
 
 def _store_image(
@@ -122,30 +168,61 @@ def _store_image(
 ) -> ImageStored:
     content_type = _sniff(data)
     with state.read_sessions() as session:
-        frame_store.frame_of_device(session, frame_id=frame_id, device_id=device_id)
-    _check_decodes(data)
-    key = state.blobs.put(data)
-    with state.write_lock(), state.write_sessions() as session, session.begin():
-        frame_store.set_frame_image(
-            session, frame_id=frame_id, sha256=key, content_type=content_type
-        )
-    return ImageStored(
-        frame_id=frame_id, sha256=key, size_bytes=len(data), content_type=content_type
+        frame = frame_store.frame_of_device(session, frame_id=frame_id, device_id=device_id)
+    _check_fits(frame, _declared_size(data))
+    sha256 = hashlib.sha256(data).hexdigest()
+    stored = ImageStored(
+        frame_id=frame_id, sha256=sha256, size_bytes=len(data), content_type=content_type
     )
+    if frame.image_sha256 == sha256:
+        return stored  # the same image again: nothing to do
+    if frame.image_sha256 is not None:
+        raise _image_conflict(frame_id)
+    _check_decodes(data)
+    state.blobs.put(data)
+    with state.write_lock(), state.write_sessions() as session, session.begin():
+        if not frame_store.set_frame_image(
+            session, frame_id=frame_id, sha256=sha256, content_type=content_type
+        ):
+            raise _image_conflict(frame_id)
+    return stored
+
+
+def _image_conflict(frame_id: uuid.UUID) -> ConflictError:
+    return ConflictError(f"frame {frame_id} already has a different image; images are never replaced")
 
 
 @router.put(
     "/frames/{frame_id}/image",
     response_model=ImageStored,
     summary="Upload a sampled frame's image (raw JPEG or PNG body)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                media: {"schema": {"type": "string", "format": "binary"}}
+                for media in ("image/jpeg", "image/png")
+            },
+        }
+    },
+    responses={
+        404: {"description": "No such frame from this device"},
+        409: {"description": "The frame already has a different image"},
+        413: {"description": "Over max_image_bytes, or over 40 MP"},
+        415: {"description": "Not a JPEG or PNG file"},
+        422: {"description": "Not the frame's size, the frame was not sampled, or corrupt"},
+    },
 )
 async def put_frame_image(
     frame_id: uuid.UUID, request: Request, device: DeviceDep, state: StateDep
 ) -> ImageStored:
-    """The body is the image file itself. It is decoded before it is stored (not an image: 415;
-    an image that does not decode: 422) and kept under its content hash. Uploading again is
-    harmless. The frame must have been ingested by the same device first (404 otherwise)."""
-    data = await read_limited(request, state.settings.max_image_bytes, what="an image")
+    """The body is the image file itself (at most ``max_image_bytes``). The frame must have been
+    ingested by the same device first (404 otherwise) with a ``sample_reason`` (422 otherwise).
+    The image's header is read before anything is decoded: its width and height must be the
+    frame's (422), and at most 40 MP (413). Then it is decoded (not an image: 415; does not
+    decode: 422) and kept under its content hash. The same image again is a 200; a different
+    one for a frame that has an image is a 409: a stored image is never replaced."""
+    data = await request.body()
     return await run_in_threadpool(_store_image, state, frame_id, device.id, data)
 
 

@@ -127,10 +127,16 @@ def frame_of_device(session: Session, *, frame_id: uuid.UUID, device_id: int) ->
 
 def set_frame_image(
     session: Session, *, frame_id: uuid.UUID, sha256: str, content_type: str
-) -> None:
-    """Point a frame at its stored image."""
-    session.execute(
+) -> bool:
+    """Point a frame at its stored image. False (and nothing changed) when the frame already has
+    a different image: decided by the database, so two uploads racing cannot both win."""
+    updated = session.execute(
         update(Frame)
-        .where(Frame.id == frame_id)
+        .where(
+            Frame.id == frame_id,
+            or_(Frame.image_sha256.is_(None), Frame.image_sha256 == sha256),
+        )
         .values(image_sha256=sha256, image_content_type=content_type)
-    )
+        .returning(Frame.pk)
+    ).first()
+    return updated is not None
