@@ -1,9 +1,13 @@
-"""Frame images: upload (checked, content-addressed), download, and every refusal."""
+"""Frame images: upload (checked on the header, then decoded; content-addressed; never
+replaced), download, and every refusal."""
 
 from __future__ import annotations
 
 import hashlib
+import struct
+import time
 import uuid
+import zlib
 from pathlib import Path
 
 import cv2
@@ -127,3 +131,102 @@ def test_image_needs_a_device_token(
 ) -> None:
     assert client.put(f"/api/v1/frames/{frame_id}/image", content=_image(".jpg")).status_code == 401
     _assert_no_image(app, viewer_client, frame_id)
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG (under 100 bytes) whose header declares ``width`` x ``height`` RGB pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def _sampled_frame(device_client: TestClient, width: int, height: int) -> str:
+    record = frame_record(sample_reason="audit", width=width, height=height)
+    assert device_client.post("/api/v1/ingest", json={"frames": [record]}).status_code == 200
+    return str(record["id"])
+
+
+def test_a_png_declaring_30000x30000_is_refused_before_decoding(
+    app: FastAPI, device_client: TestClient, viewer_client: TestClient, frame_id: str
+) -> None:
+    bomb = _png_declaring(30000, 30000)
+    assert len(bomb) < 100
+    started = time.perf_counter()
+    r = device_client.put(f"/api/v1/frames/{frame_id}/image", content=bomb)
+    assert time.perf_counter() - started < 2.0  # decoding 2.7 GB of pixels would take far longer
+    assert r.status_code in (413, 422), r.text
+    assert "pixels" in r.json()["detail"] or "30000x30000" in r.json()["detail"]
+    _assert_no_image(app, viewer_client, frame_id)
+
+
+def test_an_image_over_40_mp_is_413_even_at_the_frames_size(
+    app: FastAPI, device_client: TestClient, viewer_client: TestClient
+) -> None:
+    frame_id = _sampled_frame(device_client, 16384, 16384)
+    r = device_client.put(f"/api/v1/frames/{frame_id}/image", content=_png_declaring(16384, 16384))
+    assert r.status_code == 413, r.text
+    assert "40,000,000" in r.json()["detail"]
+    _assert_no_image(app, viewer_client, frame_id)
+
+
+@pytest.mark.parametrize(("width", "height"), [(320, 240), (160, 121), (120, 160)])
+def test_image_must_be_the_frames_size(
+    app: FastAPI,
+    device_client: TestClient,
+    viewer_client: TestClient,
+    frame_id: str,
+    width: int,
+    height: int,
+) -> None:
+    ok, buf = cv2.imencode(".png", np.zeros((height, width, 3), np.uint8))
+    r = device_client.put(f"/api/v1/frames/{frame_id}/image", content=buf.tobytes())
+    assert r.status_code == 422, r.text
+    assert f"{width}x{height}" in r.json()["detail"] and "160x120" in r.json()["detail"]
+    _assert_no_image(app, viewer_client, frame_id)
+
+
+def test_a_frame_that_was_not_sampled_takes_no_image(
+    app: FastAPI, device_client: TestClient, viewer_client: TestClient
+) -> None:
+    record = frame_record(sample_reason=None, width=160, height=120)
+    assert device_client.post("/api/v1/ingest", json={"frames": [record]}).status_code == 200
+    r = device_client.put(f"/api/v1/frames/{record['id']}/image", content=_image(".jpg"))
+    assert r.status_code == 422, r.text
+    assert "not sampled" in r.json()["detail"]
+    _assert_no_image(app, viewer_client, str(record["id"]))
+
+
+def test_a_stored_image_is_never_replaced(
+    app: FastAPI, device_client: TestClient, viewer_client: TestClient, frame_id: str
+) -> None:
+    first = _image(".jpg")
+    assert device_client.put(f"/api/v1/frames/{frame_id}/image", content=first).status_code == 200
+    again = device_client.put(f"/api/v1/frames/{frame_id}/image", content=first)
+    assert again.status_code == 200
+    assert again.json()["sha256"] == hashlib.sha256(first).hexdigest()
+    other = _image(".png")
+    r = device_client.put(f"/api/v1/frames/{frame_id}/image", content=other)
+    assert r.status_code == 409, r.text
+    assert "already has a different image" in r.json()["detail"]
+    assert viewer_client.get(f"/api/v1/frames/{frame_id}/image").content == first
+    assert len(_blob_files(app)) == 1
+
+
+def test_the_database_decides_a_race_between_two_images(app: FastAPI, frame_id: str) -> None:
+    # Two uploads that both passed the read check: only the first write wins.
+    from visionloop.server.store import frames as frame_store
+
+    state = app_state(app)
+    fid = uuid.UUID(frame_id)
+    with state.write_sessions() as s, s.begin():
+        assert frame_store.set_frame_image(s, frame_id=fid, sha256="a" * 64, content_type="image/png")
+    with state.write_sessions() as s, s.begin():
+        assert frame_store.set_frame_image(s, frame_id=fid, sha256="a" * 64, content_type="image/png")
+        assert not frame_store.set_frame_image(
+            s, frame_id=fid, sha256="b" * 64, content_type="image/png"
+        )
