@@ -1,15 +1,22 @@
-"""People signing in and out: the session cookie, its flags, wrong credentials, expiry."""
+"""People signing in and out: the session cookie, its flags, wrong credentials, expiry, the
+throttle on failed sign-ins, and the password check outside any write transaction."""
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
-from support.db import TEST_PASSWORD, add_user, app_state
+from support.db import TEST_PASSWORD, add_user, app_state, count_rows
 from visionloop.server.auth import SESSION_COOKIE, Role, hash_password, verify_password
+from visionloop.server.models import LoginFailure
 from visionloop.server.store import people
 
 
@@ -88,3 +95,72 @@ def test_passwords_are_stored_as_argon2_hashes() -> None:
     assert verify_password(h, "s3cret-enough")
     assert not verify_password(h, "s3cret-enougH")
     assert not verify_password("not-a-hash", "x")
+
+
+LOGIN = "/api/v1/auth/login"
+
+
+def _login(client: TestClient, name: str, password: str) -> Any:
+    return client.post(LOGIN, json={"username": name, "password": password})
+
+
+def test_11th_bad_password_in_a_minute_is_429(app: FastAPI, client: TestClient) -> None:
+    add_user(app, "rita", Role.VIEWER)
+    for _ in range(10):
+        assert _login(client, "rita", "wrong-password").status_code == 401
+    r = _login(client, "rita", "wrong-password")
+    assert r.status_code == 429, r.text
+    assert 1 <= int(r.headers["retry-after"]) <= 60
+    assert "too many failed sign-ins" in r.json()["detail"]
+    # Throttled means refused unchecked: the right password waits too.
+    assert _login(client, "rita", TEST_PASSWORD).status_code == 429
+
+
+def test_failures_are_counted_per_address_too(app: FastAPI, client: TestClient) -> None:
+    app_state(app).settings.login_failures_per_minute = 3  # argon2 is slow on purpose
+    add_user(app, "rita", Role.VIEWER)
+    for i in range(3):
+        assert _login(client, f"guess-{i}", "wrong-password").status_code == 401
+    # Another name from the same address is throttled as well.
+    assert _login(client, "rita", TEST_PASSWORD).status_code == 429
+
+
+def test_sign_in_works_again_after_the_window(app: FastAPI, client: TestClient) -> None:
+    app_state(app).settings.login_failures_per_minute = 3
+    add_user(app, "rita", Role.VIEWER)
+    for _ in range(4):
+        _login(client, "rita", "wrong-password")
+    assert _login(client, "rita", TEST_PASSWORD).status_code == 429
+    # A minute passes (the failures are made a minute older, in the database every replica reads).
+    with app_state(app).write_sessions() as s, s.begin():
+        for failure in s.scalars(select(LoginFailure)):
+            failure.failed_at -= timedelta(seconds=61)
+    r = _login(client, "rita", TEST_PASSWORD)
+    assert r.status_code == 200, r.text
+    # Signing in clears the name's failures; the address keeps its 3 (a refused attempt is not
+    # counted: the limit is exactly so many checks a minute).
+    assert count_rows(app, "login_failures") == 3
+
+
+def test_password_is_checked_outside_any_write_transaction(
+    app: FastAPI, client: TestClient, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While argon2 runs, another writer (an ingest) could take the database at once."""
+    add_user(app, "rita", Role.VIEWER)
+    state = app_state(app)
+    seen: list[bool] = []
+    real_verify = people.verify_password
+
+    def verify_while_writing(password_hash: str, password: str) -> bool:
+        # The app's own queue of SQLite writers is free, and so is the database's write lock.
+        seen.append(not state._write_lock.locked())
+        if db_url.startswith("sqlite"):
+            with closing(sqlite3.connect(make_url(db_url).database or "", timeout=0)) as raw:
+                raw.execute("BEGIN IMMEDIATE")  # "database is locked" at once if one were open
+                raw.rollback()
+        return real_verify(password_hash, password)
+
+    monkeypatch.setattr(people, "verify_password", verify_while_writing)
+    assert _login(client, "rita", "wrong-password").status_code == 401
+    assert _login(client, "rita", TEST_PASSWORD).status_code == 200
+    assert seen == [True, True]

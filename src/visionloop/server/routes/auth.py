@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from fastapi import APIRouter, Request, Response, status
 
 from visionloop.server.auth import SESSION_COOKIE
 from visionloop.server.deps import CurrentUser, StateDep, WriteSessionDep
 from visionloop.server.schemas import LoginRequest, UserOut
+from visionloop.server.signin import sign_in
 from visionloop.server.store import people
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post("/login", response_model=UserOut, summary="Sign in; sets the session cookie")
-def login(
-    body: LoginRequest, response: Response, session: WriteSessionDep, state: StateDep
-) -> UserOut:
-    ttl = timedelta(hours=state.settings.session_ttl_hours)
-    user, token = people.login(session, name=body.username, password=body.password, ttl=ttl)
+@router.post(
+    "/login",
+    response_model=UserOut,
+    summary="Sign in; sets the session cookie",
+    responses={
+        401: {"description": "Wrong user name or password"},
+        403: {"description": "No same-origin Origin header and no X-Visionloop-CSRF: 1"},
+        429: {"description": "Too many failed sign-ins for this name or address; see Retry-After"},
+    },
+)
+def login(body: LoginRequest, request: Request, response: Response, state: StateDep) -> UserOut:
+    address = request.client.host if request.client else None
+    user, token = sign_in(state, name=body.username, password=body.password, address=address)
     response.set_cookie(
         SESSION_COOKIE,
         token,
-        max_age=int(ttl.total_seconds()),
+        max_age=int(state.settings.session_ttl_hours * 3600),
         httponly=True,
         samesite="lax",
         secure=state.settings.cookie_secure,

@@ -9,7 +9,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from visionloop.errors import AuthenticationError, ConflictError, InvalidInputError
+from visionloop.errors import ConflictError, InvalidInputError
 from visionloop.server.auth import (
     Role,
     dummy_password_hash,
@@ -67,16 +67,34 @@ def user_exists(session: Session, *, name: str) -> bool:
     return session.scalars(select(User.id).where(User.name == name)).first() is not None
 
 
-def login(session: Session, *, name: str, password: str, ttl: timedelta) -> tuple[User, str]:
-    """Check a name and password and open a session. Returns the user and the session token
-    (the cookie value; only its sha256 is stored)."""
-    user = session.scalars(select(User).where(User.name == name)).first()
-    if user is None:
+@dataclass(frozen=True, slots=True)
+class LoginCandidate:
+    """A person who may sign in, with the hash to check a password against."""
+
+    user: AuthenticatedUser
+    password_hash: str
+
+
+def find_login(session: Session, *, name: str) -> LoginCandidate | None:
+    """The enabled person named ``name`` (exactly), or None."""
+    row = session.execute(
+        select(User.id, User.name, User.role, User.password_hash, User.disabled).where(
+            User.name == name
+        )
+    ).first()
+    if row is None or row.disabled:
+        return None
+    user = AuthenticatedUser(id=row.id, name=row.name, role=Role(row.role))
+    return LoginCandidate(user=user, password_hash=row.password_hash)
+
+
+def password_matches(candidate: LoginCandidate | None, password: str) -> bool:
+    """Check ``password`` (argon2: tens of ms, so never call this inside a transaction). An
+    unknown person costs the same time as a wrong password, so that timing tells nothing."""
+    if candidate is None:
         verify_password(dummy_password_hash(), password)
-        raise AuthenticationError("wrong user name or password")
-    if not verify_password(user.password_hash, password) or user.disabled:
-        raise AuthenticationError("wrong user name or password")
-    return user, open_session(session, user_id=user.id, ttl=ttl)
+        return False
+    return verify_password(candidate.password_hash, password)
 
 
 def open_session(session: Session, *, user_id: int, ttl: timedelta) -> str:
