@@ -124,7 +124,7 @@ class FrameRecord(_Strict):
     captured_at: AwareDatetime = Field(
         ge=CAPTURED_AT_MIN,
         lt=CAPTURED_AT_MAX,
-        description="When the frame was captured, with a time zone; 1970-01-01 <= UTC < 2100-01-01.",
+        description="When the frame was captured, with a time zone; 1970-01-01 <= UTC < 2100.",
     )
     model_version: str = Field(min_length=1, max_length=64)
     width: int = Field(gt=0, le=MAX_FRAME_SIDE)

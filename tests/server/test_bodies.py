@@ -24,7 +24,9 @@ def _chunks(total: int, size: int = 64 * 1024) -> Iterator[bytes]:
 
 
 def test_a_1_mib_login_is_413(client: TestClient) -> None:
-    r = client.post(LOGIN, content=b"{" + b" " * MIB + b"}", headers={"Content-Type": "application/json"})
+    r = client.post(
+        LOGIN, content=b"{" + b" " * MIB + b"}", headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 413, r.text
     assert "limit of 65536 bytes" in r.json()["detail"]
 

@@ -99,7 +99,9 @@ def test_sign_in_needs_proof_too(app: FastAPI) -> None:
     with TestClient(app) as c:
         r = c.post(LOGIN, json=body)
         assert r.status_code == 403 and "set-cookie" not in r.headers
-        assert c.post(LOGIN, json=body, headers={"Origin": "https://evil.example"}).status_code == 403
+        assert (
+            c.post(LOGIN, json=body, headers={"Origin": "https://evil.example"}).status_code == 403
+        )
         assert c.post(LOGIN, json=body, headers={"Origin": "http://testserver"}).status_code == 200
     with TestClient(app, headers={"X-Visionloop-CSRF": "1"}) as c:
         assert c.post(LOGIN, json=body).status_code == 200

@@ -184,6 +184,7 @@ def test_image_must_be_the_frames_size(
     height: int,
 ) -> None:
     ok, buf = cv2.imencode(".png", np.zeros((height, width, 3), np.uint8))
+    assert ok
     r = device_client.put(f"/api/v1/frames/{frame_id}/image", content=buf.tobytes())
     assert r.status_code == 422, r.text
     assert f"{width}x{height}" in r.json()["detail"] and "160x120" in r.json()["detail"]
@@ -224,9 +225,13 @@ def test_the_database_decides_a_race_between_two_images(app: FastAPI, frame_id: 
     state = app_state(app)
     fid = uuid.UUID(frame_id)
     with state.write_sessions() as s, s.begin():
-        assert frame_store.set_frame_image(s, frame_id=fid, sha256="a" * 64, content_type="image/png")
+        assert frame_store.set_frame_image(
+            s, frame_id=fid, sha256="a" * 64, content_type="image/png"
+        )
     with state.write_sessions() as s, s.begin():
-        assert frame_store.set_frame_image(s, frame_id=fid, sha256="a" * 64, content_type="image/png")
+        assert frame_store.set_frame_image(
+            s, frame_id=fid, sha256="a" * 64, content_type="image/png"
+        )
         assert not frame_store.set_frame_image(
             s, frame_id=fid, sha256="b" * 64, content_type="image/png"
         )

@@ -230,9 +230,9 @@ def test_server_records_its_own_received_at(
     got = viewer_client.get(f"/api/v1/frames/{record['id']}").json()
     received = datetime.fromisoformat(got["received_at"])
     assert before - timedelta(seconds=1) <= received <= datetime.now(UTC)
-    assert viewer_client.get("/api/v1/frames").json()["items"][0]["received_at"] == got[
-        "received_at"
-    ]
+    assert (
+        viewer_client.get("/api/v1/frames").json()["items"][0]["received_at"] == got["received_at"]
+    )
 
 
 @pytest.mark.parametrize(

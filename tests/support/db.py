@@ -21,10 +21,11 @@ Fixtures (function scope unless said):
 - ``live_server``: a ``LiveServer`` running ``app`` under uvicorn on 127.0.0.1 in a thread;
   ``.url``, ``.stop()`` and ``.start()`` (same port) to simulate an outage.
 
-Helpers: ``CSRF_HEADERS``, ``add_device``, ``add_user``, ``signed_in_client``, ``frame_record`` (one valid frame
-record as a JSON-ready dict), ``frame_batch``, ``count_rows``, ``app_state`` (an app's
-``ServerState``: engine, session factories, settings), ``free_port``. ``VISIONLOOP_TEST_PG_URL``
-points the PostgreSQL side at another server (default postgres@127.0.0.1:5432).
+Helpers: ``CSRF_HEADERS``, ``add_device``, ``add_user``, ``signed_in_client``, ``frame_record``
+(one valid frame record as a JSON-ready dict), ``frame_batch``, ``count_rows``, ``app_state``
+(an app's ``ServerState``: engine, session factories, settings), ``free_port``.
+``VISIONLOOP_TEST_PG_URL`` points the PostgreSQL side at another server (default
+postgres@127.0.0.1:5432).
 """
 
 from __future__ import annotations
@@ -246,9 +247,7 @@ def add_user(app: FastAPI, name: str, role: Role | str) -> int:
         return user.id
 
 
-def signed_in_client(
-    app: FastAPI, name: str, role: Role | str, *, csrf: bool = True
-) -> TestClient:
+def signed_in_client(app: FastAPI, name: str, role: Role | str, *, csrf: bool = True) -> TestClient:
     """A new TestClient carrying a session cookie for a new person ``name`` with ``role`` (and,
     unless ``csrf=False``, the CSRF header). Use it as a context manager (or close it)."""
     user_id = add_user(app, name, role)

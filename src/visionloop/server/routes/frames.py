@@ -134,7 +134,9 @@ def _declared_size(data: bytes) -> tuple[int, int]:
             f"the image declares more than {MAX_IMAGE_PIXELS:,} pixels (the limit)"
         ) from exc
     except (OSError, SyntaxError, ValueError) as exc:  # what Pillow raises for a broken header
-        raise InvalidInputError("the image header could not be read (truncated or corrupt)") from exc
+        raise InvalidInputError(
+            "the image header could not be read (truncated or corrupt)"
+        ) from exc
     return width, height
 
 
@@ -189,7 +191,9 @@ def _store_image(
 
 
 def _image_conflict(frame_id: uuid.UUID) -> ConflictError:
-    return ConflictError(f"frame {frame_id} already has a different image; images are never replaced")
+    return ConflictError(
+        f"frame {frame_id} already has a different image; images are never replaced"
+    )
 
 
 @router.put(
