@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from support.db import app_state
+from support.db import CSRF_HEADERS, LiveServer, app_state
 from visionloop.config import Settings
 from visionloop.server.bodies import DEFAULT_BODY_LIMIT, BodyLimits
 
@@ -100,3 +101,16 @@ def test_allowances_match_route_templates(method: str, path: str, expected: int)
 def test_allowances_follow_the_settings() -> None:
     limits = _limits(max_batch_bytes=1000)
     assert limits.limit_for("POST", "/api/v1/ingest") == 1000
+
+
+def test_a_real_server_refuses_oversize_bodies_and_keeps_serving(live_server: LiveServer) -> None:
+    """Through uvicorn: the 413 arrives though the body was never read, and the server (and the
+    client's connection pool) goes on working."""
+    with httpx.Client(base_url=live_server.url, headers=CSRF_HEADERS, timeout=10) as c:
+        declared = c.post(LOGIN, content=b" " * MIB, headers={"Content-Type": "application/json"})
+        assert declared.status_code == 413, declared.text
+        chunked = c.post(LOGIN, content=_chunks(MIB), headers={"Content-Type": "application/json"})
+        assert chunked.status_code == 413, chunked.text
+        assert c.get("/healthz").status_code == 200
+        small = c.post(LOGIN, json={"username": "nobody", "password": "wrong-password"})
+        assert small.status_code == 401
