@@ -220,11 +220,11 @@ def _image_conflict(frame_id: uuid.UUID) -> ConflictError:
 async def put_frame_image(
     frame_id: uuid.UUID, request: Request, device: DeviceDep, state: StateDep
 ) -> ImageStored:
-    """The body is the image file itself (at most ``max_image_bytes``). The frame must have been
-    ingested by the same device first (404 otherwise) with a ``sample_reason`` (422 otherwise).
-    The image's header is read before anything is decoded: its width and height must be the
-    frame's (422), and at most 40 MP (413). Then it is decoded (not an image: 415; does not
-    decode: 422) and kept under its content hash. The same image again is a 200; a different
+    """The body is the image file itself (at most ``max_image_bytes``), a JPEG or PNG (415
+    otherwise). The frame must have been ingested by the same device first (404 otherwise) with
+    a ``sample_reason`` (422 otherwise). The image's header is read before anything is decoded:
+    its width and height must be the frame's (422), at most 40 MP (413). Then it is decoded (422
+    if it does not) and kept under its content hash. The same image again is a 200; a different
     one for a frame that has an image is a 409: a stored image is never replaced."""
     data = await request.body()
     return await run_in_threadpool(_store_image, state, frame_id, device.id, data)
