@@ -27,7 +27,7 @@ T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
 
 def jpeg() -> bytes:
-    frame = np.full((48, 64, 3), 128, np.uint8)
+    frame = np.full((480, 640, 3), 128, np.uint8)
     ok, buf = cv2.imencode(".jpg", frame)
     assert ok
     return buf.tobytes()
