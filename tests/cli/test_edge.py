@@ -272,3 +272,27 @@ def test_help_describes_the_cap_as_a_token_bucket_and_the_exit_statuses() -> Non
     assert "token bucket" in text and "burst" in text
     assert "--token-file" in text and "VISIONLOOP_EDGE_TOKEN" in text
     assert "3 a --max-frames run that ended with records still undelivered" in text
+
+
+def test_the_summary_shows_dead_letters(capsys: pytest.CaptureFixture[str]) -> None:
+    from visionloop.cli.edge import _print_summary
+    from visionloop.edge.agent import AgentSummary
+
+    summary = AgentSummary(
+        pipeline=None,
+        uploaded=79,
+        duplicates=0,
+        images_uploaded=3,
+        left_records=0,
+        left_images=0,
+        dead_letters=2,
+        drained=True,
+        model_version="1",
+        model_error=None,
+        dead_letters_run=1,
+    )
+    assert _print_summary(summary, Path("o.db")) == 0
+    out = capsys.readouterr().out
+    assert (
+        "dead letters: 1 this run, 2 in all (refused by the server; kept in the dead_letters" in out
+    )
