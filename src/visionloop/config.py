@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     )
     max_image_bytes: int = Field(
         default=10 * 1024 * 1024, gt=0, description="Largest frame image upload, in bytes."
+    )
+    edge_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The device token `visionloop edge` uses when neither --token nor --token-file is "
+            "given (so the token need not appear in the process list)."
+        ),
     )
 
     @model_validator(mode="after")

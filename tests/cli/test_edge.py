@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -102,3 +105,194 @@ def test_sigterm_stops_cleanly_drains_and_prints_the_summary(
     assert "sampled:" in out and "uploaded:" in out
     assert "left in outbox: 0 records, 0 images" in out
     assert len(server_frames(app)) == n
+
+
+def edge_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "visionloop", "edge", *args]
+
+
+def run_edge(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        edge_command(*args),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--fps-limit", "0"], "error: --fps-limit must be more than 0 frames per second, got 0"),
+        (["--outbox-max-mb", "0"], "error: --outbox-max-mb must be at least 1 (MiB), got 0"),
+        (["--max-frames", "-1"], "error: --max-frames must be 0 or more"),
+        (["--heartbeat", "0"], "error: --heartbeat must be more than 0 seconds"),
+        (["--dead-letter-after", "0"], "error: --dead-letter-after must be at least 1"),
+        (["--token-file", "/nonexistent/token"], "error: --token-file /nonexistent/token:"),
+        (["--token", "t", "--token-file", "x"], "error: pass --token or --token-file, not both"),
+        ([], "error: no device token: pass --token TOKEN, --token-file PATH or set"),
+    ],
+    ids=[
+        "fps-limit-0",
+        "outbox-max-mb-0",
+        "max-frames-negative",
+        "heartbeat-0",
+        "dead-letter-after-0",
+        "token-file-missing",
+        "token-and-token-file",
+        "no-token",
+    ],
+)
+def test_flag_mistakes_are_one_line_errors(
+    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VISIONLOOP_EDGE_TOKEN", raising=False)
+    token = [] if any(a.startswith("--token") for a in args) or not args else ["--token", "t"]
+    result = run_edge(
+        "--server", "http://127.0.0.1:9", "--source", "synthetic",
+        "--outbox", str(tmp_path / "o.db"), *token, *args,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "o.db").exists()  # refused before acting
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_an_api_url_instead_of_the_base_url_is_named(
+    live_server: LiveServer, device: DeviceCredentials, detector_onnx: Path, tmp_path: Path
+) -> None:
+    for model in ([], ["--model", str(detector_onnx)]):
+        result = run_edge(
+            "--server", f"{live_server.url}/api/v1", "--token", device.token,
+            "--source", "synthetic", "--outbox", str(tmp_path / "o.db"), "--max-frames", "3",
+            *model,
+        )  # fmt: skip
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        assert result.stderr.strip() == (
+            "error: this is not a visionloop server URL (404 on /api/v1/models/production): "
+            "pass the base URL, e.g. http://host:8000"
+        )
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_wrong_token_is_said_plainly_and_the_records_stay(
+    live_server: LiveServer, detector_onnx: Path, tmp_path: Path
+) -> None:
+    result = run_edge(
+        "--server", live_server.url, "--token", "not-a-token", "--source", "synthetic",
+        "--model", str(detector_onnx), "--backend", "onnxruntime", "--threads", "1",
+        "--outbox", str(tmp_path / "o.db"), "--max-frames", "3", "--drain-timeout", "1",
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    assert (
+        "the server rejected this device token (401): check --token or rotate it "
+        "(visionloop devices rotate NAME)"
+    ) in result.stderr
+    assert "left in outbox: 3 records" in result.stdout
+    assert "nothing was uploaded" in result.stderr
+
+
+def test_undelivered_records_images_and_evictions_are_counted_and_exit_3(
+    detector_onnx: Path, tmp_path: Path
+) -> None:
+    """The server is unreachable and the outbox is capped at 1 MiB: every frame is sampled, so
+    images are evicted. The summary counts the images left (they wait for their records, none
+    is "ready"), names the evictions, and the --max-frames run exits 3."""
+    from support.db import free_port
+
+    outbox = tmp_path / "o.db"
+    result = run_edge(
+        "--server", f"http://127.0.0.1:{free_port()}", "--token", "t", "--source", "synthetic",
+        "--model", str(detector_onnx), "--backend", "onnxruntime", "--threads", "1",
+        "--outbox", str(outbox), "--max-frames", "60", "--audit-rate", "1",
+        "--max-sampled-per-minute", "100000", "--outbox-max-mb", "1", "--drain-timeout", "0.5",
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    with sqlite3.connect(outbox) as raw:
+        images = raw.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+        evicted = dict(raw.execute("SELECT name, value FROM counters").fetchall())
+    assert 0 < images < 60 and evicted["evicted_images"] == 60 - images
+    assert f"left in outbox: 60 records, {images} images" in result.stdout
+    assert f"evicted (outbox over --outbox-max-mb): {60 - images} images, 0 records" in (
+        result.stderr
+    )
+    assert (
+        f"not delivered: 60 records and {images} images remain in {outbox} "
+        "(sent at the next start); exit status 3"
+    ) in result.stderr
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("how", ["flag", "file", "environment"])
+def test_the_token_comes_from_a_flag_a_file_or_the_environment(
+    how: str,
+    app: FastAPI,
+    device: DeviceCredentials,
+    live_server: LiveServer,
+    detector_onnx: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("VISIONLOOP_EDGE_TOKEN", raising=False)
+    env: dict[str, str] = {}
+    if how == "flag":
+        token = ["--token", device.token]
+    elif how == "file":
+        path = tmp_path / "token"
+        path.write_text(device.token + "\n")
+        path.chmod(0o600)
+        token = ["--token-file", str(path)]
+    else:
+        token, env = [], {"VISIONLOOP_EDGE_TOKEN": device.token}
+    result = run_edge(
+        "--server", live_server.url, *token, "--source", "synthetic",
+        "--model", str(detector_onnx), "--backend", "onnxruntime", "--threads", "1",
+        "--outbox", str(tmp_path / "o.db"), "--max-frames", "3",
+        env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "left in outbox: 0 records, 0 images" in result.stdout
+    assert len(server_frames(app)) == 3
+
+
+def test_help_describes_the_cap_as_a_token_bucket_and_the_exit_statuses() -> None:
+    result = CliRunner().invoke(cli_app, ["edge", "--help"], env={"COLUMNS": "300"})
+    text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
+    assert "token bucket" in text and "burst" in text
+    assert "--token-file" in text and "VISIONLOOP_EDGE_TOKEN" in text
+    assert "3 a --max-frames run that ended with records still undelivered" in text
+
+
+def test_the_summary_shows_dead_letters(capsys: pytest.CaptureFixture[str]) -> None:
+    from visionloop.cli.edge import _print_summary
+    from visionloop.edge.agent import AgentSummary
+
+    summary = AgentSummary(
+        pipeline=None,
+        uploaded=79,
+        duplicates=0,
+        images_uploaded=3,
+        left_records=0,
+        left_images=0,
+        dead_letters=2,
+        drained=True,
+        model_version="1",
+        model_error=None,
+        dead_letters_run=1,
+    )
+    assert _print_summary(summary, Path("o.db")) == 0
+    out = capsys.readouterr().out
+    assert (
+        "dead letters: 1 this run, 2 in all (refused by the server; kept in the dead_letters" in out
+    )

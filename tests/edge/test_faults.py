@@ -3,19 +3,32 @@ real SQLite outboxes, a real detector, the synthetic line (issue 4, item 6)."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from support.db import DeviceCredentials, LiveServer, count_rows
-from support.edge import FaultTransport, ServerFrame, device_http, outbox_committed, server_frames
+from support.edge import (
+    FaultTransport,
+    RacingDeque,
+    ServerFrame,
+    device_http,
+    fail_records_after,
+    outbox_committed,
+    race_timings,
+    server_frames,
+)
 from visionloop.edge.agent import Agent, AgentConfig, AgentSummary
+from visionloop.edge.answers import TOKEN_REJECTED
 from visionloop.edge.outbox import Outbox
 from visionloop.edge.sampler import SamplerConfig
 from visionloop.edge.sync import SyncConfig
@@ -212,3 +225,113 @@ def test_starts_on_the_cached_model_when_the_server_is_unreachable(
     assert summary.model_error is not None and "Connect" in summary.model_error
     # Nothing was lost: the frames wait in the outbox for the next start.
     assert not summary.drained and summary.left_records == 10
+
+
+def test_a_record_that_breaks_the_server_is_set_aside_and_the_rest_arrive(
+    app: FastAPI,
+    device: DeviceCredentials,
+    live_server: LiveServer,
+    edge_onnx: Path,
+    tmp_path: Path,
+    admin_client: httpx.Client,
+) -> None:
+    """The server answers 500 for any batch holding one record (issue 7, poison records)."""
+    transport = FaultTransport(httpx.HTTPTransport(), crash_first_middle=True)
+    cfg = config(tmp_path, live_server, device.token, edge_onnx, drain_timeout_s=20.0)
+    _, summary = run(cfg, transport)
+    assert len(transport.crash_ids) == 1
+    (poison,) = transport.crash_ids
+    frames = server_frames(app)
+    assert len(frames) == N - 1 and poison not in {f.id for f in frames}
+    assert summary.dead_letters == summary.dead_letters_run == 1
+    assert summary.left_records == 0 and summary.drained
+    with Outbox(cfg.outbox_path) as box:
+        letters = box.dead_letters()
+    assert [(d.record_id, d.status) for d in letters] == [(poison, 500)]
+    assert "breaks the server" in letters[0].reason
+    beat = next(d for d in admin_client.get("/api/v1/devices").json() if d["name"] == device.name)
+    assert beat["heartbeat"]["dead_letters"] == 1
+
+
+def test_a_heartbeat_that_raises_does_not_stop_the_uploads(
+    app: FastAPI,
+    device: DeviceCredentials,
+    live_server: LiveServer,
+    edge_onnx: Path,
+    tmp_path: Path,
+) -> None:
+    transport = FaultTransport(httpx.HTTPTransport(), raise_on_heartbeat=True)
+    cfg = config(tmp_path, live_server, device.token, edge_onnx, drain_timeout_s=20.0)
+    agent, summary = run(cfg, transport)
+    assert transport.calls["heartbeat_raised"] >= 1
+    assert agent.uploader is not None and agent.uploader.stats.errors >= 1
+    assert_exactly(app, summary, N)
+
+
+def test_timings_changing_during_heartbeats_do_not_stop_the_uploads(
+    app: FastAPI,
+    device: DeviceCredentials,
+    live_server: LiveServer,
+    edge_onnx: Path,
+    tmp_path: Path,
+) -> None:
+    """Every heartbeat races a thread that adds a pipeline stage while the timings are read."""
+    cfg = config(
+        tmp_path,
+        live_server,
+        device.token,
+        edge_onnx,
+        drain_timeout_s=20.0,
+        sync=replace(FAST, heartbeat_s=0.05),
+        fps_limit=40.0,
+    )
+    with device_http(cfg.server, cfg.token) as client:
+        agent = Agent(cfg, client=client)
+        racing: list[RacingDeque] = []
+
+        def inject() -> None:
+            while agent.pipeline is None:
+                time.sleep(0.005)
+            racing.append(race_timings(agent.pipeline, wait_s=0.02))
+
+        injector = threading.Thread(target=inject, daemon=True)
+        injector.start()
+        summary = agent.run()
+        injector.join(5)
+    assert racing and racing[0].races >= 3
+    assert agent.uploader is not None and agent.uploader.stats.heartbeats >= 3
+    assert_exactly(app, summary, N)
+
+
+def test_pipeline_failing_mid_run_still_delivers_every_committed_record(
+    app: FastAPI,
+    device: DeviceCredentials,
+    live_server: LiveServer,
+    edge_onnx: Path,
+    tmp_path: Path,
+) -> None:
+    """The outbox refuses records after 30 (a full disk): ``Pipeline.run`` raises mid-run. The
+    uploader is stopped only after the drain, before the outbox and the client close."""
+    cfg = config(tmp_path, live_server, device.token, edge_onnx, drain_timeout_s=20.0)
+    fail_records_after(cfg.outbox_path, 30)
+    agent, summary = run(cfg, FaultTransport(httpx.HTTPTransport()))
+    assert summary.failure is not None and "disk full" in summary.failure
+    assert summary.pipeline is not None and summary.pipeline.frames == 30
+    assert_exactly(app, summary, 30)
+    assert agent.uploader is not None and not agent.uploader.alive
+
+
+def test_a_wrong_token_is_said_plainly_at_start_and_the_records_kept(
+    live_server: LiveServer,
+    edge_onnx: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cfg = config(tmp_path, live_server, "not-a-token", edge_onnx, max_frames=5, drain_timeout_s=0.3)
+    with caplog.at_level(logging.WARNING):
+        _, summary = run(cfg, FaultTransport(httpx.HTTPTransport()))
+    start = [r for r in caplog.records if r.name == "visionloop.edge.agent"]
+    assert start and TOKEN_REJECTED in start[0].getMessage()
+    rounds = [r for r in caplog.records if r.name == "visionloop.edge.sync"]
+    assert rounds and all(TOKEN_REJECTED in r.getMessage() for r in rounds)
+    assert summary.left_records == 5 and summary.uploaded == 0

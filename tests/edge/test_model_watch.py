@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,7 @@ from fastapi import FastAPI
 from support.db import DeviceCredentials, LiveServer
 from support.edge import FaultTransport, device_http, server_frames
 from visionloop.config import Settings
-from visionloop.edge.agent import Agent, AgentConfig
+from visionloop.edge.agent import Agent, AgentConfig, AgentSummary
 from visionloop.edge.model_watch import ModelWatcher
 from visionloop.edge.sampler import SamplerConfig
 from visionloop.edge.sync import SyncConfig
@@ -179,3 +180,37 @@ def test_corrupt_download_mid_run_keeps_the_old_model_and_reports_it(
     beat = next(d for d in admin_client.get("/api/v1/devices").json() if d["name"] == device.name)
     assert beat["heartbeat"]["model_error"] is not None
     assert "sha256" in beat["heartbeat"]["model_error"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_offline_start_runs_the_last_announced_production_not_the_newest_download(
+    registry: object,
+    device: DeviceCredentials,
+    live_server: LiveServer,
+    tmp_path: Path,
+) -> None:
+    """Production 2, then rolled back to 1 while the agent is online; restarted without the
+    server, the agent runs 1 (issue 14, item 4), though 2 is the newest file in its cache."""
+    from support.db import free_port
+
+    def short_run(url: str) -> AgentSummary:
+        cfg = replace(
+            agent_config(tmp_path, url, device.token),
+            max_frames=3,
+            fps_limit=None,
+            drain_timeout_s=0.5,
+        )
+        return Agent(cfg).run()
+
+    assert short_run(live_server.url).model_version == "1"
+    registry.promote("2", by="test", reason="second")  # type: ignore[attr-defined]
+    time.sleep(0.25)
+    assert short_run(live_server.url).model_version == "2"
+    registry.rollback(by="test", reason="false rejects")  # type: ignore[attr-defined]
+    time.sleep(0.25)
+    online = short_run(live_server.url)
+    assert online.model_version == "1"
+
+    offline = short_run(f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    assert offline.pipeline is not None and offline.pipeline.versions == {"1": 3}
+    assert offline.model_error is not None

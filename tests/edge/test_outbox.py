@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from support.edge import fail_next_commit
 from visionloop.edge.outbox import Outbox
 from visionloop.types import FrameRecord, FrameStats
 
@@ -36,12 +37,14 @@ def assert_backlog_matches_the_file(box: Outbox) -> None:
     with sqlite3.connect(box.path) as raw:
         records = raw.execute("SELECT COUNT(*) FROM records").fetchone()[0]
         ready = raw.execute("SELECT COUNT(*) FROM images WHERE ready = 1").fetchone()[0]
+        images = raw.execute("SELECT COUNT(*) FROM images").fetchone()[0]
         size = raw.execute(
             "SELECT (SELECT COALESCE(SUM(length(body)), 0) FROM records)"
             " + (SELECT COALESCE(SUM(length(jpeg)), 0) FROM images)"
         ).fetchone()[0]
     backlog = box.backlog()
     assert (backlog.records, backlog.images, backlog.bytes) == (records, ready, size)
+    assert backlog.images_total == images
 
 
 @pytest.fixture
@@ -92,6 +95,50 @@ def test_image_is_ready_only_after_its_record_is_acknowledged(outbox: Outbox) ->
     assert_backlog_matches_the_file(outbox)
     counters = outbox.counters()
     assert counters["images_committed"] == 1 and counters["images_uploaded"] == 1
+
+
+def test_backlog_counts_every_image_held_not_only_the_ready_ones(outbox: Outbox) -> None:
+    recs = [record() for _ in range(4)]
+    for r in recs:
+        outbox.put(r, b"jpeg")
+    backlog = outbox.backlog()
+    # None is ready (no record acknowledged yet), but four images are held: "0 images left"
+    # would be wrong.
+    assert (backlog.records, backlog.images, backlog.images_total) == (4, 0, 4)
+    outbox.ack([str(recs[0].id)])
+    assert (outbox.backlog().images, outbox.backlog().images_total) == (1, 4)
+    outbox.ack_image(str(recs[0].id))
+    outbox.dead_letter([str(recs[1].id)], reason="bad", status=422)
+    assert outbox.backlog().images_total == 2
+    assert_backlog_matches_the_file(outbox)
+
+
+def test_peek_leaves_out_excluded_ids_and_find_returns_the_waiting(outbox: Outbox) -> None:
+    recs = [record() for _ in range(6)]
+    for r in recs:
+        outbox.put(r)
+    ids = [str(r.id) for r in recs]
+    held = {ids[0], ids[2]}
+    assert [p.id for p in outbox.peek(limit=3, exclude=held)] == [ids[1], ids[3], ids[4]]
+    outbox.ack([ids[2]])
+    assert [p.id for p in outbox.find([ids[2], ids[0], str(uuid.uuid4())])] == [ids[0]]
+
+
+def test_a_failed_commit_rolls_back_and_the_next_write_works(outbox: Outbox) -> None:
+    kept = record()
+    outbox.put(kept, b"img")
+    fail_next_commit(outbox)
+    lost = record()
+    with pytest.raises(sqlite3.DatabaseError):
+        outbox.put(lost, b"img")
+    # The failed transaction was rolled back: the next writes and reads work, and neither the
+    # file nor the in-memory counts hold the record whose commit failed.
+    after = record()
+    outbox.put(after)
+    assert [p.id for p in outbox.peek()] == [str(kept.id), str(after.id)]
+    assert outbox.ack([str(kept.id)]) == 1
+    assert outbox.counters()["committed"] == 2
+    assert_backlog_matches_the_file(outbox)
 
 
 def test_dead_letter_moves_record_and_image_aside_and_counts(outbox: Outbox) -> None:

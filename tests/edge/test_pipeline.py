@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from support.edge import ArraySource
+from support.edge import ArraySource, race_timings
 from visionloop.edge.outbox import Outbox
 from visionloop.edge.pipeline import Pipeline
 from visionloop.edge.sampler import Sampler, SamplerConfig
@@ -149,3 +149,21 @@ def test_capture_thread_runs_at_lower_priority_than_inference(
 
     Pipeline(Probe(3), detector, outbox, Sampler(seed=0), side_thread_nice=7).run()
     assert seen == [os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + 7]
+
+
+def test_heartbeat_is_safe_while_other_threads_add_stages(
+    detector: Detector, outbox: Outbox
+) -> None:
+    """The sink thread adds a stage (``encode``) at the first sampled frame; a heartbeat reading
+    the timings at that moment must not fail (it used to raise RuntimeError: dictionary changed
+    size during iteration, which killed the uploader thread)."""
+    pipeline = Pipeline(ArraySource(8), detector, outbox, Sampler(SamplerConfig(), seed=0))
+    racing = race_timings(pipeline)
+    for _ in range(3):
+        beat = pipeline.heartbeat()
+        assert "capture" in beat.latency_ms
+    assert racing.races >= 3
+    # The stages the racing writers added are there in the next snapshot.
+    assert {"racing-1", "racing-2"} <= set(pipeline.heartbeat().latency_ms)
+    summary = pipeline.run()
+    assert summary.frames == 8

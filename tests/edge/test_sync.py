@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from fastapi import FastAPI
 from support.db import DeviceCredentials, LiveServer, add_device, app_state, frame_record
 from support.edge import FaultTransport, device_http, server_frames
 from visionloop.config import Settings
+from visionloop.edge.answers import TOKEN_REJECTED
 from visionloop.edge.outbox import Outbox
 from visionloop.edge.sync import SyncConfig, Uploader
 from visionloop.server.app import create_app
@@ -119,19 +122,141 @@ def test_422_naming_one_frame_moves_it_aside_and_sends_the_rest(
     assert outbox.counters()["dead_letters"] == 1
 
 
-def test_wrong_token_is_retried_not_dropped(
-    app: FastAPI, live_server: LiveServer, outbox: Outbox
+def test_wrong_token_is_retried_not_dropped_and_said_plainly_every_round(
+    app: FastAPI, live_server: LiveServer, outbox: Outbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     fill(outbox, 5)
     with device_http(live_server.url, "not-a-token") as client:
         uploader = Uploader(outbox, client, config=FAST)
-        uploader.start()
-        time.sleep(0.5)
-        uploader.stop()
+        with caplog.at_level(logging.WARNING, logger="visionloop.edge.sync"):
+            uploader.start()
+            time.sleep(0.5)
+            uploader.stop()
     assert outbox.backlog().records == 5
     assert outbox.dead_letters() == []
     assert uploader.stats.retries >= 2
-    assert "401" in (uploader.stats.last_error or "")
+    assert TOKEN_REJECTED in (uploader.stats.last_error or "")
+    said = [r.getMessage() for r in caplog.records if TOKEN_REJECTED in r.getMessage()]
+    assert len(said) == uploader.stats.retries  # in every failing round
+    assert "visionloop devices rotate NAME" in said[0]
+
+
+def test_disabled_device_is_said_plainly_and_keeps_buffering(
+    app: FastAPI, live_server: LiveServer, outbox: Outbox
+) -> None:
+    disabled = add_device(app, "cam-off", disabled=True)
+    fill(outbox, 3)
+    with device_http(live_server.url, disabled.token) as client:
+        uploader = Uploader(outbox, client, config=FAST)
+        uploader.start()
+        time.sleep(0.3)
+        uploader.stop()
+    assert outbox.backlog().records == 3
+    assert "this device is disabled on the server (403): visionloop devices enable cam-off" in (
+        uploader.stats.last_error or ""
+    )
+
+
+def test_a_record_that_breaks_the_server_is_isolated_and_dead_lettered(
+    app: FastAPI,
+    device: DeviceCredentials,
+    live_server: LiveServer,
+    outbox: Outbox,
+    admin_client: httpx.Client,
+) -> None:
+    """One record makes ingest answer 500 (the server's /readyz still answers): the batch is
+    bisected, every other record arrives, and the record goes to the dead letters with the
+    server's answer after failing alone ``dead_letter_after`` times (issue 7, poison records)."""
+    ids = fill(outbox, 30, every_image=7)
+    poison = ids[12]
+    transport = FaultTransport(httpx.HTTPTransport(), crash_ids={poison})
+    config = replace(FAST, dead_letter_after=4)
+    with device_http(live_server.url, device.token, transport=transport) as client:
+        uploader = Uploader(
+            outbox, client, heartbeat=lambda: Heartbeat(model_version="1"), config=config
+        )
+        uploader.start()
+        assert uploader.drain(timeout=30), "a poison record held up the outbox"
+        fill(outbox, 5)  # the records behind it keep flowing
+        assert uploader.drain(timeout=30)
+        assert uploader.send_heartbeat()
+        uploader.stop()
+    stored = {f.id for f in server_frames(app)}
+    assert poison not in stored and len(stored) == 34
+    assert {ids[i] for i in range(0, 30, 7)} - {poison} <= {
+        f.id for f in server_frames(app) if f.has_image
+    }
+    letters = outbox.dead_letters()
+    assert [(d.record_id, d.kind, d.status) for d in letters] == [(poison, "record", 500)]
+    assert "breaks the server" in letters[0].reason
+    assert transport.calls["crash"] >= 2 + 4  # bisect_after rounds, then alone 4 times
+    assert uploader.stats.dead_letters == 1 and uploader.held == 0
+    beat = next(d for d in admin_client.get("/api/v1/devices").json() if d["name"] == "cam1")
+    assert beat["heartbeat"]["dead_letters"] == 1
+    assert beat["heartbeat"]["sent_at"] is not None
+
+
+def test_a_server_failing_every_record_sets_nothing_aside(
+    app: FastAPI, device: DeviceCredentials, live_server: LiveServer, outbox: Outbox
+) -> None:
+    """Every ingest answers 500 while /readyz answers: that is an outage, not poison. Nothing is
+    dead-lettered however long it lasts, and everything goes out once the server recovers."""
+    ids = fill(outbox, 40)
+    transport = FaultTransport(httpx.HTTPTransport(), crash_ids=set(ids))
+    config = replace(FAST, bisect_after=2, dead_letter_after=2, max_held=4)
+    with device_http(live_server.url, device.token, transport=transport) as client:
+        uploader = Uploader(outbox, client, config=config)
+        uploader.start()
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert transport.calls["crash"] > 10
+        assert outbox.dead_letters() == [] and uploader.held <= 4
+        transport.crash_ids.clear()
+        assert uploader.drain(timeout=30)
+        uploader.stop()
+    assert sorted(f.id for f in server_frames(app)) == sorted(ids)
+
+
+def test_a_heartbeat_that_raises_never_stops_the_uploads(
+    app: FastAPI, device: DeviceCredentials, live_server: LiveServer, outbox: Outbox
+) -> None:
+    def broken() -> Heartbeat:
+        raise RuntimeError("injected: heartbeat bug")
+
+    with device_http(live_server.url, device.token) as client:
+        uploader = Uploader(outbox, client, heartbeat=broken, config=FAST)
+        uploader.start()
+        ids = []
+        for _ in range(5):
+            ids += fill(outbox, 10)
+            time.sleep(0.25)  # a heartbeat is due every 0.2 s
+        assert uploader.drain(timeout=30)
+        assert uploader.alive
+        uploader.stop()
+    assert sorted(f.id for f in server_frames(app)) == sorted(ids)
+    assert uploader.stats.errors >= 2
+
+
+def test_any_exception_in_a_round_is_counted_and_retried(
+    app: FastAPI, device: DeviceCredentials, live_server: LiveServer, outbox: Outbox
+) -> None:
+    """A bug below the uploader (an exception that is not an httpx error) costs a retry."""
+    ids = fill(outbox, 20)
+    transport = FaultTransport(httpx.HTTPTransport(), raise_on_heartbeat=True)
+    with device_http(live_server.url, device.token, transport=transport) as client:
+        uploader = Uploader(
+            outbox, client, heartbeat=lambda: Heartbeat(model_version="1"), config=FAST
+        )
+        uploader.start()
+        time.sleep(0.5)
+        ids += fill(outbox, 20)
+        assert uploader.drain(timeout=30)
+        assert uploader.alive
+        uploader.stop()
+    assert transport.calls["heartbeat_raised"] >= 2
+    assert uploader.stats.errors >= 2
+    assert sorted(f.id for f in server_frames(app)) == sorted(ids)
 
 
 def test_thread_retries_through_500s_and_sends_heartbeats(

@@ -7,7 +7,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -64,7 +64,11 @@ class FaultTransport(httpx.BaseTransport):
     batch) and then loses the answer, so the agent must resend what the server already has.
     ``corrupt_downloads`` zeroes bytes in model downloads (``/onnx``). ``poison_one_frame``
     picks one frame of the first ingest and gives it an impossible width every time it is sent,
-    as a corrupted record would be: the server must reject it by name.
+    as a corrupted record would be: the server must reject it by name. ``crash_ids`` makes the
+    server's ingest answer 500 for any batch holding one of those frame ids (a record that
+    trips a server bug), and ``crash_first_middle`` adds the middle frame of the first ingest
+    to them; ``/readyz`` still answers. ``raise_on_heartbeat`` makes heartbeats raise an
+    exception that is not an ``httpx`` error, as a bug in the HTTP stack would.
     """
 
     def __init__(
@@ -78,6 +82,9 @@ class FaultTransport(httpx.BaseTransport):
         stall_s: float = 0.2,
         corrupt_downloads: bool = False,
         poison_one_frame: bool = False,
+        crash_ids: set[str] | None = None,
+        crash_first_middle: bool = False,
+        raise_on_heartbeat: bool = False,
         seed: int = 0,
     ) -> None:
         self.inner = inner
@@ -89,6 +96,9 @@ class FaultTransport(httpx.BaseTransport):
         self.corrupt_downloads = corrupt_downloads
         self.poison_one_frame = poison_one_frame
         self.poisoned_id: str | None = None
+        self.crash_ids: set[str] = crash_ids if crash_ids is not None else set()
+        self.crash_first_middle = crash_first_middle
+        self.raise_on_heartbeat = raise_on_heartbeat
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self.calls: Counter[str] = Counter()
@@ -114,10 +124,18 @@ class FaultTransport(httpx.BaseTransport):
             time.sleep(self.stall_s)
             raise httpx.ReadTimeout("injected stall", request=request)
         draw -= self.stall_rate
+        if self.raise_on_heartbeat and path.endswith("/heartbeat"):
+            self.calls["heartbeat_raised"] += 1
+            raise RuntimeError("injected: heartbeat bug")
         if path.endswith("/ingest"):
             self.ingest_sizes.append(request.content.count(b'"captured_at"'))
             if self.poison_one_frame:
                 request = self._poison(request)
+            if self._crashes(request):
+                self.calls["crash"] += 1
+                return httpx.Response(
+                    500, json={"detail": "injected: this record breaks the server"}, request=request
+                )
         response = self.inner.handle_request(request)
         if draw < self.lost_rate:
             self.calls["lost"] += 1
@@ -133,6 +151,16 @@ class FaultTransport(httpx.BaseTransport):
                 200, content=bytes(body), headers={"content-type": "application/octet-stream"}
             )
         return response
+
+    def _crashes(self, request: httpx.Request) -> bool:
+        if not (self.crash_ids or self.crash_first_middle):
+            return False
+        ids = [frame["id"] for frame in json.loads(request.content)["frames"]]
+        with self._lock:
+            if self.crash_first_middle:
+                self.crash_ids.add(ids[len(ids) // 2])
+                self.crash_first_middle = False
+            return any(i in self.crash_ids for i in ids)
 
     def _poison(self, request: httpx.Request) -> httpx.Request:
         body = json.loads(request.content)
@@ -201,3 +229,71 @@ def outbox_committed(path: Path) -> int:
     except sqlite3.Error:
         return 0
     return int(row[0]) if row else 0
+
+
+# --- fault injection inside the agent ------------------------------------------------------------
+
+
+def fail_next_commit(outbox: Any) -> None:
+    """Make the next COMMIT of ``outbox``'s connection fail ("not authorized"), once.
+
+    SQLite leaves the transaction open when a COMMIT fails, as a full disk or an I/O error
+    would; the outbox must roll it back so that its next write works.
+    """
+    armed = [True]
+
+    def authorize(action: int, arg1: str | None, *_: object) -> int:
+        if action == sqlite3.SQLITE_TRANSACTION and arg1 == "COMMIT" and armed[0]:
+            armed[0] = False
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    outbox._conn.set_authorizer(authorize)
+
+
+def fail_records_after(path: Path, n: int) -> None:
+    """Make the outbox file at ``path`` refuse every record after the first ``n`` (a trigger),
+    as a full disk would: the pipeline's sink fails mid-run and ``Pipeline.run`` raises."""
+    from visionloop.edge.outbox import Outbox
+
+    Outbox(path).close()  # create the schema
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TRIGGER injected_disk_full BEFORE INSERT ON records WHEN "
+            f"(SELECT value FROM counters WHERE name = 'committed') >= {int(n)} "
+            "BEGIN SELECT RAISE(ABORT, 'injected: disk full'); END"
+        )
+
+
+class RacingDeque(deque[float]):
+    """A timings buffer that makes another thread add a new pipeline stage while it is read.
+
+    Put into ``pipeline._metrics.timings``: each time the heartbeat copies it, a real second
+    thread (as the sink thread does when the first sampled frame adds ``encode``) adds a new
+    stage through ``pipeline._metrics.add``, and the read waits up to ``wait_s`` for that thread.
+    Unlocked reads see the dictionary change size mid-iteration; locked ones make the writer
+    wait until the snapshot is taken.
+    """
+
+    def __init__(self, metrics: Any, *, wait_s: float = 0.05) -> None:
+        super().__init__(maxlen=300)
+        self.metrics = metrics
+        self.wait_s = wait_s
+        self.races = 0
+
+    def __iter__(self) -> Iterator[float]:
+        self.races += 1
+        writer = threading.Thread(
+            target=self.metrics.add, args=(f"racing-{self.races}", 0.001), daemon=True
+        )
+        writer.start()
+        writer.join(self.wait_s)
+        return super().__iter__()
+
+
+def race_timings(pipeline: Any, *, wait_s: float = 0.05) -> RacingDeque:
+    """Install a :class:`RacingDeque` as one of ``pipeline``'s stage timings; returns it."""
+    racing = RacingDeque(pipeline._metrics, wait_s=wait_s)
+    racing.append(0.001)
+    pipeline._metrics.timings["capture"] = racing
+    return racing

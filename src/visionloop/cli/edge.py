@@ -6,11 +6,14 @@ import logging
 import signal
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from visionloop.types import BackendChoice, Precision
+
+if TYPE_CHECKING:
+    from visionloop.edge.agent import AgentSummary
 
 
 def _band(value: str) -> tuple[float, float]:
@@ -23,9 +26,79 @@ def _band(value: str) -> tuple[float, float]:
     return low, high
 
 
+EXIT_UNDELIVERED = 3
+"""Exit status of a ``--max-frames`` run that ends with records or images still in the outbox."""
+
+
+def _fail(message: str) -> NoReturn:
+    """A bad value on the command line: one line on stderr, exit status 2."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _token(token: str | None, token_file: Path | None, from_env: str | None) -> str:
+    """The device token from --token, else --token-file, else VISIONLOOP_EDGE_TOKEN."""
+    if token is not None and token_file is not None:
+        _fail("pass --token or --token-file, not both")
+    if token is None and token_file is not None:
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            _fail(f"--token-file {token_file}: {exc.strerror or exc}")
+        if not token:
+            _fail(f"--token-file {token_file} is empty")
+    if token is None:
+        token = from_env
+    if not token:
+        _fail(
+            "no device token: pass --token TOKEN, --token-file PATH or set "
+            "VISIONLOOP_EDGE_TOKEN (`visionloop devices add NAME` prints one)"
+        )
+    return token
+
+
+def _check_ranges(
+    *,
+    max_frames: int | None,
+    fps_limit: float | None,
+    outbox_max_mb: int,
+    drain_timeout: float,
+    model_poll: float,
+    heartbeat: float,
+    dead_letter_after: int,
+    threads: int | None,
+    imgsz: int | None,
+    conf: float,
+    max_sampled_per_minute: int,
+) -> None:
+    if max_frames is not None and max_frames < 0:
+        _fail(
+            f"--max-frames must be 0 or more (0 only sends what the outbox holds), got {max_frames}"
+        )
+    if fps_limit is not None and not fps_limit > 0:
+        _fail(f"--fps-limit must be more than 0 frames per second, got {fps_limit:g}")
+    if outbox_max_mb < 1:
+        _fail(f"--outbox-max-mb must be at least 1 (MiB), got {outbox_max_mb}")
+    if drain_timeout < 0:
+        _fail(f"--drain-timeout must be 0 or more seconds, got {drain_timeout:g}")
+    if not model_poll > 0:
+        _fail(f"--model-poll must be more than 0 seconds, got {model_poll:g}")
+    if not heartbeat > 0:
+        _fail(f"--heartbeat must be more than 0 seconds, got {heartbeat:g}")
+    if dead_letter_after < 1:
+        _fail(f"--dead-letter-after must be at least 1, got {dead_letter_after}")
+    if threads is not None and threads < 1:
+        _fail(f"--threads must be at least 1, got {threads}")
+    if imgsz is not None and (imgsz < 32 or imgsz % 32):
+        _fail(f"--imgsz must be a positive multiple of 32, got {imgsz}")
+    if not 0.0 <= conf <= 1.0:
+        _fail(f"--conf must be in 0..1, got {conf:g}")
+    if max_sampled_per_minute < 0:
+        _fail(f"--max-sampled-per-minute must be 0 or more, got {max_sampled_per_minute}")
+
+
 def edge(
     server: Annotated[str, typer.Option(help="Server base URL, e.g. http://127.0.0.1:8000.")],
-    token: Annotated[str, typer.Option(help="This device's bearer token (`devices add`).")],
     source: Annotated[
         str,
         typer.Option(
@@ -35,6 +108,19 @@ def edge(
             )
         ),
     ],
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "This device's bearer token (`devices add`). Visible in the process list: "
+                "prefer --token-file or VISIONLOOP_EDGE_TOKEN."
+            )
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="Read the device token from this file (its first line)."),
+    ] = None,
     model: Annotated[
         Path | None,
         typer.Option(help="A local ONNX model to run (pinned). Default: the server's production."),
@@ -52,14 +138,26 @@ def edge(
         float, typer.Option(help="Probability of sampling a frame with no uncertain detection.")
     ] = 0.01,
     max_sampled_per_minute: Annotated[
-        int, typer.Option(help="Cap on sampled frames (with image) per minute of capture.")
+        int,
+        typer.Option(
+            help=(
+                "Cap on sampled frames (with image), a token bucket over capture time: it "
+                "refills at N a minute and holds at most N, so a burst of N can pass at once, "
+                "then N a minute."
+            )
+        ),
     ] = 60,
     max_frames: Annotated[
         int | None,
-        typer.Option(help="Stop after N frames (0: only send what the outbox holds)."),
+        typer.Option(
+            help=(
+                "Stop after N frames (0: only send what the outbox holds). Exits with status 3 "
+                "if records or images are still undelivered at the end."
+            )
+        ),
     ] = None,
     fps_limit: Annotated[
-        float | None, typer.Option(help="Process at most F frames per second.")
+        float | None, typer.Option(help="Process at most F frames per second (F > 0).")
     ] = None,
     outbox: Annotated[
         Path | None,
@@ -76,6 +174,15 @@ def edge(
         float, typer.Option(help="Seconds between checks for a new production model.")
     ] = 30.0,
     heartbeat: Annotated[float, typer.Option(help="Seconds between heartbeats.")] = 5.0,
+    dead_letter_after: Annotated[
+        int,
+        typer.Option(
+            help=(
+                "Set a record aside (dead letters) after it alone got this many 5xx answers "
+                "while the server was up and took other records."
+            )
+        ),
+    ] = 5,
     threads: Annotated[
         int | None, typer.Option(help="Inference threads (default: the backend's).")
     ] = None,
@@ -88,7 +195,9 @@ def edge(
 
     Stops on Ctrl-C / SIGTERM or after --max-frames, then drains the outbox (at most
     --drain-timeout; what is left stays for the next start) and prints a summary. A second
-    Ctrl-C stops the drain.
+    Ctrl-C stops the drain. Exit status: 0 done; 1 an error (the source or the pipeline
+    failed, no model to run); 2 a bad flag; 3 a --max-frames run that ended with records
+    still undelivered (they stay in the outbox for the next start).
     """
     from visionloop.cli.settings import load_settings
     from visionloop.edge.agent import Agent, AgentConfig
@@ -100,8 +209,24 @@ def edge(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    _check_ranges(
+        max_frames=max_frames,
+        fps_limit=fps_limit,
+        outbox_max_mb=outbox_max_mb,
+        drain_timeout=drain_timeout,
+        model_poll=model_poll,
+        heartbeat=heartbeat,
+        dead_letter_after=dead_letter_after,
+        threads=threads,
+        imgsz=imgsz,
+        conf=conf,
+        max_sampled_per_minute=max_sampled_per_minute,
+    )
     band = _band(sample_band)
-    outbox_path = outbox or load_settings().data_dir / "edge" / "outbox.db"
+    settings = load_settings()
+    env_token = settings.edge_token.get_secret_value() if settings.edge_token else None
+    device_token = _token(token, token_file, env_token)
+    outbox_path = outbox or settings.data_dir / "edge" / "outbox.db"
     try:
         sampler = SamplerConfig(
             band=band, audit_rate=audit_rate, max_per_minute=max_sampled_per_minute
@@ -110,7 +235,7 @@ def edge(
         raise typer.BadParameter(str(exc)) from exc
     config = AgentConfig(
         server=server,
-        token=token,
+        token=device_token,
         source=source,
         outbox_path=outbox_path,
         model=model,
@@ -124,7 +249,7 @@ def edge(
         drain_timeout_s=drain_timeout,
         outbox_max_bytes=outbox_max_mb * 1024 * 1024,
         model_poll_s=model_poll,
-        sync=SyncConfig(heartbeat_s=heartbeat),
+        sync=SyncConfig(heartbeat_s=heartbeat, dead_letter_after=dead_letter_after),
         threads=threads,
         seed=seed,
     )
@@ -142,6 +267,30 @@ def edge(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
 
+    status = _print_summary(summary, outbox_path)
+    if summary.failure is not None:
+        typer.echo(f"error: the pipeline stopped: {summary.failure}", err=True)
+        status = 1
+    elif summary.pipeline is not None and summary.pipeline.source_error:
+        status = 1
+    elif max_frames is not None and (summary.left_records or summary.left_images):
+        typer.echo(
+            f"not delivered: {_count(summary.left_records, 'record')} and "
+            f"{_count(summary.left_images, 'image')} remain in {outbox_path} "
+            "(sent at the next start); exit status 3",
+            err=True,
+        )
+        status = EXIT_UNDELIVERED
+    if status:
+        raise typer.Exit(status)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _print_summary(summary: AgentSummary, outbox_path: Path) -> int:
+    """The closing summary on stdout (problems on stderr); 0, or 1 when the source failed."""
     p = summary.pipeline
     if p is not None:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(p.sampled.items())) or "none"
@@ -160,15 +309,26 @@ def edge(
         f"{summary.images_uploaded} images"
     )
     typer.echo(
-        f"left in outbox: {summary.left_records} records, {summary.left_images} images"
+        f"left in outbox: {_count(summary.left_records, 'record')}, "
+        f"{_count(summary.left_images, 'image')}"
         + ("" if summary.drained else f" (kept in {outbox_path} for the next start)")
     )
+    if summary.evicted_records or summary.evicted_images:
+        typer.echo(
+            f"evicted (outbox over --outbox-max-mb): {_count(summary.evicted_images, 'image')}, "
+            f"{_count(summary.evicted_records, 'record')}: lost, never sent",
+            err=True,
+        )
+    if summary.uploaded == 0 and (summary.left_records or (p is not None and p.frames)):
+        typer.echo("nothing was uploaded: the server did not take any record", err=True)
     if summary.dead_letters:
-        typer.echo(f"dead letters (rejected by the server, kept): {summary.dead_letters}")
+        typer.echo(
+            f"dead letters: {summary.dead_letters_run} this run, {summary.dead_letters} in all "
+            f"(refused by the server; kept in the dead_letters table of {outbox_path})"
+        )
     if summary.model_error:
         typer.echo(f"model update error: {summary.model_error}", err=True)
-    if p is not None and p.source_error:
-        raise typer.Exit(1)
+    return 1 if p is not None and p.source_error else 0
 
 
 def register(app: typer.Typer) -> None:

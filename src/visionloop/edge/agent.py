@@ -2,24 +2,29 @@
 
 ``visionloop edge`` builds an :class:`AgentConfig` from its flags and calls :meth:`Agent.run`;
 tests build the same object with an injected ``httpx.Client`` (faults included).
+
+Shutdown order, however the pipeline ends (its source ran out, ``max_frames``, a stop, or an
+exception): the model watcher stops, the uploader drains the outbox (at most
+``drain_timeout_s``) and stops, and only then are the outbox and the HTTP client closed.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from visionloop.edge.model_watch import ModelWatcher
+from visionloop.edge.model_watch import ModelWatcher, cached_path, last_production
 from visionloop.edge.outbox import DEFAULT_MAX_BYTES, Outbox
 from visionloop.edge.pipeline import Pipeline, PipelineSummary
 from visionloop.edge.sampler import Sampler, SamplerConfig
 from visionloop.edge.sync import SyncConfig, Uploader
-from visionloop.errors import ModelError
-from visionloop.types import BackendChoice, Precision
+from visionloop.errors import AuthenticationError, ModelError, NotFoundError, VisionloopError
+from visionloop.types import BackendChoice, Precision, ProductionModel
 from visionloop.vision.detector import Detector, load_detector, sha256_file
 
 log = logging.getLogger(__name__)
@@ -58,7 +63,13 @@ class AgentConfig:
 
 @dataclass
 class AgentSummary:
-    """What a run did, for the CLI's closing summary."""
+    """What a run did, for the CLI's closing summary.
+
+    ``left_images`` counts every image still held (ready, or waiting for its record);
+    ``dead_letters`` is the outbox's lifetime count, ``dead_letters_run`` this run's;
+    ``evicted_*`` are this run's evictions under the size cap; ``failure`` says why the
+    pipeline stopped early with an exception (its traceback is logged).
+    """
 
     pipeline: PipelineSummary | None
     uploaded: int
@@ -70,6 +81,10 @@ class AgentSummary:
     drained: bool
     model_version: str
     model_error: str | None
+    dead_letters_run: int = 0
+    evicted_records: int = 0
+    evicted_images: int = 0
+    failure: str | None = None
 
 
 class Agent:
@@ -111,12 +126,40 @@ class Agent:
             imgsz=c.imgsz,
         )
 
-    def _initial_detector(self, watcher: ModelWatcher) -> Detector:
+    def _probe(self, watcher: ModelWatcher) -> tuple[ProductionModel | None, Exception | None]:
+        """Ask the server for its production model once at start, and say plainly what is wrong.
+
+        A URL that is not a visionloop server raises (a person must fix the flag); a refused
+        token or an unreachable server is logged and the run goes on, buffering in the outbox.
+        """
+        try:
+            return watcher.production(), None
+        except NotFoundError:
+            raise
+        except AuthenticationError as exc:
+            log.error("%s; records are kept in the outbox meanwhile", exc)
+            return None, exc
+        except (httpx.HTTPError, VisionloopError) as exc:
+            log.warning(
+                "server %s unreachable (%s: %s); records are kept in the outbox until it answers",
+                self.config.server,
+                type(exc).__name__,
+                exc,
+            )
+            return None, exc
+
+    def _initial_detector(
+        self,
+        watcher: ModelWatcher,
+        production: ProductionModel | None,
+        problem: Exception | None,
+    ) -> Detector:
         c = self.config
         if c.model is not None:
             return self._load(c.model, f"local-{sha256_file(c.model)[:12]}")
         try:
-            production = watcher.production()
+            if problem is not None:
+                raise problem
             if production is None:
                 raise ModelError(
                     "the server has no production model yet: pass --model PATH to run a local one"
@@ -125,24 +168,30 @@ class Agent:
             detector = self._load(path, production.version)
             watcher.current = production
             return detector
-        except (httpx.HTTPError, ModelError) as exc:
-            cached = _newest_cached(c.model_cache_dir)
+        except (httpx.HTTPError, VisionloopError) as exc:
+            cached = offline_model(c.model_cache_dir)
             if cached is None:
                 raise ModelError(f"cannot get the production model: {exc}") from exc
             path, version = cached
-            log.warning("server unreachable (%s); starting on cached model %s", exc, version)
+            log.warning("no model from the server (%s); starting on cached model %s", exc, version)
             watcher.error = f"{type(exc).__name__}: {exc}"[:2000]
             return self._load(path, version)
 
     def run(self) -> AgentSummary:
         c = self.config
         outbox = Outbox(c.outbox_path, max_bytes=c.outbox_max_bytes)
+        uploader: Uploader | None = None
+        watcher: ModelWatcher | None = None
         try:
+            at_start = outbox.counters()
             watcher = ModelWatcher(
                 self.client, cache_dir=c.model_cache_dir, load=self._load, poll_s=c.model_poll_s
             )
             self.watcher = watcher
-            detector = self._initial_detector(watcher) if c.max_frames != 0 else None
+            production, problem = self._probe(watcher)
+            detector = (
+                self._initial_detector(watcher, production, problem) if c.max_frames != 0 else None
+            )
             pipeline_summary: PipelineSummary | None = None
             pipeline: Pipeline | None = None
             if detector is not None:
@@ -159,12 +208,14 @@ class Agent:
                 )
                 self.pipeline = pipeline
                 watcher.on_new = pipeline.swap
+            running = pipeline
+            model_watcher = watcher
             uploader = Uploader(
                 outbox,
                 self.client,
                 heartbeat=(
-                    (lambda: pipeline.heartbeat(model_error=watcher.error))
-                    if pipeline is not None
+                    (lambda: running.heartbeat(model_error=model_watcher.error))
+                    if running is not None
                     else None
                 ),
                 config=c.sync,
@@ -172,39 +223,76 @@ class Agent:
             )
             self.uploader = uploader
             uploader.start()
+            failure: str | None = None
             if pipeline is not None:
                 if c.model is None:
                     watcher.start()
                 if self._stopping.is_set():
                     pipeline.stop()
+                started = time.perf_counter()
                 try:
                     pipeline_summary = pipeline.run()
+                except Exception as exc:  # committed records must still go out: drain, then report
+                    failure = f"{type(exc).__name__}: {exc}"
+                    log.error("the pipeline stopped: %s", failure, exc_info=exc)
+                    pipeline_summary = pipeline.summary(time.perf_counter() - started)
                 finally:
                     watcher.stop()
                     pipeline.source.close()
             drained = False
             if not self._abort_drain.is_set():
                 drained = uploader.drain(c.drain_timeout_s)
-            uploader.stop()
+            uploader.stop(timeout=c.request_timeout_s + 5.0)
             if pipeline is not None and drained:
                 uploader.send_heartbeat()
             backlog = outbox.backlog()
+            counters = outbox.counters()
             return AgentSummary(
                 pipeline=pipeline_summary,
                 uploaded=uploader.stats.uploaded,
                 duplicates=uploader.stats.duplicates,
                 images_uploaded=uploader.stats.images_uploaded,
                 left_records=backlog.records,
-                left_images=backlog.images,
-                dead_letters=outbox.counters()["dead_letters"],
+                left_images=backlog.images_total,
+                dead_letters=counters["dead_letters"],
                 drained=drained,
                 model_version=pipeline.model_version if pipeline is not None else "",
                 model_error=watcher.error,
+                dead_letters_run=uploader.stats.dead_letters,
+                evicted_records=counters["evicted_records"] - at_start["evicted_records"],
+                evicted_images=counters["evicted_images"] - at_start["evicted_images"],
+                failure=failure,
             )
         finally:
+            # The uploader goes first: it must never use a closed outbox or client.
+            if uploader is not None and not uploader.stop(timeout=c.request_timeout_s + 5.0):
+                log.error("the uploader did not stop in time; closing the outbox under it")
+            if watcher is not None:
+                watcher.stop()
             outbox.close()
             if self._owns_client:
                 self.client.close()
+
+
+def offline_model(cache_dir: Path) -> tuple[Path, str] | None:
+    """The cached model to start on without the server, and its version.
+
+    The one the server last announced as production (``production.json``), when its file is in
+    the cache and intact: after a rollback that is the older version, not the newest download.
+    Otherwise the most recently fetched file.
+    """
+    known = last_production(cache_dir)
+    if known is not None:
+        version, sha256 = known
+        path = cached_path(cache_dir, version, sha256)
+        if path.is_file() and sha256_file(path) == sha256:
+            return path, version
+        log.warning(
+            "the last known production model %s is not in the cache (%s); using the newest one",
+            version,
+            cache_dir,
+        )
+    return _newest_cached(cache_dir)
 
 
 def _newest_cached(cache_dir: Path) -> tuple[Path, str] | None:

@@ -5,10 +5,15 @@ downloaded to a temporary file beside the cache, its sha256 checked against what
 announced, then loaded beside the running detector; only a detector that loaded is handed to the
 pipeline, which swaps between two frames. Any failure keeps the old model and is kept in
 :attr:`ModelWatcher.error` for the heartbeat.
+
+Whatever the server last said production is (version and sha256) is written to
+``production.json`` in the cache as soon as the agent hears it, so an agent that starts without
+the network runs that version (after a rollback, the older one), not the newest file it holds.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -19,13 +24,16 @@ from pathlib import Path
 
 import httpx
 
-from visionloop.errors import ModelError
+from visionloop.edge.answers import credential_problem, detail, not_a_server, route_missing
+from visionloop.errors import AuthenticationError, ModelError, NotFoundError
 from visionloop.types import ProductionModel
 from visionloop.vision.detector import Detector, sha256_file
 
 log = logging.getLogger(__name__)
 
 PRODUCTION_PATH = "/api/v1/models/production"
+PRODUCTION_FILE = "production.json"
+"""In the model cache: the last production model the server announced (version, sha256)."""
 
 DetectorLoader = Callable[[Path, str], Detector]
 """Loads the ONNX file at a path as the given model version (backend and precision bound in)."""
@@ -62,20 +70,40 @@ class ModelWatcher:
         self._thread: threading.Thread | None = None
 
     def production(self) -> ProductionModel | None:
-        """What the server says production is; None when it has no production model (404)."""
+        """What the server says production is; None when it has no production model (404).
+
+        Remembered in the cache (:func:`last_production`). Raises :class:`NotFoundError` when
+        the URL is not a visionloop server's, :class:`AuthenticationError` when the server
+        refuses this device, :class:`ModelError` for any other answer.
+        """
         resp = self.client.get(PRODUCTION_PATH)
+        if route_missing(resp):
+            raise NotFoundError(not_a_server(PRODUCTION_PATH))
         if resp.status_code == 404:
             return None
+        problem = credential_problem(resp)
+        if problem is not None:
+            raise AuthenticationError(problem)
         if resp.status_code != 200:
-            raise ModelError(
-                f"GET {PRODUCTION_PATH} answered {resp.status_code}: {resp.text[:300]}"
-            )
-        return ProductionModel.model_validate_json(resp.content)
+            raise ModelError(f"GET {PRODUCTION_PATH} answered {resp.status_code}: {detail(resp)}")
+        model = ProductionModel.model_validate_json(resp.content)
+        self._remember(model)
+        return model
+
+    def _remember(self, model: ProductionModel) -> None:
+        """Write ``production.json`` (atomically) when the announced model changed."""
+        known = last_production(self.cache_dir)
+        if known == (model.version, model.sha256):
+            return
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_dir / f".{PRODUCTION_FILE}.tmp"
+        tmp.write_text(json.dumps({"version": model.version, "sha256": model.sha256}))
+        os.replace(tmp, self.cache_dir / PRODUCTION_FILE)
 
     def fetch(self, model: ProductionModel) -> Path:
         """Download ``model`` into the cache (or reuse a cached copy) and verify its sha256."""
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        final = self.cache_dir / f"{_safe(model.version)}-{model.sha256[:16]}.onnx"
+        final = cached_path(self.cache_dir, model.version, model.sha256)
         if final.exists() and sha256_file(final) == model.sha256:
             return final
         fd, tmp_name = tempfile.mkstemp(dir=self.cache_dir, prefix=".download-", suffix=".onnx")
@@ -154,14 +182,31 @@ class ModelWatcher:
             self.check_once()
 
     def _prune(self, *, keep: Path) -> None:
-        """Keep the newest ``keep`` cached models (the one just fetched always among them)."""
+        """Keep the newest ``keep`` cached models (the one just fetched and the last announced
+        production always among them)."""
+        known = last_production(self.cache_dir)
+        production = cached_path(self.cache_dir, *known) if known is not None else None
         files = sorted(
-            (p for p in self.cache_dir.glob("*.onnx") if p != keep),
+            (p for p in self.cache_dir.glob("*.onnx") if p not in (keep, production)),
             key=lambda p: p.stat().st_mtime,
             reverse=True,
         )
         for old in files[max(self.keep - 1, 0) :]:
             old.unlink(missing_ok=True)
+
+
+def cached_path(cache_dir: Path, version: str, sha256: str) -> Path:
+    """Where the cache keeps a model version: ``<version>-<sha256 prefix>.onnx``."""
+    return cache_dir / f"{_safe(version)}-{sha256[:16]}.onnx"
+
+
+def last_production(cache_dir: Path) -> tuple[str, str] | None:
+    """The (version, sha256) the server last announced as production, if the cache knows one."""
+    try:
+        data = json.loads((cache_dir / PRODUCTION_FILE).read_text())
+        return str(data["version"]), str(data["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _safe(version: str) -> str:

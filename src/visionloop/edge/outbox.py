@@ -20,7 +20,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -102,11 +102,13 @@ class DeadLetter:
 
 @dataclass(frozen=True, slots=True)
 class Backlog:
-    """What is left to send: records not yet acknowledged, images not yet uploaded, bytes held."""
+    """What is left to send: records not yet acknowledged, images ready to upload (their record
+    is on the server), every image held (ready or waiting for its record), and bytes held."""
 
     records: int
     images: int
     bytes: int
+    images_total: int = 0
 
     @property
     def empty(self) -> bool:
@@ -151,6 +153,7 @@ class Outbox:
         self._ready = int(
             self._conn.execute("SELECT COUNT(*) FROM images WHERE ready = 1").fetchone()[0]
         )
+        self._images = int(self._conn.execute("SELECT COUNT(*) FROM images").fetchone()[0])
         self.has_work = threading.Event()
         """Set when something was committed; the uploader waits on it instead of polling."""
         if not self._backlog_unlocked().empty:
@@ -179,18 +182,21 @@ class Outbox:
                         (record_id, seq, jpeg),
                     )
                 self._bump(cur, committed=1, images_committed=int(jpeg is not None))
-                freed = records = ready = 0
+                freed = records = ready = images = 0
                 if self._bytes + added > self.max_bytes:
-                    freed, records, ready = self._evict(cur, self._bytes + added - self.max_bytes)
+                    freed, records, ready, images = self._evict(
+                        cur, self._bytes + added - self.max_bytes
+                    )
             self._bytes += added - freed
             self._records += 1 - records
             self._ready -= ready
+            self._images += int(jpeg is not None) - images
         self.has_work.set()
 
-    def _evict(self, cur: sqlite3.Cursor, excess: int) -> tuple[int, int, int]:
+    def _evict(self, cur: sqlite3.Cursor, excess: int) -> tuple[int, int, int, int]:
         """Free at least ``excess`` bytes: images oldest first, then the oldest records.
 
-        Returns bytes freed, records evicted and ready images evicted.
+        Returns bytes freed, records evicted, ready images evicted and images evicted.
         """
         freed = 0
         images = records = ready = 0
@@ -215,22 +221,33 @@ class Outbox:
             freed += row[1]
             records += 1
         self._bump(cur, evicted_images=images, evicted_records=records)
-        return freed, records, ready
+        return freed, records, ready, images
 
     # --- reading and acknowledging ----------------------------------------------------------
 
-    def peek(self, limit: int = 200, *, max_bytes: int = 4 * 1024 * 1024) -> list[PendingRecord]:
-        """The oldest unacknowledged records, at most ``limit`` and about ``max_bytes`` of JSON.
+    def peek(
+        self,
+        limit: int = 200,
+        *,
+        max_bytes: int = 4 * 1024 * 1024,
+        exclude: Collection[str] = (),
+    ) -> list[PendingRecord]:
+        """The oldest unacknowledged records, at most ``limit`` and about ``max_bytes`` of JSON,
+        leaving out the ids in ``exclude`` (records the uploader is retrying on their own).
 
         At least one record is returned when any is waiting, however large.
         """
         with self._lock:
             rows = self._conn.execute(
-                "SELECT seq, id, body FROM records ORDER BY seq LIMIT ?", (limit,)
+                "SELECT seq, id, body FROM records ORDER BY seq LIMIT ?", (limit + len(exclude),)
             ).fetchall()
         out: list[PendingRecord] = []
         total = 0
         for seq, rid, body in rows:
+            if rid in exclude:
+                continue
+            if len(out) >= limit:
+                break
             total += len(body)
             if out and total > max_bytes:
                 break
@@ -265,6 +282,18 @@ class Outbox:
             self._ready += readied
         return deleted
 
+    def find(self, ids: Sequence[str]) -> list[PendingRecord]:
+        """Those of ``ids`` still waiting (not acknowledged, evicted or set aside), oldest first."""
+        out: list[PendingRecord] = []
+        with self._lock:
+            for chunk in _chunks(ids, 500):
+                marks = ",".join("?" * len(chunk))
+                rows = self._conn.execute(
+                    f"SELECT seq, id, body FROM records WHERE id IN ({marks})", chunk
+                ).fetchall()
+                out.extend(PendingRecord(seq=seq, id=rid, body=body) for seq, rid, body in rows)
+        return sorted(out, key=lambda p: p.seq)
+
     def peek_images(self, limit: int = 16) -> list[PendingImage]:
         """The oldest images whose record the server has acknowledged."""
         with self._lock:
@@ -286,6 +315,7 @@ class Outbox:
                 self._bump(cur, images_uploaded=1)
             self._bytes -= row[0]
             self._ready -= int(row[1])
+            self._images -= 1
 
     # --- dead letters ------------------------------------------------------------------------
 
@@ -293,6 +323,7 @@ class Outbox:
         """Move these records (and their images) aside for good; returns how many moved."""
         moved = 0
         freed = 0
+        images = 0
         now = time.time()
         with self._lock:
             with self._transaction() as cur:
@@ -312,10 +343,12 @@ class Outbox:
                     cur.execute("DELETE FROM records WHERE id = ?", (rid,))
                     cur.execute("DELETE FROM images WHERE record_id = ?", (rid,))
                     freed += len(row[0]) + (len(jpeg) if jpeg is not None else 0)
+                    images += int(jpeg is not None)
                     moved += 1
                 self._bump(cur, dead_letters=moved)
             self._bytes -= freed
             self._records -= moved
+            self._images -= images
         return moved
 
     def dead_letter_image(self, record_id: str, *, reason: str, status: int | None = None) -> None:
@@ -336,6 +369,7 @@ class Outbox:
                 self._bump(cur, dead_letters=1)
             self._bytes -= len(img[0])
             self._ready -= int(img[1])
+            self._images -= 1
 
     def dead_letters(self) -> list[DeadLetter]:
         """Everything moved aside, oldest first."""
@@ -378,7 +412,12 @@ class Outbox:
     # --- internals --------------------------------------------------------------------------
 
     def _backlog_unlocked(self) -> Backlog:
-        return Backlog(records=self._records, images=self._ready, bytes=self._bytes)
+        return Backlog(
+            records=self._records,
+            images=self._ready,
+            bytes=self._bytes,
+            images_total=self._images,
+        )
 
     def _stored_bytes(self) -> int:
         row = self._conn.execute(
@@ -398,7 +437,8 @@ class Outbox:
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception."""
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any exception, a failed COMMIT included
+    (SQLite leaves the transaction open when COMMIT fails, and every later BEGIN would fail)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -410,8 +450,16 @@ class _Transaction:
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         if exc_type is None:
-            self._cur.execute("COMMIT")
+            try:
+                self._cur.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
         else:
+            self._rollback()
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
             self._cur.execute("ROLLBACK")
 
 

@@ -86,25 +86,37 @@ class PipelineSummary:
 
 @dataclass
 class _Metrics:
+    """Per-stage timings and completion times, written by three threads and read by the
+    uploader's heartbeat: every access holds ``lock``, and readers work on a copy."""
+
     window: int = 300
     timings: dict[str, deque[float]] = field(default_factory=dict)
     done_at: deque[float] = field(default_factory=lambda: deque(maxlen=300))
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, stage: str, seconds: float) -> None:
-        buf = self.timings.get(stage)
-        if buf is None:
-            buf = self.timings[stage] = deque(maxlen=self.window)
-        buf.append(seconds)
+        with self.lock:
+            buf = self.timings.get(stage)
+            if buf is None:
+                buf = self.timings[stage] = deque(maxlen=self.window)
+            buf.append(seconds)
+
+    def done(self, at: float) -> None:
+        with self.lock:
+            self.done_at.append(at)
+
+    def snapshot(self) -> tuple[dict[str, list[float]], list[float]]:
+        """Copies of the timings and completion times, taken under the lock."""
+        with self.lock:
+            stages = list(self.timings.items())
+            return {stage: list(buf) for stage, buf in stages}, list(self.done_at)
 
     def medians_ms(self) -> dict[str, float]:
-        return {
-            stage: statistics.median(list(buf)) * 1000.0
-            for stage, buf in self.timings.items()
-            if buf
-        }
+        timings, _ = self.snapshot()
+        return {stage: statistics.median(v) * 1000.0 for stage, v in timings.items() if v}
 
     def recent_fps(self) -> float:
-        stamps = list(self.done_at)
+        _, stamps = self.snapshot()
         if len(stamps) < 2 or stamps[-1] <= stamps[0]:
             return 0.0
         return (len(stamps) - 1) / (stamps[-1] - stamps[0])
@@ -176,6 +188,9 @@ class Pipeline:
         self._ring_next = 0
         self._next_detector: Detector | None = None
         self._metrics = _Metrics()
+        # Guards the counters the sink thread updates and the heartbeat reads (a Counter
+        # gaining a key while another thread iterates it raises RuntimeError).
+        self._counts_lock = threading.Lock()
         self._stop = threading.Event()
         self.frames = 0
         self.dropped = 0
@@ -201,20 +216,26 @@ class Pipeline:
         return (self._next_detector or self.detector).info.version
 
     def heartbeat(self, *, model_error: str | None = None) -> Heartbeat:
-        """The pipeline's metrics as a heartbeat body (the uploader adds the outbox backlog)."""
+        """The pipeline's metrics as a heartbeat body (the uploader adds the outbox backlog).
+
+        Built from snapshots taken under the locks the other threads write under, so it is safe
+        to call from any thread while the pipeline runs.
+        """
+        with self._counts_lock:
+            counters = {
+                "frames": self.frames,
+                "sampled": sum(self.sampled.values()),
+                "sample_capped": self.sampler.capped,
+                "skipped_frames": self.skipped,
+                "invalid_records": self.invalid,
+            }
         return Heartbeat(
             model_version=self.model_version[:64],
             fps=self._metrics.recent_fps(),
             latency_ms=self._metrics.medians_ms(),
             queue_depths={"capture": self._queue.qsize(), "sink": self._sink_queue.qsize()},
             dropped_frames=self.dropped,
-            counters={
-                "frames": self.frames,
-                "sampled": sum(self.sampled.values()),
-                "sample_capped": self.sampler.capped,
-                "skipped_frames": self.skipped,
-                "invalid_records": self.invalid,
-            },
+            counters=counters,
             model_error=model_error,
         )
 
@@ -259,17 +280,22 @@ class Pipeline:
                 capture.join(timeout=5.0)
         if self._sink_error is not None:
             raise self._sink_error
-        return PipelineSummary(
-            frames=self.frames,
-            seconds=elapsed,
-            dropped=self.dropped,
-            sampled=dict(self.sampled),
-            invalid=self.invalid,
-            detections=self.detections,
-            versions=dict(self.versions),
-            latency_ms=self._metrics.medians_ms(),
-            source_error=self.source_error,
-        )
+        return self.summary(elapsed)
+
+    def summary(self, seconds: float) -> PipelineSummary:
+        """What the run has done so far, over ``seconds`` of running."""
+        with self._counts_lock:
+            return PipelineSummary(
+                frames=self.frames,
+                seconds=seconds,
+                dropped=self.dropped,
+                sampled=dict(self.sampled),
+                invalid=self.invalid,
+                detections=self.detections,
+                versions=dict(self.versions),
+                latency_ms=self._metrics.medians_ms(),
+                source_error=self.source_error,
+            )
 
     def _infer(self, item: _Prepared) -> None:
         if self._next_detector is not None:
@@ -333,7 +359,8 @@ class Pipeline:
             )
         except pydantic.ValidationError as exc:
             # Counted and logged, never sent: the server would reject it anyway.
-            self.invalid += 1
+            with self._counts_lock:
+                self.invalid += 1
             log.error("frame %d: invalid record, not kept: %s", frame.index, exc)
             return
         jpeg: bytes | None = None
@@ -344,7 +371,6 @@ class Pipeline:
                 raise RuntimeError("JPEG encoding failed")
             jpeg = buf.tobytes()
             m.add("encode", time.perf_counter() - t5)
-            self.sampled[reason] += 1
         t6 = time.perf_counter()
         self.outbox.put(record, jpeg)
         t7 = time.perf_counter()
@@ -353,10 +379,13 @@ class Pipeline:
         m.add("record", t5 - t4)
         m.add("outbox", t7 - t6)
         m.add("total", t7 - item.started)
-        m.done_at.append(t7)
-        self.frames += 1
-        self.versions[version] += 1
-        self.detections += len(detections)
+        m.done(t7)
+        with self._counts_lock:
+            if reason is not None:
+                self.sampled[reason] += 1
+            self.frames += 1
+            self.versions[version] += 1
+            self.detections += len(detections)
         if self.on_frame is not None:
             self.on_frame(self.frames)
 
