@@ -26,7 +26,7 @@ from visionloop.datasets.labels import (
     normalise_xyxy,
     source_split,
 )
-from visionloop.datasets.manifest import FileEntry, file_entry
+from visionloop.datasets.manifest import MANIFEST_NAME, FileEntry, file_entry
 from visionloop.errors import InvalidInputError
 
 COCO_CATEGORY_OFFSET = 1
@@ -46,8 +46,8 @@ def _json_files(path: Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise InvalidInputError(f"{path}: no such file or folder")
-    files = sorted(path.glob("*.json")) or sorted((path / "annotations").glob("*.json"))
-    files = [f for f in files if f.name != "manifest.json"]
+    files = [f for f in sorted(path.glob("*.json")) if f.name != MANIFEST_NAME]
+    files = files or sorted((path / "annotations").glob("*.json"))
     if not files:
         raise InvalidInputError(f"{path}: no COCO .json file in it or in its annotations/")
     return files
