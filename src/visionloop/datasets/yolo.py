@@ -234,12 +234,13 @@ class YoloWriter:
     def finish(self) -> Path:
         """Write ``data.yaml``; return its path."""
         lines = [
+            # No 'path': Ultralytics and ``visionloop evaluate`` then resolve the splits from
+            # this file's folder, so the file is the same wherever the folder is moved.
             "# visionloop dataset export (see manifest.json)",
-            # JSON strings are valid YAML scalars, which keeps odd paths safe.
-            f"path: {json.dumps(str(self.root.resolve()))}",
             *(f"{split}: images/{split}" for split in SPLITS),
             f"nc: {len(self.names)}",
             "names:",
+            # JSON strings are valid YAML scalars, which keeps odd class names safe.
             *(f"  {k}: {json.dumps(v)}" for k, v in sorted(self.names.items())),
         ]
         data_yaml = self.root / "data.yaml"

@@ -1,9 +1,9 @@
 """``visionloop dataset export``: the reviewed frames and their latest labels as a YOLO folder or a
 COCO dataset, with ``manifest.json`` (every file's sha256 and the dataset digest).
 
-Files are named by frame id and written in frame-id order, and each frame's split is
-``datasets.split.split_of(frame id)``, so the same labels give the same files, the same manifest
-and the same digest, and a frame never changes split between exports. Class ids are those of
+Files are named by frame id and written in frame-id order (``data.yaml`` holds no absolute path),
+and each frame's split is ``datasets.split.split_of(frame id)``, so the same labels give the same
+files, the same manifest and the same digest, and a frame never changes split between exports. Class ids are those of
 ``label_classes`` (the YOLO class id); a gap in the ids is filled with a placeholder name so that
 YOLO's ``0..nc-1`` numbering holds.
 """

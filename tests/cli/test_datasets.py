@@ -1,0 +1,126 @@
+"""``visionloop dataset import|export`` through the real CLI on SQLite and PostgreSQL, and the
+exported folder accepted by ``visionloop evaluate`` and ``visionloop train``."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from typer.testing import CliRunner
+
+from support.datasets import synthetic_yolo, to_voc
+from support.db import count_rows
+from visionloop.cli import app as cli
+from visionloop.config import Settings
+from visionloop.training.evaluate import dataset_digest
+
+runner = CliRunner()
+KEEP_SPLITS = ("--split-from-source", "--add-classes")
+TINY_TRAINING = ("--epochs", "1", "--imgsz", "96", "--batch", "8", "--no-register")
+BASELINE = Path(__file__).resolve().parents[2] / "models" / "baseline" / "model.onnx"
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    return {
+        "VISIONLOOP_DATA_DIR": str(settings.data_dir),
+        "VISIONLOOP_DATABASE_URL": settings.database_url,
+    }
+
+
+def _output(result: object) -> str:
+    return " ".join(str(getattr(result, "output", "")).split())  # rich wraps at terminal width
+
+
+def test_import_asks_before_adding_classes_then_reports_and_exports(
+    settings: Settings, app: FastAPI, tmp_path: Path
+) -> None:
+    env = _env(settings)
+    _, truth = synthetic_yolo(tmp_path / "yolo", n=6)
+    to_voc(truth, tmp_path / "voc")
+    (tmp_path / "voc" / "JPEGImages" / truth[0].path.name).write_bytes(b"not a jpeg")
+    args = ["dataset", "import", str(tmp_path / "voc"), "--format", "voc"]
+
+    refused = runner.invoke(cli, args, env=env, input="n\n")
+    assert refused.exit_code == 1
+    assert "new classes (" in _output(refused)
+    assert count_rows(app, "frames") == 0
+
+    accepted = runner.invoke(cli, [*args, "--device", "supplier-b"], env=env, input="y\n")
+    out = _output(accepted)
+    assert accepted.exit_code == 1, out  # one bad file: the exit status says so
+    assert f"{truth[0].path.name}: corrupt image" in out
+    assert "imported 5 images" in out and "1 files with errors" in out
+    assert count_rows(app, "frames") == 5
+
+    again = runner.invoke(cli, [*args, "--add-classes"], env=env)
+    assert "imported 0 images" in _output(again) and "5 already stored" in _output(again)
+
+    exported = runner.invoke(cli, ["dataset", "export", str(tmp_path / "out")], env=env)
+    assert exported.exit_code == 0, exported.output
+    assert "exported 5 frames" in _output(exported)
+    digest = json.loads((tmp_path / "out" / "manifest.json").read_text())["digest"]
+    assert f"digest {digest}" in _output(exported) and digest == dataset_digest(tmp_path / "out")
+
+    coco = runner.invoke(
+        cli,
+        ["dataset", "export", str(tmp_path / "coco"), "--format", "coco", "--since", "2000-01-01"],
+        env=env,
+    )
+    assert coco.exit_code == 0, coco.output
+    assert (tmp_path / "coco" / "annotations" / "instances_train.json").is_file()
+
+    unknown = runner.invoke(
+        cli, ["dataset", "import", str(tmp_path / "yolo"), "--format", "voc"], env=env
+    )
+    assert unknown.exit_code == 1 and "no VOC annotations" in _output(unknown)
+
+
+@pytest.mark.train
+@pytest.mark.skipif(
+    importlib.util.find_spec("ultralytics") is None
+    or importlib.util.find_spec("faster_coco_eval") is None,
+    reason="needs the train extra (ultralytics, faster-coco-eval)",
+)
+def test_exported_folder_is_accepted_by_evaluate_and_train(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite only: the store's part runs on both databases above; this one is about the folder.
+    for key in [k for k in os.environ if k.startswith("VISIONLOOP_")]:
+        monkeypatch.delenv(key)
+    env = _env(Settings(data_dir=tmp_path / "var", database_url=sqlite_url))
+    data_yaml, _ = synthetic_yolo(tmp_path / "yolo", n=16, seed=5)
+    imported = runner.invoke(
+        cli,
+        ["dataset", "import", str(data_yaml), "--format", "yolo", *KEEP_SPLITS],
+        env=env,
+    )
+    assert imported.exit_code == 0, imported.output
+    out = tmp_path / "out"
+    exported = runner.invoke(cli, ["dataset", "export", str(out)], env=env)
+    assert exported.exit_code == 0, exported.output
+    for split in ("train", "val", "test"):  # the source's splits were kept
+        assert any((out / "images" / split).iterdir())
+
+    evaluated = runner.invoke(
+        cli, ["evaluate", str(BASELINE), str(out), "--split", "test"], env=env
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "mAP50" in evaluated.output
+
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics"))
+    for name in ("YOLO_OFFLINE", "YOLO_AUTOINSTALL", "YOLO_VERBOSE", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    trained = runner.invoke(
+        cli,
+        ["train", str(out / "data.yaml"), "--out", str(tmp_path / "run"), *TINY_TRAINING],
+        env=env,
+    )
+    assert trained.exit_code == 0, f"{trained.output}\n{trained.exception!r}"
+    report = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert report["split"] == "test" and report["images"] == len(
+        list((out / "images" / "test").iterdir())
+    )
