@@ -18,6 +18,7 @@ from visionloop.server.models import Detection, Frame
 from visionloop.server.schemas import DetectionOut, FrameDetail, FrameOut, FramePageOut, ImageStored
 from visionloop.server.state import ServerState
 from visionloop.server.store import frames as frame_store
+from visionloop.server.store import labeling as labeling_store
 from visionloop.types import FrameStats
 
 router = APIRouter(tags=["frames"])
@@ -128,6 +129,9 @@ def _store_image(
     with state.write_lock(), state.write_sessions() as session, session.begin():
         frame_store.set_frame_image(
             session, frame_id=frame_id, sha256=key, content_type=content_type
+        )
+        labeling_store.queue_sampled_frame(
+            session, frame_id=frame_id, image=data, strategy=state.settings.labeling_strategy
         )
     return ImageStored(
         frame_id=frame_id, sha256=key, size_bytes=len(data), content_type=content_type
