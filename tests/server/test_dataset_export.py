@@ -25,7 +25,7 @@ from visionloop.errors import InvalidInputError
 from visionloop.server.dataset_export import ExportReport, export_dataset
 from visionloop.server.dataset_import import import_dataset
 from visionloop.server.models import Frame, LabelSubmission
-from visionloop.server.store import datasets as dataset_store
+from visionloop.server.store import labeling as labeling_store
 from visionloop.training.evaluate import dataset_digest
 
 
@@ -80,7 +80,7 @@ def test_yolo_export_writes_latest_labels_in_stable_splits_with_a_manifest(
     out = tmp_path / "out"
     assert sum(report.images.values()) == len(ids) and report.skipped == []
     with app_state(app).read_sessions() as session:
-        names = dataset_store.class_names(session)
+        names = dict(labeling_store.list_classes(session))
     data = yaml.safe_load((out / "data.yaml").read_text())
     assert data["names"] == names and data["nc"] == len(names)
     assert {data[s] for s in ("train", "val", "test")} == {f"images/{s}" for s in report.images}

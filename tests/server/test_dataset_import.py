@@ -24,7 +24,7 @@ from visionloop.datasets.yolo import read_yolo
 from visionloop.errors import InvalidInputError
 from visionloop.server.dataset_import import IMPORT_NAMESPACE, ImportReport, import_dataset
 from visionloop.server.models import Device, DeviceToken, Frame, FrameRollup, LabelSubmission
-from visionloop.server.store import datasets as dataset_store
+from visionloop.server.store import labeling as labeling_store
 from visionloop.vision.preprocess import frame_stats
 from visionloop.vision.synthetic import CLASS_NAMES
 
@@ -75,7 +75,7 @@ def test_import_lands_every_box_and_a_second_import_adds_nothing(
 
     state = app_state(app)
     with state.read_sessions() as session:
-        names = dataset_store.class_names(session)
+        names = dict(labeling_store.list_classes(session))
         device = session.scalars(select(Device).where(Device.name == "import")).one()
         assert device.disabled_at is not None
         assert session.scalar(select(func.count()).select_from(DeviceToken)) == 0
@@ -155,7 +155,7 @@ def test_unknown_classes_need_confirmation_and_known_ones_keep_their_ids(
     source, truth = _source("yolo", tmp_path)
     state = app_state(app)
     with state.write_sessions() as session, session.begin():
-        dataset_store.add_classes(session, names=["dent", "bolt"], source="model")
+        labeling_store.seed_classes(session, names=["dent", "bolt"])
     asked: list[list[str]] = []
 
     def refuse(names: list[str]) -> bool:
@@ -170,7 +170,7 @@ def test_unknown_classes_need_confirmation_and_known_ones_keep_their_ids(
 
     report = _import(app, source)
     with state.read_sessions() as session:
-        names = dataset_store.class_names(session)
+        names = dict(labeling_store.list_classes(session))
     assert names[0] == "dent" and names[1] == "bolt"
     assert [names[k] for k in sorted(names)][2:] == report.classes_added
 
@@ -187,3 +187,14 @@ def test_split_from_source_keeps_each_images_split_and_an_image_keeps_its_first_
     again = _import(app, read_yolo(data_yaml))
     assert (again.imported, again.duplicates) == (0, len(truth))
     assert set(_stored(app)) == set(ids)
+
+
+def test_an_empty_class_list_starts_as_the_production_models_names(
+    app: FastAPI, tmp_path: Path
+) -> None:
+    source, _ = _source("yolo", tmp_path, n=6)
+    model_names = ["stain", "crack", "dent", "scratch", "hole"]
+    report = _import(app, source, model_class_names=lambda: model_names)
+    assert report.classes_added == []
+    with app_state(app).read_sessions() as session:
+        assert labeling_store.list_classes(session) == list(enumerate(model_names))

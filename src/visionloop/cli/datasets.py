@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from visionloop.cli.server import _engine, _migrate
 from visionloop.cli.settings import load_settings
+from visionloop.config import Settings
 from visionloop.errors import VisionloopError
 
 dataset_app = typer.Typer(
@@ -102,6 +103,30 @@ def export_command(
     typer.echo(f"digest {report.digest}")
 
 
+def _production_class_names(settings: Settings) -> list[str]:
+    """The production model's class names from the registry; [] when there is no registry yet
+    (a local store is never created by an import), no production model, or no MLflow."""
+    import importlib.util
+
+    from sqlalchemy.engine import make_url
+
+    uri = settings.mlflow_tracking_uri
+    if uri.startswith("sqlite:"):
+        database = make_url(uri).database
+        if not database or not Path(database).is_file():
+            return []
+    if importlib.util.find_spec("mlflow") is None:
+        return []
+    from visionloop.training.registry import Registry
+
+    try:
+        version = Registry.from_settings(settings).production()
+    except VisionloopError as exc:
+        typer.echo(f"warning: no production model information ({exc})", err=True)
+        return []
+    return [] if version is None else [n for n in version.tags.get("classes", "").split(",") if n]
+
+
 @dataset_app.command("import")
 def import_command(
     path: Annotated[Path, typer.Argument(help="The dataset: a folder, data.yaml or COCO JSON.")],
@@ -154,6 +179,7 @@ def import_command(
                 device_name=device,
                 keep_source_split=split_from_source,
                 confirm_new_classes=confirm,
+                model_class_names=lambda: _production_class_names(settings),
                 progress=progress,
             )
     except VisionloopError as exc:

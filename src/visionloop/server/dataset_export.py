@@ -3,9 +3,9 @@ COCO dataset, with ``manifest.json`` (every file's sha256 and the dataset digest
 
 Files are named by frame id and written in frame-id order (``data.yaml`` holds no absolute path),
 and each frame's split is ``datasets.split.split_of(frame id)``, so the same labels give the same
-files, the same manifest and the same digest, and a frame never changes split between exports. Class ids are those of
-``label_classes`` (the YOLO class id); a gap in the ids is filled with a placeholder name so that
-YOLO's ``0..nc-1`` numbering holds.
+files, the same manifest and the same digest, and a frame never changes split between exports.
+Class ids are those of ``label_classes`` (the YOLO class id); a gap in the ids is filled with a
+placeholder name so that YOLO's ``0..nc-1`` numbering holds.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from visionloop.datasets.yolo import YoloWriter
 from visionloop.errors import InvalidInputError, NotFoundError
 from visionloop.server.blobs import BlobStore
 from visionloop.server.store import datasets as dataset_store
+from visionloop.server.store import labeling as labeling_store
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def export_dataset(
         raise InvalidInputError(f"{out} already exists and is not an empty folder")
     report = ExportReport(out=out, dataset_format=dataset_format)
     with read_sessions() as session:
-        names = _dense_names(dataset_store.class_names(session))
+        names = _dense_names(dict(labeling_store.list_classes(session)))
         total = dataset_store.count_reviewed(session, since=since)
         if total == 0:
             raise InvalidInputError(

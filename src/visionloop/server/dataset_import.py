@@ -29,6 +29,7 @@ from visionloop.datasets.split import id_in_split, possible_ids
 from visionloop.errors import InvalidInputError
 from visionloop.server.blobs import BlobStore
 from visionloop.server.store import datasets as dataset_store
+from visionloop.server.store import labeling as labeling_store
 from visionloop.vision.preprocess import frame_stats
 
 log = logging.getLogger(__name__)
@@ -94,11 +95,19 @@ def _check_image(item: LabeledImage, data: bytes) -> _CheckedImage:
 
 
 def resolve_classes(
-    session: Session, *, source: Source, confirm: Callable[[list[str]], bool]
+    session: Session,
+    *,
+    source: Source,
+    confirm: Callable[[list[str]], bool],
+    model_class_names: Callable[[], Sequence[str]] | None = None,
 ) -> tuple[dict[str, int], list[str]]:
-    """Name -> class id for every class the source's boxes use, adding the unknown ones when
-    ``confirm(unknown names)`` agrees; InvalidInputError (nothing added) when it does not."""
-    ids = {name: k for k, name in dataset_store.class_names(session).items()}
+    """Name -> class id for every class the source's boxes use, adding the unknown ones (next free
+    ids, source ``import``) when ``confirm(unknown names)`` agrees; InvalidInputError, nothing
+    added, when it does not. An empty class list is first seeded with ``model_class_names()``
+    (the production model's), as the labeling routes do, so that class ids stay the model's."""
+    if model_class_names is not None and not labeling_store.has_classes(session):
+        labeling_store.seed_classes(session, names=list(model_class_names()))
+    ids = {name: k for k, name in labeling_store.list_classes(session)}
     unknown = [name for name in source.used_class_names() if name not in ids]
     if unknown:
         if not confirm(unknown):
@@ -106,7 +115,9 @@ def resolve_classes(
                 f"classes not in the class list: {', '.join(unknown)} "
                 "(add them with --add-classes, or rename them in the dataset)"
             )
-        ids.update(dataset_store.add_classes(session, names=unknown))
+        for name in unknown:
+            class_id, _ = labeling_store.add_class(session, name=name, source="import")
+            ids[name] = class_id
     return ids, unknown
 
 
@@ -118,17 +129,22 @@ def import_dataset(
     device_name: str = DEFAULT_IMPORT_DEVICE,
     keep_source_split: bool = False,
     confirm_new_classes: Callable[[list[str]], bool],
+    model_class_names: Callable[[], Sequence[str]] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
     """Store every image of ``source`` with its boxes as a reviewed frame of ``device_name``.
 
     Classes are matched by name; unknown ones are added only if ``confirm_new_classes`` agrees
-    (before any image is stored). ``progress(done, total)`` is called after each source item.
+    (before any image is stored; see ``resolve_classes``). ``progress(done, total)`` is called
+    after each source item.
     """
     report = ImportReport(images=len(source.items))
     with write_sessions() as session, session.begin():
         class_ids, report.classes_added = resolve_classes(
-            session, source=source, confirm=confirm_new_classes
+            session,
+            source=source,
+            confirm=confirm_new_classes,
+            model_class_names=model_class_names,
         )
         device_id = dataset_store.import_device(session, name=device_name)
     total = len(source.items)

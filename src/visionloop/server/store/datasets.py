@@ -1,5 +1,5 @@
-"""Dataset import and export in the database: the import device, the class list by name,
-imported frames with their labels, and the reviewed frames with their latest labels.
+"""Dataset import and export in the database: the import device, imported frames with their
+labels, and the reviewed frames with their latest labels (the class list is ``store.labeling``'s).
 
 An imported frame and its ``label_submissions`` row (source ``import``) go in one transaction,
 the frame with ``INSERT … ON CONFLICT (id) DO NOTHING``: its id is derived from the image's
@@ -18,11 +18,10 @@ from typing import Any
 
 from sqlalchemy import Insert, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from visionloop.errors import ConflictError, InvalidInputError
-from visionloop.server.models import Device, Frame, LabelClass, LabelSubmission
+from visionloop.errors import InvalidInputError
+from visionloop.server.models import Device, Frame, LabelSubmission
 from visionloop.server.store import rollups
 
 IMPORT_MODEL_VERSION = "import"
@@ -33,33 +32,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-# --- classes and the import device
-
-
-def class_names(session: Session) -> dict[int, str]:
-    """The class list, id -> name, by id."""
-    rows = session.execute(select(LabelClass.id, LabelClass.name).order_by(LabelClass.id))
-    return {row.id: row.name for row in rows}
-
-
-def add_classes(
-    session: Session, *, names: Sequence[str], source: str = IMPORT_SOURCE
-) -> dict[str, int]:
-    """Append classes (next free ids, in the given order); return name -> id of the added ones.
-    A class added meanwhile by someone else is a ConflictError (run the import again)."""
-    next_id = (session.execute(select(func.max(LabelClass.id))).scalar() or -1) + 1
-    added: dict[str, int] = {}
-    for name in names:
-        if not name or len(name) > 64:
-            raise InvalidInputError(f"class name {name!r} must be 1 to 64 characters")
-        added[name] = next_id
-        session.add(LabelClass(id=next_id, name=name, source=source, created_at=_now()))
-        next_id += 1
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        raise ConflictError("the class list changed during the import: run it again") from exc
-    return added
+# --- the import device
 
 
 def import_device(session: Session, *, name: str) -> int:
