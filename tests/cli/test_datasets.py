@@ -3,12 +3,9 @@ exported folder accepted by ``visionloop evaluate`` and ``visionloop train``."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 from pathlib import Path
 
-import pytest
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
@@ -77,50 +74,3 @@ def test_import_asks_before_adding_classes_then_reports_and_exports(
         cli, ["dataset", "import", str(tmp_path / "yolo"), "--format", "voc"], env=env
     )
     assert unknown.exit_code == 1 and "no VOC annotations" in _output(unknown)
-
-
-@pytest.mark.train
-@pytest.mark.skipif(
-    importlib.util.find_spec("ultralytics") is None
-    or importlib.util.find_spec("faster_coco_eval") is None,
-    reason="needs the train extra (ultralytics, faster-coco-eval)",
-)
-def test_exported_folder_is_accepted_by_evaluate_and_train(
-    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # SQLite only: the store's part runs on both databases above; this one is about the folder.
-    for key in [k for k in os.environ if k.startswith("VISIONLOOP_")]:
-        monkeypatch.delenv(key)
-    env = _env(Settings(data_dir=tmp_path / "var", database_url=sqlite_url))
-    data_yaml, _ = synthetic_yolo(tmp_path / "yolo", n=16, seed=5)
-    imported = runner.invoke(
-        cli,
-        ["dataset", "import", str(data_yaml), "--format", "yolo", *KEEP_SPLITS],
-        env=env,
-    )
-    assert imported.exit_code == 0, imported.output
-    out = tmp_path / "out"
-    exported = runner.invoke(cli, ["dataset", "export", str(out)], env=env)
-    assert exported.exit_code == 0, exported.output
-    for split in ("train", "val", "test"):  # the source's splits were kept
-        assert any((out / "images" / split).iterdir())
-
-    evaluated = runner.invoke(
-        cli, ["evaluate", str(BASELINE), str(out), "--split", "test"], env=env
-    )
-    assert evaluated.exit_code == 0, evaluated.output
-    assert "mAP50" in evaluated.output
-
-    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ultralytics"))
-    for name in ("YOLO_OFFLINE", "YOLO_AUTOINSTALL", "YOLO_VERBOSE", "OMP_NUM_THREADS"):
-        monkeypatch.delenv(name, raising=False)
-    trained = runner.invoke(
-        cli,
-        ["train", str(out / "data.yaml"), "--out", str(tmp_path / "run"), *TINY_TRAINING],
-        env=env,
-    )
-    assert trained.exit_code == 0, f"{trained.output}\n{trained.exception!r}"
-    report = json.loads((tmp_path / "run" / "eval.json").read_text())
-    assert report["split"] == "test" and report["images"] == len(
-        list((out / "images" / "test").iterdir())
-    )
