@@ -39,6 +39,7 @@ def _seed(app: FastAPI, tmp_path: Path, *, n: int = 12, seed: int = 7) -> None:
     state = app_state(app)
     report = import_dataset(
         read_yolo(data_yaml),
+        read_sessions=state.read_sessions,
         write_sessions=state.write_sessions,
         blobs=state.blobs,
         confirm_new_classes=lambda names: True,

@@ -32,7 +32,13 @@ from visionloop.vision.synthetic import CLASS_NAMES
 def _import(app: FastAPI, source: Source, **kwargs: Any) -> ImportReport:
     state = app_state(app)
     kwargs.setdefault("confirm_new_classes", lambda names: True)
-    return import_dataset(source, write_sessions=state.write_sessions, blobs=state.blobs, **kwargs)
+    return import_dataset(
+        source,
+        read_sessions=state.read_sessions,
+        write_sessions=state.write_sessions,
+        blobs=state.blobs,
+        **kwargs,
+    )
 
 
 def _frame_id(path: Path) -> uuid.UUID:

@@ -174,6 +174,7 @@ def import_command(
         with _progress(console, "import") as progress:
             report = import_dataset(
                 source,
+                read_sessions=sessionmaker(engine),
                 write_sessions=sessionmaker(write_engine(engine), expire_on_commit=False),
                 blobs=LocalBlobStore(settings.blobs_path),
                 device_name=device,

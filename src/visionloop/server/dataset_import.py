@@ -124,6 +124,7 @@ def resolve_classes(
 def import_dataset(
     source: Source,
     *,
+    read_sessions: sessionmaker[Session],
     write_sessions: sessionmaker[Session],
     blobs: BlobStore,
     device_name: str = DEFAULT_IMPORT_DEVICE,
@@ -156,6 +157,7 @@ def import_dataset(
                 _import_one(
                     item,
                     report=report,
+                    read_sessions=read_sessions,
                     write_sessions=write_sessions,
                     blobs=blobs,
                     device_id=device_id,
@@ -180,6 +182,7 @@ def _import_one(
     item: LabeledImage,
     *,
     report: ImportReport,
+    read_sessions: sessionmaker[Session],
     write_sessions: sessionmaker[Session],
     blobs: BlobStore,
     device_id: int,
@@ -188,7 +191,7 @@ def _import_one(
 ) -> None:
     raw = item.image.read_bytes()
     key = hashlib.sha256(raw).hexdigest()
-    with write_sessions() as session:
+    with read_sessions() as session:
         stored = dataset_store.stored_frame_ids(session, ids=possible_ids(IMPORT_NAMESPACE, key))
     if stored:
         report.duplicates += 1
