@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from ingest import CLASSES, Database, fresh_database, server
+from ingest import CLASSES, Database, fresh_database, process_cpu_s, server
 from visionloop.server.db import create_db_engine
 
 CHUNK = 50_000
@@ -224,13 +224,26 @@ def cycles(url: str, token: str, n: int, out: dict[str, list[float]], lock: thre
             out[key].extend(values)
 
 
+def baseline(url: str, token: str, n: int) -> list[float]:
+    """Milliseconds of ``n`` calls to the cheapest signed-in route: the floor of this machine's
+    HTTP + session check, to read the labeling figures against under load."""
+    times = []
+    with httpx.Client(base_url=url, cookies={"visionloop_session": token}, timeout=60) as c:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            c.get("/api/v1/auth/me").raise_for_status()
+            times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
 def report(label: str, times: dict[str, list[float]]) -> None:
     for route, values in times.items():
         values.sort()
         p50 = statistics.median(values)
         p95 = values[min(len(values) - 1, int(len(values) * 0.95))]
         print(
-            f"  {label:<22} {route:<7} n={len(values):<5} median {p50:6.1f} ms   p95 {p95:6.1f} ms",
+            f"  {label:<20} {route:<20} n={len(values):<5} "
+            f"median {p50:6.1f} ms   p95 {p95:6.1f} ms",
             flush=True,
         )
 
@@ -244,9 +257,14 @@ def bench(kind: str, workdir: Path, args: argparse.Namespace) -> None:
             lock = threading.Lock()
             warm: dict[str, list[float]] = {"next": [], "submit": []}
             cycles(srv.url, tokens[0], args.warmup, warm, lock)
+            floor = baseline(srv.url, tokens[0], args.cycles)
+            report("1 reviewer", {"GET /auth/me (floor)": floor})
             alone: dict[str, list[float]] = {"next": [], "submit": []}
+            cpu0 = process_cpu_s(srv.pid)
             cycles(srv.url, tokens[0], args.cycles, alone, lock)
+            cpu_ms = (process_cpu_s(srv.pid) - cpu0) * 1000 / args.cycles
             report("1 reviewer", alone)
+            print(f"  server CPU per next + submit: {cpu_ms:.1f} ms", flush=True)
             together: dict[str, list[float]] = {"next": [], "submit": []}
             threads = [
                 threading.Thread(target=cycles, args=(srv.url, t, args.cycles // 2, together, lock))
