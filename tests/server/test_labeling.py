@@ -173,6 +173,8 @@ def test_expired_lease_is_open_again_and_the_old_holder_gets_409(
             if app_state(app).engine.dialect.name == "sqlite"
             else {"t": datetime.now(UTC) - timedelta(seconds=1)},
         )
+    stats = reviewer_client.get("/api/v1/labeling/stats").json()
+    assert stats["totals"] == {"open": 1, "leased": 0, "done": 0, "skipped": 0}
     with signed_in_client(app, "other-reviewer", "reviewer") as other:
         second = lease(other)["task"]
         assert second["id"] == first["id"]

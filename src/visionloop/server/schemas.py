@@ -214,7 +214,7 @@ class LabelIn(_In):
 
 class SubmitRequest(_In):
     labels: list[LabelIn] = Field(
-        max_length=1000, description="Every object in the image; [] means there is none."
+        max_length=500, description="Every object in the image (at most 500); [] means none."
     )
 
 

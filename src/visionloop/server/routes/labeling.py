@@ -67,13 +67,16 @@ def _production(catalog: ModelCatalog) -> ProductionInfo | None:
     return ProductionInfo(version.version, version.created_at, names)
 
 
-def classes_ready(request: Request, state: StateDep) -> None:
+def classes_ready(request: Request, state: StateDep, _user: CurrentUser) -> None:
     """Seed an empty class list with the production model's class names (first use only).
 
     A route dependency, so it runs (and releases the write lock) before the handler's own
-    session opens."""
+    session opens; after the caller is authenticated, so strangers never trigger it."""
+    if state.label_classes_ready.is_set():
+        return
     with state.read_sessions() as session:
         if store.has_classes(session):
+            state.label_classes_ready.set()
             return
     production = _production(model_catalog(request))
     if production is None or not production.class_names:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, insert, or_, select, text, update
+from sqlalchemy import bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -46,6 +46,7 @@ from visionloop.server.models import (
     LabelClass,
     LabelSubmission,
     LabelTask,
+    UTCDateTime,
     table,
 )
 from visionloop.server.review import Label, Prediction, match, wilson_interval
@@ -64,15 +65,18 @@ def _now() -> datetime:
 # --- classes -------------------------------------------------------------------------------------
 
 
+_LIST_CLASSES = select(CLASSES.c.id, CLASSES.c.name).order_by(CLASSES.c.id)
+_ANY_CLASS = select(CLASSES.c.id).limit(1)
+
+
 def list_classes(session: Session) -> list[tuple[int, str]]:
     """Every class as ``(id, name)``, by id."""
-    rows = session.execute(select(CLASSES.c.id, CLASSES.c.name).order_by(CLASSES.c.id))
-    return [(r.id, r.name) for r in rows]
+    return [(r.id, r.name) for r in session.connection().execute(_LIST_CLASSES)]
 
 
 def has_classes(session: Session) -> bool:
     """True once any class exists."""
-    return session.scalar(select(CLASSES.c.id).limit(1)) is not None
+    return session.connection().execute(_ANY_CLASS).first() is not None
 
 
 def seed_classes(session: Session, *, names: Sequence[str], source: str = "model") -> int:
@@ -285,22 +289,26 @@ class LeasedTask:
     predictions: list[PredictionView] = field(default_factory=list)
 
 
-def _available(now: datetime) -> ColumnElement[bool]:
-    return or_(TASKS.c.lease_expires_at.is_(None), TASKS.c.lease_expires_at < now)
-
-
-def _claim(
-    session: Session, *, user_id: int, now: datetime, lease: timedelta, audit_only: bool
-) -> Any:
-    pick = select(TASKS.c.id).where(ACTIVE, _available(now))
+def _claim_statement(*, audit_only: bool) -> Any:
+    """The one-statement lease (see the module doc); binds ``now``, ``user_id``, ``expires``.
+    Built once: constructing SQLAlchemy statements costs more than running this one."""
+    now = bindparam("now", type_=UTCDateTime())
+    pick = select(TASKS.c.id).where(
+        ACTIVE, or_(TASKS.c.lease_expires_at.is_(None), TASKS.c.lease_expires_at < now)
+    )
     if audit_only:
         pick = pick.where(TASKS.c.reason == "audit").order_by(TASKS.c.id)
     else:
         pick = pick.order_by(TASKS.c.priority.desc(), TASKS.c.id.desc())
-    stmt = (
+    return (
         update(TASKS)
         .where(TASKS.c.id == pick.limit(1).with_for_update(skip_locked=True).scalar_subquery())
-        .values(status="leased", leased_by=user_id, leased_at=now, lease_expires_at=now + lease)
+        .values(
+            status="leased",
+            leased_by=bindparam("user_id"),
+            leased_at=now,
+            lease_expires_at=bindparam("expires", type_=UTCDateTime()),
+        )
         .returning(
             TASKS.c.id,
             TASKS.c.frame_pk,
@@ -309,7 +317,26 @@ def _claim(
             TASKS.c.lease_expires_at,
         )
     )
-    return session.execute(stmt).one_or_none()
+
+
+_CLAIM_TOP = _claim_statement(audit_only=False)
+_CLAIM_AUDIT = _claim_statement(audit_only=True)
+_LEASED_FRAME = select(
+    Frame.id, Frame.width, Frame.height, Frame.model_version, Frame.image_sha256
+).where(Frame.pk == bindparam("frame_pk"))
+_FRAME_PREDICTIONS = (
+    select(
+        Detection.class_id,
+        Detection.class_name,
+        Detection.confidence,
+        Detection.x1,
+        Detection.y1,
+        Detection.x2,
+        Detection.y2,
+    )
+    .where(Detection.frame_pk == bindparam("frame_pk"))
+    .order_by(Detection.confidence.desc(), Detection.id)
+)
 
 
 def lease_next(
@@ -325,33 +352,18 @@ def lease_next(
     With probability ``audit_share`` the oldest open audit task is taken first (the audit
     share); otherwise, or when no audit task is open, the highest priority one (newest first
     among equals). Must run in a write transaction (see the module doc)."""
+    conn = session.connection()
     now = _now()
-    lease = timedelta(seconds=lease_seconds)
+    params = {"now": now, "user_id": user_id, "expires": now + timedelta(seconds=lease_seconds)}
     row = None
     if audit_share > 0 and (rng or random).random() < audit_share:
-        row = _claim(session, user_id=user_id, now=now, lease=lease, audit_only=True)
+        row = conn.execute(_CLAIM_AUDIT, params).one_or_none()
     if row is None:
-        row = _claim(session, user_id=user_id, now=now, lease=lease, audit_only=False)
+        row = conn.execute(_CLAIM_TOP, params).one_or_none()
     if row is None:
         return None
-    frame = session.execute(
-        select(Frame.id, Frame.width, Frame.height, Frame.model_version, Frame.image_sha256).where(
-            Frame.pk == row.frame_pk
-        )
-    ).one()
-    detections = session.execute(
-        select(
-            Detection.class_id,
-            Detection.class_name,
-            Detection.confidence,
-            Detection.x1,
-            Detection.y1,
-            Detection.x2,
-            Detection.y2,
-        )
-        .where(Detection.frame_pk == row.frame_pk)
-        .order_by(Detection.confidence.desc(), Detection.id)
-    ).all()
+    frame = conn.execute(_LEASED_FRAME, {"frame_pk": row.frame_pk}).one()
+    detections = conn.execute(_FRAME_PREDICTIONS, {"frame_pk": row.frame_pk}).all()
     return LeasedTask(
         id=row.id,
         frame_id=frame.id,
@@ -386,13 +398,29 @@ def _not_yours(session: Session, task_id: int, user_id: int) -> Exception:
     return ConflictError(f"task {task_id} is {row.status}, not leased to you: lease it first")
 
 
+_END_LEASE_WHERE = (
+    TASKS.c.id == bindparam("task_id"),
+    TASKS.c.status == "leased",
+    TASKS.c.leased_by == bindparam("user_id"),
+)
+_END_LEASE_RETURNING = (TASKS.c.frame_pk, TASKS.c.leased_at, TASKS.c.note)
+_SUBMIT_LEASE = (
+    update(TASKS)
+    .where(*_END_LEASE_WHERE)
+    .values(
+        status="done",
+        lease_expires_at=None,
+        done_at=bindparam("now", type_=UTCDateTime()),
+    )
+    .returning(*_END_LEASE_RETURNING)
+)
+
+
 def _end_lease(session: Session, *, task_id: int, user_id: int, values: dict[str, Any]) -> Any:
     """Change a task that ``user_id`` holds (even past its expiry, while nobody else took it)."""
     row = session.execute(
-        update(TASKS)
-        .where(TASKS.c.id == task_id, TASKS.c.status == "leased", TASKS.c.leased_by == user_id)
-        .values(**values)
-        .returning(TASKS.c.frame_pk, TASKS.c.leased_at, TASKS.c.note)
+        update(TASKS).where(*_END_LEASE_WHERE).values(**values).returning(*_END_LEASE_RETURNING),
+        {"task_id": task_id, "user_id": user_id},
     ).one_or_none()
     if row is None:
         raise _not_yours(session, task_id, user_id)
@@ -470,6 +498,9 @@ class SubmissionResult:
     seconds_open: float | None
 
 
+_INSERT_SUBMISSION = insert(SUBMISSIONS).returning(SUBMISSIONS.c.id)
+
+
 def submit(
     session: Session, *, task_id: int, user_id: int, labels: Sequence[SubmittedLabel]
 ) -> SubmissionResult:
@@ -478,55 +509,41 @@ def submit(
 
     Boxes must already be valid (0..1, x1 < x2, y1 < y2: the request schema checks); an unknown
     class is an InvalidInputError. Nothing is stored when anything fails."""
-    known = {r[0] for r in session.execute(select(CLASSES.c.id))}
+    conn = session.connection()
+    known = {r.id for r in conn.execute(_LIST_CLASSES)}
     unknown = sorted({lab.class_id for lab in labels} - known)
     if unknown:
         raise InvalidInputError(
             f"unknown class id(s) {unknown}: see GET /api/v1/classes (an admin adds classes)"
         )
     now = _now()
-    row = _end_lease(
-        session,
-        task_id=task_id,
-        user_id=user_id,
-        values={"status": "done", "lease_expires_at": None, "done_at": now},
-    )
-    frame = session.execute(
-        select(Frame.id, Frame.model_version).where(Frame.pk == row.frame_pk)
-    ).one()
+    row = conn.execute(
+        _SUBMIT_LEASE, {"task_id": task_id, "user_id": user_id, "now": now}
+    ).one_or_none()
+    if row is None:
+        raise _not_yours(session, task_id, user_id)
+    frame = conn.execute(_LEASED_FRAME, {"frame_pk": row.frame_pk}).one()
     predictions = [
         Prediction(class_id=d.class_id, confidence=d.confidence, xyxyn=(d.x1, d.y1, d.x2, d.y2))
-        for d in session.execute(
-            select(
-                Detection.class_id,
-                Detection.confidence,
-                Detection.x1,
-                Detection.y1,
-                Detection.x2,
-                Detection.y2,
-            ).where(Detection.frame_pk == row.frame_pk)
-        )
+        for d in conn.execute(_FRAME_PREDICTIONS, {"frame_pk": row.frame_pk})
     ]
     counts = match(predictions, [Label(class_id=lab.class_id, xyxyn=lab.xyxyn) for lab in labels])
     seconds_open = (now - row.leased_at).total_seconds() if row.leased_at is not None else None
-    submission_id = session.execute(
-        insert(SUBMISSIONS)
-        .values(
-            {
-                "frame_pk": row.frame_pk,
-                "task_id": task_id,
-                "user_id": user_id,
-                "source": "review",
-                "submitted_at": now,
-                "seconds_open": seconds_open,
-                "labels": [{"class_id": lab.class_id, "xyxyn": list(lab.xyxyn)} for lab in labels],
-                "model_version": frame.model_version,
-                "tp": counts.tp,
-                "fp": counts.fp,
-                "fn": counts.fn,
-            }
-        )
-        .returning(SUBMISSIONS.c.id)
+    submission_id = conn.execute(
+        _INSERT_SUBMISSION,
+        {
+            "frame_pk": row.frame_pk,
+            "task_id": task_id,
+            "user_id": user_id,
+            "source": "review",
+            "submitted_at": now,
+            "seconds_open": seconds_open,
+            "labels": [{"class_id": lab.class_id, "xyxyn": list(lab.xyxyn)} for lab in labels],
+            "model_version": frame.model_version,
+            "tp": counts.tp,
+            "fp": counts.fp,
+            "fn": counts.fn,
+        },
     ).scalar_one()
     return SubmissionResult(
         id=int(submission_id),
