@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# How the server orders review tasks (visionloop.server.labeling_strategy documents each).
+LabelingStrategy = Literal["uncertainty", "random", "hybrid"]
 
 
 class Settings(BaseSettings):
@@ -73,6 +77,30 @@ class Settings(BaseSettings):
         description=(
             "The device token `visionloop edge` uses when neither --token nor --token-file is "
             "given (so the token need not appear in the process list)."
+        ),
+    )
+    labeling_lease_seconds: int = Field(
+        default=600,
+        gt=0,
+        description=(
+            "How long a reviewer holds a leased labeling task, in seconds; afterwards the task is "
+            "open to others again."
+        ),
+    )
+    labeling_strategy: LabelingStrategy = Field(
+        default="uncertainty",
+        description=(
+            "Which review tasks come first: uncertainty (most uncertain predictions), random, or "
+            "hybrid (uncertainty minus a near-duplicate penalty plus a rare-class bonus)."
+        ),
+    )
+    labeling_audit_share: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description=(
+            "Share of labeling leases that take the oldest open audit task first, so that the "
+            "miss-rate estimate keeps getting random frames."
         ),
     )
 

@@ -52,6 +52,8 @@ PUBLIC = _statuses(200, 200, 200, 200, 200)
 PERSON_READ = _statuses(401, 403, 200, 200, 200)
 ADMIN_ONLY = _statuses(401, 403, 403, 403, 200)
 DEVICE_ONLY = _statuses(401, 200, 403, 403, 403)
+REVIEWER_UP = _statuses(401, 403, 403, 200, 200)
+CSRF = {"X-Visionloop-CSRF": "1"}
 
 
 def _jpeg() -> bytes:
@@ -108,6 +110,52 @@ ROLE_TABLE: list[RouteCase] = [
     # gets 404 (tests/server/test_models.py covers the answers themselves).
     RouteCase("GET", "/api/v1/models/production", _statuses(401, 404, 404, 404, 404)),
     RouteCase("GET", "/api/v1/models/{version}/onnx", _statuses(401, 404, 404, 404, 404)),
+    # Labeling: viewers read, reviewers label, admins add classes and reopen. {task_id} names no
+    # task, so callers let through get 404 (tests/server/test_labeling.py covers the answers).
+    RouteCase("GET", "/api/v1/classes", PERSON_READ),
+    RouteCase(
+        "POST",
+        "/api/v1/classes",
+        {**ADMIN_ONLY, "admin": 201},
+        lambda ctx, role: {"json": {"name": f"class-{role}"}, "headers": CSRF},
+    ),
+    RouteCase("GET", "/api/v1/labeling/stats", PERSON_READ),
+    RouteCase(
+        "POST",
+        "/api/v1/labeling/tasks",
+        {**REVIEWER_UP, "reviewer": 201},  # the admin then gets the reviewer's task: 200
+        lambda ctx, role: {"json": {"frame_id": ctx.frame_id}, "headers": CSRF},
+    ),
+    RouteCase(
+        "POST",
+        "/api/v1/labeling/next",
+        {**REVIEWER_UP, "reviewer": 204, "admin": 204},  # the frame was not sampled: no task
+        lambda ctx, role: {"headers": CSRF},
+    ),
+    RouteCase(
+        "POST",
+        "/api/v1/labeling/tasks/{task_id}/release",
+        {**REVIEWER_UP, "reviewer": 404, "admin": 404},
+        lambda ctx, role: {"headers": CSRF},
+    ),
+    RouteCase(
+        "POST",
+        "/api/v1/labeling/tasks/{task_id}/skip",
+        {**REVIEWER_UP, "reviewer": 404, "admin": 404},
+        lambda ctx, role: {"json": {"reason": "blurred"}, "headers": CSRF},
+    ),
+    RouteCase(
+        "POST",
+        "/api/v1/labeling/tasks/{task_id}/submit",
+        {**REVIEWER_UP, "reviewer": 404, "admin": 404},
+        lambda ctx, role: {"json": {"labels": []}, "headers": CSRF},
+    ),
+    RouteCase(
+        "POST",
+        "/api/v1/labeling/tasks/{task_id}/reopen",
+        {**ADMIN_ONLY, "admin": 404},
+        lambda ctx, role: {"headers": CSRF},
+    ),
 ]
 
 
@@ -153,7 +201,9 @@ def test_route_statuses_by_role(
     case: RouteCase, callers: tuple[dict[str, TestClient], Ctx]
 ) -> None:
     clients, ctx = callers
-    path = case.path.format(frame_id=ctx.frame_id, device_id=ctx.spare_device_id, version="1")
+    path = case.path.format(
+        frame_id=ctx.frame_id, device_id=ctx.spare_device_id, version="1", task_id=999_999
+    )
     got = {}
     for role in ROLES:
         r = clients[role].request(case.method, path, **case.request(ctx, role))

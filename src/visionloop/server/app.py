@@ -17,7 +17,7 @@ from visionloop.server.csrf import CsrfMiddleware
 from visionloop.server.db import create_db_engine, is_sqlite, write_engine
 from visionloop.server.http_errors import install_error_handlers
 from visionloop.server.metrics import LatencyMiddleware, Metrics
-from visionloop.server.routes import auth, devices, frames, health, ingest, models, stats
+from visionloop.server.routes import auth, devices, frames, health, ingest, labeling, models, stats
 from visionloop.server.state import IngestGate, ServerState
 from visionloop.types import IngestBatch
 
@@ -30,7 +30,7 @@ RAW_BODY_MODELS: tuple[type[BaseModel], ...] = (IngestBatch,)
 def api_router() -> APIRouter:
     """Every ``/api/v1`` route. A new resource adds its module's router here."""
     router = APIRouter(prefix=API_PREFIX)
-    for module in (auth, devices, ingest, frames, stats, models):
+    for module in (auth, devices, ingest, frames, stats, models, labeling):
         router.include_router(module.router)
     return router
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     TypeDecorator,
     Uuid,
     text,
@@ -244,6 +245,108 @@ class ClassRollup(Base):
     conf_7: Mapped[int]
     conf_8: Mapped[int]
     conf_9: Mapped[int]
+
+
+# Task states that hold a frame's one active task (the unique partial index below).
+ACTIVE_TASK_WHERE = "status IN ('open', 'leased')"
+
+
+class LabelClass(Base):
+    """A class reviewers can label. ``id`` is the YOLO class id (0-based), stable forever."""
+
+    __tablename__ = "label_classes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    source: Mapped[str] = mapped_column(String(16))  # 'model', 'admin' or 'import'
+    created_at: Mapped[datetime]
+
+
+class LabelTask(Base):
+    """A frame waiting for (or having had) a person's review.
+
+    ``status`` is open, leased, done or skipped; a leased task whose ``lease_expires_at`` has
+    passed counts as open. ``priority`` (higher first) is set by the labeling strategy when the
+    task is created; ``device_id``, ``dhash`` (64-bit difference hash of the image, signed) and
+    ``top_class`` (the predicted class that made the frame uncertain) feed the hybrid strategy.
+    """
+
+    __tablename__ = "label_tasks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    frame_pk: Mapped[int] = mapped_column(
+        BigId, ForeignKey("frames.pk", ondelete="CASCADE"), index=True
+    )
+    reason: Mapped[str] = mapped_column(String(16))  # uncertain, audit, drift or manual
+    status: Mapped[str] = mapped_column(String(16))  # open, leased, done or skipped
+    priority: Mapped[float] = mapped_column(Float)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    leased_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    leased_at: Mapped[datetime | None]
+    lease_expires_at: Mapped[datetime | None]
+    done_at: Mapped[datetime | None]
+    device_id: Mapped[int | None] = mapped_column(Integer)
+    dhash: Mapped[int | None] = mapped_column(BigInteger)
+    top_class: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        Index(
+            "ux_label_tasks_active_frame",
+            "frame_pk",
+            unique=True,
+            sqlite_where=text(ACTIVE_TASK_WHERE),
+            postgresql_where=text(ACTIVE_TASK_WHERE),
+        ),
+        # The queue: /next walks this index from the top, skipping live leases.
+        Index(
+            "ix_label_tasks_queue",
+            "priority",
+            "id",
+            sqlite_where=text(ACTIVE_TASK_WHERE),
+            postgresql_where=text(ACTIVE_TASK_WHERE),
+        ),
+        # The audit share: the oldest active audit task.
+        Index(
+            "ix_label_tasks_reason_queue",
+            "reason",
+            "id",
+            sqlite_where=text(ACTIVE_TASK_WHERE),
+            postgresql_where=text(ACTIVE_TASK_WHERE),
+        ),
+        Index("ix_label_tasks_device_id", "device_id", "id"),
+    )
+
+
+class LabelSubmission(Base):
+    """One review of a frame; every one is kept and a frame's labels are its latest (highest id).
+
+    ``labels`` is ``[{"class_id": int, "xyxyn": [x1, y1, x2, y2]}]`` (may be empty: nothing to
+    label). ``tp``/``fp``/``fn`` compare ``model_version``'s predictions of the frame with them.
+    """
+
+    __tablename__ = "label_submissions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    frame_pk: Mapped[int] = mapped_column(BigId, ForeignKey("frames.pk", ondelete="CASCADE"))
+    task_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("label_tasks.id", ondelete="SET NULL")
+    )
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    source: Mapped[str] = mapped_column(String(16))  # 'review' or 'import'
+    submitted_at: Mapped[datetime]
+    seconds_open: Mapped[float | None] = mapped_column(Float)
+    labels: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    tp: Mapped[int] = mapped_column(Integer, default=0)
+    fp: Mapped[int] = mapped_column(Integer, default=0)
+    fn: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        Index("ix_label_submissions_frame_pk", "frame_pk", "id"),
+        Index("ix_label_submissions_task_id", "task_id"),
+    )
 
 
 HISTOGRAM_BINS = 10

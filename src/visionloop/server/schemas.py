@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime, timedelta
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from visionloop.server.auth import Role
 from visionloop.types import FrameStats, Heartbeat, SampleReason
@@ -142,3 +143,138 @@ def parse_window(text: str) -> timedelta:
     if not timedelta(0) < window <= MAX_WINDOW:
         raise ValueError("window must be positive and at most 3660d")
     return window
+
+
+# --- labeling ------------------------------------------------------------------------------------
+
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class ClassOut(BaseModel):
+    id: int = Field(description="The class id labels use (the YOLO class id).")
+    name: str
+
+
+class ClassCreate(_In):
+    name: str = Field(min_length=1, max_length=64, description="A new class, e.g. 'chip'.")
+
+
+class ManualTaskCreate(_In):
+    frame_id: uuid.UUID = Field(description="A frame that has an image.")
+    note: str | None = Field(default=None, max_length=2000, description="Why it needs review.")
+
+
+class TaskOut(BaseModel):
+    id: int
+    frame_id: uuid.UUID
+    reason: str = Field(description="uncertain, audit, drift or manual.")
+    status: str = Field(description="open, leased, done or skipped.")
+    priority: float
+    note: str | None
+    created_at: datetime
+    lease_expires_at: datetime | None
+
+
+class PredictionOut(BaseModel):
+    class_id: int
+    class_name: str
+    confidence: float
+    xyxyn: tuple[float, float, float, float]
+
+
+class LeasedTaskOut(BaseModel):
+    id: int
+    frame_id: uuid.UUID
+    reason: str
+    priority: float
+    lease_expires_at: datetime
+    image_url: str | None = Field(description="GET it with the same session cookie.")
+    width: int
+    height: int
+    model_version: str
+    predictions: list[PredictionOut] = Field(description="The model's detections on the frame.")
+
+
+class LeaseOut(BaseModel):
+    task: LeasedTaskOut
+    classes: list[ClassOut]
+
+
+class SkipRequest(_In):
+    reason: str = Field(min_length=1, max_length=500, description="Why it cannot be labeled.")
+
+
+class LabelIn(_In):
+    class_id: int = Field(ge=0)
+    xyxyn: tuple[Unit, Unit, Unit, Unit] = Field(
+        description="Box corners [x1, y1, x2, y2] normalised to 0..1, x1 < x2 and y1 < y2."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LabelIn:
+        x1, y1, x2, y2 = self.xyxyn
+        if x2 <= x1 or y2 <= y1:
+            raise ValueError("a box needs x1 < x2 and y1 < y2")
+        return self
+
+
+class SubmitRequest(_In):
+    labels: list[LabelIn] = Field(
+        max_length=500, description="Every object in the image (at most 500); [] means none."
+    )
+
+
+class SubmissionOut(BaseModel):
+    id: int
+    task_id: int
+    frame_id: uuid.UUID
+    model_version: str
+    tp: int = Field(description="Predictions matching a label (same class, IoU >= 0.5).")
+    fp: int = Field(description="Predictions matching no label.")
+    fn: int = Field(description="Labels no prediction matched (misses).")
+    seconds_open: float | None = Field(description="Seconds from the lease to this submission.")
+
+
+class TaskCounts(BaseModel):
+    open: int
+    leased: int
+    done: int
+    skipped: int
+
+
+class ClassLabels(BaseModel):
+    class_id: int
+    class_name: str
+    labels: int
+
+
+class ProductionLabels(BaseModel):
+    version: str
+    registered_at: datetime
+    reviewed_frames: int = Field(description="Frames reviewed since its registration.")
+    labels: int = Field(description="Boxes in those reviews.")
+
+
+class VersionReviewOut(BaseModel):
+    model_version: str
+    reviewed_frames: int
+    tp: int
+    fp: int
+    fn: int
+    precision: float | None = Field(description="tp / (tp + fp) on reviewed frames.")
+    audit_frames: int
+    audit_objects: int = Field(description="Labeled objects on audit frames (tp + fn).")
+    audit_misses: int
+    miss_rate: float | None = Field(description="fn / (tp + fn) on audit frames only.")
+    miss_rate_ci95: tuple[float, float] | None = Field(description="Wilson score interval.")
+
+
+class LabelingStatsOut(BaseModel):
+    tasks: dict[str, TaskCounts] = Field(description="Per reason (uncertain, audit, ...).")
+    totals: TaskCounts
+    reviewed_frames: int
+    labels_per_class: list[ClassLabels]
+    since_production: ProductionLabels | None = Field(
+        description="Null when no production model is registered or the registry is unreachable."
+    )
+    versions: list[VersionReviewOut]

@@ -93,6 +93,8 @@ class ServerState:
     serialize_writes: bool = False
     device_cache: DeviceTokenCache = field(default_factory=DeviceTokenCache)
     ingest_gate: IngestGate = field(default_factory=lambda: IngestGate(serialize=False))
+    # Set once the label class list is known to be non-empty (it never empties again).
+    label_classes_ready: threading.Event = field(default_factory=threading.Event)
     _write_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def write_lock(self) -> AbstractContextManager[object]:

@@ -12,9 +12,7 @@ the operating threshold (``recall_conf``, 0.25 by default): what a deployed mode
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -318,8 +316,10 @@ def dataset_digest(dataset_dir: Path) -> str:
 
     Covers ``images/`` and ``labels/`` (relative path and content of every file, in path order)
     and the class names of ``data.yaml``; not the YAML's absolute ``path``, so a copied dataset
-    keeps its digest.
+    keeps its digest. The rule is ``datasets.manifest.digest_of``, which ``dataset export``
+    writes into its manifest: an exported folder's manifest digest is this digest.
     """
+    from visionloop.datasets.manifest import digest_of, is_data_file
     from visionloop.vision.detector import sha256_file
 
     root = Path(dataset_dir)
@@ -327,25 +327,16 @@ def dataset_digest(dataset_dir: Path) -> str:
         root = root.parent
     if not root.is_dir():
         raise InvalidInputError(f"{root}: not a dataset folder")
-    digest = hashlib.sha256()
     yaml_path = next((root / n for n in ("data.yaml", "data.yml") if (root / n).is_file()), None)
-    if yaml_path is not None:
-        names = _read_yaml(yaml_path).get("names")
-        digest.update(json.dumps(names, sort_keys=True, default=str).encode())
+    names = _read_yaml(yaml_path).get("names") if yaml_path is not None else None
     # Ultralytics writes labels/<split>.cache next to the labels: not data, left out.
-    files = sorted(
-        p
+    files = [
+        (rel, sha256_file(p))
         for sub in ("images", "labels")
         if (root / sub).is_dir()
         for p in (root / sub).rglob("*")
-        if p.suffix != ".cache"
-    )
-    count = 0
-    for path in files:
-        if path.is_file():
-            rel = path.relative_to(root).as_posix()
-            digest.update(f"{rel}\0{sha256_file(path)}\n".encode())
-            count += 1
-    if count == 0:
+        if p.is_file() and is_data_file(rel := p.relative_to(root).as_posix())
+    ]
+    if not files:
         raise InvalidInputError(f"{root}: no images/ or labels/ files to digest")
-    return digest.hexdigest()
+    return digest_of(names, files)

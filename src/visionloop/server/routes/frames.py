@@ -27,6 +27,7 @@ from visionloop.server.models import Detection, Frame
 from visionloop.server.schemas import DetectionOut, FrameDetail, FrameOut, FramePageOut, ImageStored
 from visionloop.server.state import ServerState
 from visionloop.server.store import frames as frame_store
+from visionloop.server.store import labeling as labeling_store
 from visionloop.types import FrameStats
 
 router = APIRouter(tags=["frames"])
@@ -187,6 +188,9 @@ def _store_image(
             session, frame_id=frame_id, sha256=sha256, content_type=content_type
         ):
             raise _image_conflict(frame_id)
+        labeling_store.queue_sampled_frame(
+            session, frame_id=frame_id, image=data, strategy=state.settings.labeling_strategy
+        )
     return stored
 
 
