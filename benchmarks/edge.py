@@ -12,9 +12,11 @@ over 15% is flagged: the machine's load changed), so the ratio is pipeline FPS /
     .venv/bin/python benchmarks/edge.py                      # baseline model, everything
     .venv/bin/python benchmarks/edge.py --frames 600 --imgsz 640 --backend openvino:bf16
 
-The shipped baseline ONNX has a fixed 640x640 input; for 320 the benchmark exports the shipped
-weights (``models/baseline/best.pt``) at 320 first (needs the train extra). A ``--model`` with a
-fixed input size runs at that size only; a dynamic export runs at each ``--imgsz``.
+The shipped baseline is a dynamic export: it runs at each ``--imgsz`` (``320``, ``640``,
+``384x640``…); a ``--model`` with a fixed input size runs at that size only. ``openvino:int8``
+needs an INT8 model: ``--int8 FOLDER`` (what ``visionloop models quantize`` stores, unpacked:
+``model.xml``, ``model.bin``), or the model's own ``<stem>.int8/`` companion. ``auto:auto`` is
+what ``visionloop edge`` runs with no flags (its choice is printed).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,16 +38,13 @@ from visionloop.edge.outbox import Outbox
 from visionloop.edge.pipeline import Pipeline
 from visionloop.edge.sampler import Sampler, SamplerConfig
 from visionloop.errors import VisionloopError
+from visionloop.vision.backends import cpu_info
 from visionloop.vision.detector import Detector, load_detector
+from visionloop.vision.precision import int8_dir
 from visionloop.vision.sources import open_source
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = REPO / "models" / "baseline" / "model.onnx"
-BASELINE_PT = REPO / "models" / "baseline" / "best.pt"
-_EXPORT = (
-    "import sys; from pathlib import Path; from visionloop.training.train import export_onnx; "
-    "export_onnx(Path(sys.argv[1]), Path(sys.argv[2]), imgsz=int(sys.argv[3]))"
-)
 STAGES = ("capture", "preprocess", "infer", "postprocess", "stats", "record", "outbox", "encode")
 
 
@@ -64,41 +63,37 @@ def write_video(path: Path, n: int, size_wh: tuple[int, int]) -> Path:
     return path
 
 
-def input_size(path: Path) -> int | None:
-    """The fixed input size of an ONNX model (square), or None when it is dynamic."""
+def parse_size(text: str) -> tuple[int, int]:
+    """``640`` or ``384x640`` (height x width) as ``(h, w)``."""
+    sides = [int(v) for v in text.lower().split("x")]
+    return (sides[0], sides[-1])
+
+
+def size_label(hw: tuple[int, int]) -> str:
+    return str(hw[0]) if hw[0] == hw[1] else f"{hw[0]}x{hw[1]}"
+
+
+def fixed_size(path: Path) -> tuple[int, int] | None:
+    """The fixed input size ``(h, w)`` of an ONNX model, or None when it is dynamic."""
     import onnx
 
     dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
     h = dims[2].dim_value if dims[2].HasField("dim_value") else 0
-    return int(h) or None
+    w = dims[3].dim_value if dims[3].HasField("dim_value") else 0
+    return (int(h), int(w)) if h and w else None
 
 
-def models_to_run(
-    paths: list[Path] | None, sizes: list[int], workdir: Path
-) -> list[tuple[Path, int]]:
-    """(model file, input size) pairs: each static model at its size, dynamic ones at each size."""
-    if paths is None:
-        paths = [BASELINE]
-        for size in sizes:
-            if size != input_size(BASELINE) and BASELINE_PT.is_file():
-                out = workdir / f"baseline-{size}.onnx"
-                env = {**os.environ, "YOLO_OFFLINE": "1", "DO_NOT_TRACK": "1"}
-                subprocess.run(
-                    [sys.executable, "-c", _EXPORT, str(BASELINE_PT), str(out), str(size)],
-                    check=True,
-                    capture_output=True,
-                    env=env,
-                )
-                paths.append(out)
-    pairs = []
-    for path in paths:
-        fixed = input_size(path)
-        if fixed is not None:
-            if fixed in sizes:
-                pairs.append((path, fixed))
-        else:
-            pairs.extend((path, size) for size in sizes)
-    return sorted(pairs, key=lambda p: p[1])
+def with_int8(model: Path, int8: Path | None, workdir: Path) -> Path:
+    """The model as load_detector sees it with ``int8`` (an INT8 folder) as its companion."""
+    if int8 is None:
+        return model
+    folder = workdir / "with-int8"
+    folder.mkdir(exist_ok=True)
+    link = folder / model.name
+    if not link.exists():
+        os.symlink(model.resolve(), link)
+        shutil.copytree(int8, int8_dir(link))
+    return link
 
 
 def model_only_fps(detector: Detector, frame: np.ndarray, seconds: float) -> float:
@@ -135,46 +130,60 @@ def pipeline_run(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, nargs="+", default=None)
+    parser.add_argument("--model", type=Path, default=BASELINE)
+    parser.add_argument("--int8", type=Path, default=None, help="INT8 folder for the model")
     parser.add_argument("--frames", type=int, default=600, help="frames per pipeline run")
     parser.add_argument("--model-seconds", type=float, default=4.0)
-    parser.add_argument("--imgsz", type=int, nargs="+", default=[320, 640])
+    parser.add_argument("--imgsz", nargs="+", default=["640", "384x640", "320"])
     parser.add_argument(
         "--backend",
         nargs="+",
-        default=["onnxruntime:fp32", "openvino:fp32", "openvino:bf16"],
+        default=[
+            "auto:auto",
+            "onnxruntime:fp32",
+            "openvino:fp32",
+            "openvino:bf16",
+            "openvino:int8",
+        ],
         help="backend:precision pairs",
     )
-    parser.add_argument("--source", nargs="+", default=["synthetic", "video"])
+    parser.add_argument("--source", nargs="+", default=["synthetic"], help="synthetic, video")
     parser.add_argument("--size", default="640x480", help="source frame size WxH")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    for path in args.model or [BASELINE]:
-        if not path.exists():
-            print(f"no model at {path}: pass --model PATH (an Ultralytics ONNX export)")
-            return 2
+    if not args.model.exists():
+        print(f"no model at {args.model}: pass --model PATH (an Ultralytics ONNX export)")
+        return 2
     w, h = (int(v) for v in args.size.split("x"))
+    sizes = [parse_size(s) for s in args.imgsz]
+    fixed = fixed_size(args.model)
+    if fixed is not None:
+        sizes = [s for s in sizes if s == fixed] or [fixed]
+    cpu = cpu_info()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        pairs = models_to_run(args.model, args.imgsz, workdir)
-        print(f"models: {', '.join(f'{p.name}@{s}' for p, s in pairs)} · {os.cpu_count()} CPUs")
+        model = with_int8(args.model, args.int8, workdir)
+        print(f"model {args.model.name} at {', '.join(map(size_label, sizes))}")
+        print(f"CPU: {_cpu_name()} ({cpu.vendor}), {os.cpu_count()} CPUs, bf16: {cpu.bf16}")
         print(f"source frames {w}x{h}; {args.frames} frames per pipeline run into a real SQLite")
         print(f"outbox, no server; load average before: {os.getloadavg()[0]:.2f}\n")
-        video = write_video(workdir / "line.avi", args.frames + 10, (w, h))
-        sources = {"synthetic": "synthetic", "video": str(video)}
+        sources = {"synthetic": "synthetic"}
+        if "video" in args.source:
+            sources["video"] = str(write_video(workdir / "line.avi", args.frames + 10, (w, h)))
         header = (
-            f"{'source':<9} {'size':>4} {'backend':<17} {'model FPS':>9} {'pipe FPS':>8} "
+            f"{'source':<9} {'size':>7} {'backend':<17} {'model FPS':>9} {'pipe FPS':>8} "
             f"{'ratio':>5}  per-stage median ms: " + " ".join(f"{s}" for s in STAGES)
         )
         print(header)
         probe = next(iter(open_source("synthetic", seed=0, size_wh=(w, h)))).frame_bgr
         for pair in args.backend:
             backend, _, precision = pair.partition(":")
-            for model_path, imgsz in pairs:
+            for imgsz in sizes:
+                label = size_label(imgsz)
                 try:
                     detector = load_detector(
-                        model_path,
+                        model,
                         backend=backend,  # type: ignore[arg-type]
                         precision=(precision or "fp32"),  # type: ignore[arg-type]
                         imgsz=imgsz,
@@ -182,8 +191,10 @@ def main() -> int:
                         version="bench",
                     )
                 except VisionloopError as exc:
-                    print(f"{'-':<9} {imgsz:>4} {pair:<17} skipped: {exc}")
+                    print(f"{'-':<9} {label:>7} {pair:<17} skipped: {exc}")
                     continue
+                if backend == "auto":
+                    print(f"{'':<9} {label:>7} {pair:<17} chose {detector.info.extra['choice']}")
                 for name in args.source:
                     # The model alone right before and right after the pipeline run, so a load
                     # change on a shared machine shows up as a spread instead of a false ratio.
@@ -196,7 +207,7 @@ def main() -> int:
                     spread = abs(before - after) / model_fps
                     breakdown = " ".join(f"{stages.get(s, 0.0):.2f}" for s in STAGES)
                     print(
-                        f"{name:<9} {imgsz:>4} {pair:<17} {model_fps:>9.1f} {fps:>8.1f} "
+                        f"{name:<9} {label:>7} {pair:<17} {model_fps:>9.1f} {fps:>8.1f} "
                         f"{fps / model_fps:>5.2f}  {breakdown}  ({n} frames, {sampled} sampled"
                         + (
                             f"; model FPS moved {spread:.0%} during the run)"
@@ -205,7 +216,19 @@ def main() -> int:
                         ),
                         flush=True,
                     )
+    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     return 0
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
 
 
 if __name__ == "__main__":

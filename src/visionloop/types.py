@@ -67,7 +67,10 @@ SampleReason = Literal["uncertain", "audit", "drift"]
 
 # Detector choices, shared by the runtime and the commands that expose them.
 BackendChoice = Literal["auto", "onnxruntime", "openvino"]
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["fp32", "bf16", "int8"]
+"""A precision a detector runs at (``int8`` is the model version's INT8 OpenVINO artifact)."""
+PrecisionChoice = Literal["auto", "fp32", "bf16", "int8"]
+"""What a user asks for: a precision, or ``auto`` (the fastest that keeps the accuracy)."""
 
 MAX_FRAME_SIDE = 16384
 
@@ -181,6 +184,31 @@ class Heartbeat(_Strict):
         ge=0,
         description="Records the server refused for good (set aside in the outbox's dead letters).",
     )
+    backend: str | None = Field(
+        default=None,
+        max_length=500,
+        description=(
+            "The inference backend and precision the agent runs and why it chose them, e.g. "
+            "'openvino bf16: OpenVINO on this x86 CPU; bf16: the CPU has AMX and bf16 "
+            "detections agree with fp32 (24/24)'."
+        ),
+    )
+
+
+class Int8Artifact(BaseModel):
+    """A model version's INT8 OpenVINO model (a tar of ``model.xml`` + ``model.bin``)."""
+
+    sha256: str
+    size_bytes: int
+    download_url: str
+    accepted: bool = Field(
+        description=(
+            "Whether its mAP50 on the golden set is within the INT8 budget of the fp32 "
+            "model's; precision auto uses it only then."
+        )
+    )
+    map50_fp32: float | None = None
+    map50_int8: float | None = None
 
 
 class ProductionModel(BaseModel):
@@ -190,3 +218,6 @@ class ProductionModel(BaseModel):
     sha256: str
     size_bytes: int
     download_url: str
+    int8: Int8Artifact | None = Field(
+        default=None, description="The version's INT8 artifact, when it was quantized."
+    )

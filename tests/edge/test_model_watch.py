@@ -214,3 +214,43 @@ def test_offline_start_runs_the_last_announced_production_not_the_newest_downloa
     offline = short_run(f"http://127.0.0.1:{free_port()}")  # nothing listens there
     assert offline.pipeline is not None and offline.pipeline.versions == {"1": 3}
     assert offline.model_error is not None
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_watcher_fetches_the_int8_model_and_auto_runs_it(
+    registry: object,
+    device: DeviceCredentials,
+    live_server: LiveServer,
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("openvino")
+    import openvino as ov
+
+    from visionloop.vision.precision import int8_dir, pack_int8
+
+    def int8_tar(name: str, accepted: bool) -> Path:
+        # A stand-in INT8 model: version 1's graph as an OpenVINO IR (what NNCF writes).
+        onnx = registry.onnx_path("1")  # type: ignore[attr-defined]
+        folder = tmp_path / name
+        folder.mkdir()
+        ov.save_model(ov.Core().read_model(str(onnx)), str(folder / "model.xml"))
+        (folder / "int8.json").write_text(f'{{"accepted": {str(accepted).lower()}}}')
+        return pack_int8(folder, tmp_path / f"{name}.tar")
+
+    def auto(path: Path, version: str) -> Detector:
+        return load_detector(path, backend="openvino", version=version, threads=1)
+
+    with device_http(live_server.url, device.token) as client:
+        watcher = ModelWatcher(client, cache_dir=tmp_path / "models", load=auto)
+        first = watcher.check_once()
+        assert first is not None and first.info.extra["precision"] != "int8"
+
+        registry.add_int8("1", int8_tar("q1", True), {"int8_accepted": "true"})  # type: ignore[attr-defined]
+        time.sleep(0.25)
+        second = watcher.check_once()  # same version, quantized since: loaded again
+        assert second is not None and second.info.extra["precision"] == "int8"
+        assert second.info.version == "1"
+        onnx = next((tmp_path / "models").glob("1-*.onnx"))
+        assert (int8_dir(onnx) / "model.xml").is_file()
+        assert not list((tmp_path / "models").glob("*.tar"))
+        assert watcher.check_once() is None  # nothing changed: nothing fetched

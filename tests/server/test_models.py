@@ -130,3 +130,37 @@ def test_registry_down_is_a_503(
     resp = device_client.get("/api/v1/models/production")
     assert resp.status_code == 503
     assert "registry cannot be reached" in resp.json()["detail"]
+
+
+def test_int8_artifact_is_announced_and_served(
+    app: FastAPI, settings: Settings, device_client: TestClient, tmp_path: Path
+) -> None:
+    from visionloop.vision.precision import pack_int8
+
+    registry, _ = _register(settings, tmp_path, 1)
+    registry.promote("1", by="test", reason="r")
+    app_state_catalog(app).invalidate()
+    plain = ProductionModel.model_validate(device_client.get("/api/v1/models/production").json())
+    assert plain.int8 is None
+    never = device_client.get("/api/v1/models/1/int8")
+    assert never.status_code == 404 and "quantize 1" in never.json()["detail"]
+
+    folder = tmp_path / "q"
+    folder.mkdir()
+    for name in ("model.xml", "model.bin", "int8.json"):
+        (folder / name).write_bytes(name.encode())
+    tar = pack_int8(folder, tmp_path / "model-int8.tar")
+    tags = {"int8_accepted": "true", "int8_map50_fp32": "0.997", "int8_map50_int8": "0.993"}
+    registry.add_int8("1", tar, tags)
+    app_state_catalog(app).invalidate()
+
+    model = ProductionModel.model_validate(device_client.get("/api/v1/models/production").json())
+    assert model.int8 is not None
+    assert model.int8.accepted and model.int8.map50_int8 == pytest.approx(0.993)
+    assert model.int8.sha256 == hashlib.sha256(tar.read_bytes()).hexdigest()
+    assert model.int8.size_bytes == tar.stat().st_size
+    got = device_client.get(model.int8.download_url)
+    assert got.status_code == 200 and got.content == tar.read_bytes()
+    assert got.headers["etag"] == f'"{model.int8.sha256}"'
+    for bad in ("9", "latest"):
+        assert device_client.get(f"/api/v1/models/{bad}/int8").status_code == 404

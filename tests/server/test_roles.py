@@ -110,6 +110,7 @@ ROLE_TABLE: list[RouteCase] = [
     # gets 404 (tests/server/test_models.py covers the answers themselves).
     RouteCase("GET", "/api/v1/models/production", _statuses(401, 404, 404, 404, 404)),
     RouteCase("GET", "/api/v1/models/{version}/onnx", _statuses(401, 404, 404, 404, 404)),
+    RouteCase("GET", "/api/v1/models/{version}/int8", _statuses(401, 404, 404, 404, 404)),
     # Labeling: viewers read, reviewers label, admins add classes and reopen. {task_id} names no
     # task, so callers let through get 404 (tests/server/test_labeling.py covers the answers).
     RouteCase("GET", "/api/v1/classes", PERSON_READ),

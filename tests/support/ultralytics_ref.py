@@ -100,9 +100,16 @@ def make_model(out_dir: Path, *, imgsz: int, seed: int, config_dir: Path) -> Non
 
 
 def predict(
-    weights: Path, images: list[Path], *, imgsz: int, conf: float, iou: float, config_dir: Path
+    weights: Path,
+    images: list[Path],
+    *,
+    imgsz: int | list[int],
+    conf: float,
+    iou: float,
+    config_dir: Path,
 ) -> list[dict[str, Any]]:
-    """Ultralytics' own predictions (square letterbox, like our runtime) for each image."""
+    """Ultralytics' own predictions (centred letterbox to ``imgsz``, ``n`` or ``[h, w]``, like
+    our runtime) for each image."""
     _ultralytics(config_dir)
     from ultralytics import YOLO
 
@@ -156,6 +163,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--data", type=Path)
     parser.add_argument("--split", default="test")
     parser.add_argument("--imgsz", type=int, default=320)
+    parser.add_argument("--predict-imgsz", default=None, help="predict: N or HxW")
     parser.add_argument("--conf", type=float, default=0.25)
     parser.add_argument("--iou", type=float, default=0.7)
     parser.add_argument("--seed", type=int, default=0)
@@ -164,10 +172,11 @@ def main(argv: list[str]) -> None:
         make_model(args.out, imgsz=args.imgsz, seed=args.seed, config_dir=args.config_dir)
         return
     if args.command == "predict":
+        sides = [int(v) for v in str(args.predict_imgsz or args.imgsz).split("x")]
         answer: Any = predict(
             args.weights,
             args.images,
-            imgsz=args.imgsz,
+            imgsz=sides[0] if len(sides) == 1 else sides,
             conf=args.conf,
             iou=args.iou,
             config_dir=args.config_dir,

@@ -211,11 +211,11 @@ def test_bf16_needs_openvino(raw_model: Path) -> None:
 
 
 def test_auto_backend_resolves_to_a_real_backend() -> None:
-    assert choose_backend("onnxruntime") == "onnxruntime"
-    assert choose_backend("openvino") == "openvino"
-    assert choose_backend("auto") in ("onnxruntime", "openvino")
+    assert choose_backend("onnxruntime")[0] == "onnxruntime"
+    assert choose_backend("openvino")[0] == "openvino"
+    assert choose_backend("auto")[0] in ("onnxruntime", "openvino")
     if not openvino_installed():
-        assert choose_backend("auto") == "onnxruntime"
+        assert choose_backend("auto")[0] == "onnxruntime"
 
 
 def test_sha256_file(tmp_path: Path) -> None:
@@ -334,16 +334,34 @@ def test_openvino_backend_never_starts_telemetry(
 
 @pytest.mark.train
 @pytest.mark.skipif(not have_ultralytics(), reason="needs the train extra (ultralytics)")
-@pytest.mark.parametrize("export", ["raw", "nms-in-graph", "baseline"])
+@pytest.mark.parametrize(
+    ("export", "size"),
+    [
+        ("raw", None),
+        ("nms-in-graph", None),
+        ("baseline", "640"),
+        ("baseline", "320"),
+        ("baseline", "384x640"),  # a 16:9 letterbox
+    ],
+    ids=["raw", "nms-in-graph", "baseline", "baseline-320", "baseline-384x640"],
+)
 def test_decode_matches_ultralytics_predictions(
-    request: pytest.FixtureRequest, tmp_path: Path, export: str
+    request: pytest.FixtureRequest, tmp_path: Path, export: str, size: str | None
 ) -> None:
-    """Same weights, same image: our ONNX runtime path vs Ultralytics' own torch predictions."""
+    """Same weights, same image: our ONNX runtime path vs Ultralytics' own torch predictions.
+
+    The shipped baseline is a dynamic export: it runs at any size, square or not.
+    """
     images = []
+    run_size: tuple[int, int] | None = None
     if export == "baseline":
         if not (BASELINE_ONNX.is_file() and BASELINE_PT.is_file()):
             pytest.skip("models/baseline/{model.onnx,best.pt} are not there yet")
-        onnx, weights, imgsz, config_dir = BASELINE_ONNX, BASELINE_PT, 640, tmp_path / "yolo"
+        onnx, weights, config_dir = BASELINE_ONNX, BASELINE_PT, tmp_path / "yolo"
+        assert size is not None
+        sides = [int(v) for v in size.split("x")]
+        run_size = (sides[0], sides[-1])
+        imgsz: int | str = size
         frames = [SyntheticLine(seed=3).render(i * 40).frame_bgr for i in range(3)]
         frames.append(SyntheticLine(seed=4, size_wh=(960, 540)).render(0).frame_bgr)
     else:
@@ -361,14 +379,16 @@ def test_decode_matches_ultralytics_predictions(
         "predict",
         "--weights", str(weights),
         "--images", *map(str, images),
-        "--imgsz", str(imgsz),
+        "--predict-imgsz", str(imgsz),
         "--conf", str(conf),
         "--iou", str(iou),
         config_dir=config_dir,
         out=tmp_path / "ref.json",
     )  # fmt: skip
-    det = load_detector(onnx, backend="onnxruntime", conf=conf, iou=iou)
+    det = load_detector(onnx, backend="onnxruntime", conf=conf, iou=iou, imgsz=run_size)
     assert det.info.extra["layout"] == ("end2end" if export == "nms-in-graph" else "raw")
+    if run_size is not None:
+        assert det.info.imgsz_hw == run_size
     total = 0
     for path, answer in zip(images, answers, strict=True):
         ref = Detections(

@@ -10,10 +10,23 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from visionloop.types import BackendChoice, Precision
+from visionloop.types import BackendChoice, PrecisionChoice
 
 if TYPE_CHECKING:
     from visionloop.edge.agent import AgentSummary
+
+
+def parse_imgsz(value: str) -> int | tuple[int, int]:
+    """``--imgsz``: ``N`` (square) or ``HxW`` (e.g. ``384x640``, a letterbox for 16:9 frames);
+    each side a positive multiple of 32."""
+    parts = value.lower().replace("*", "x").split("x")
+    try:
+        sides = [int(p) for p in parts]
+    except ValueError:
+        sides = []
+    if len(sides) not in (1, 2) or any(v < 32 or v % 32 for v in sides):
+        _fail(f"--imgsz must be N or HxW, multiples of 32 (e.g. 640, 384x640), got {value}")
+    return sides[0] if len(sides) == 1 else (sides[0], sides[1])
 
 
 def _band(value: str) -> tuple[float, float]:
@@ -67,7 +80,6 @@ def _check_ranges(
     heartbeat: float,
     dead_letter_after: int,
     threads: int | None,
-    imgsz: int | None,
     conf: float,
     max_sampled_per_minute: int,
 ) -> None:
@@ -89,8 +101,6 @@ def _check_ranges(
         _fail(f"--dead-letter-after must be at least 1, got {dead_letter_after}")
     if threads is not None and threads < 1:
         _fail(f"--threads must be at least 1, got {threads}")
-    if imgsz is not None and (imgsz < 32 or imgsz % 32):
-        _fail(f"--imgsz must be a positive multiple of 32, got {imgsz}")
     if not 0.0 <= conf <= 1.0:
         _fail(f"--conf must be in 0..1, got {conf:g}")
     if max_sampled_per_minute < 0:
@@ -125,10 +135,28 @@ def edge(
         Path | None,
         typer.Option(help="A local ONNX model to run (pinned). Default: the server's production."),
     ] = None,
-    backend: Annotated[BackendChoice, typer.Option(help="Inference backend.")] = "auto",
-    precision: Annotated[Precision, typer.Option(help="bf16 needs OpenVINO.")] = "fp32",
+    backend: Annotated[
+        BackendChoice,
+        typer.Option(help="Inference backend; auto: OpenVINO when installed on x86, else ORT."),
+    ] = "auto",
+    precision: Annotated[
+        PrecisionChoice,
+        typer.Option(
+            help=(
+                "auto: int8 when the model version has an accepted INT8 artifact, else bf16 "
+                "when the CPU has AVX512_BF16 or AMX and bf16 agrees with fp32, else fp32. "
+                "bf16 and int8 need OpenVINO."
+            )
+        ),
+    ] = "auto",
     imgsz: Annotated[
-        int | None, typer.Option(help="Input size for a dynamic-input model (multiple of 32).")
+        str | None,
+        typer.Option(
+            help=(
+                "Model input size, N or HxW (multiples of 32), e.g. 320 or 384x640 for 16:9 "
+                "frames. Default: the size the model was exported at."
+            )
+        ),
     ] = None,
     conf: Annotated[float, typer.Option(help="Detection confidence threshold.")] = 0.25,
     sample_band: Annotated[
@@ -218,10 +246,10 @@ def edge(
         heartbeat=heartbeat,
         dead_letter_after=dead_letter_after,
         threads=threads,
-        imgsz=imgsz,
         conf=conf,
         max_sampled_per_minute=max_sampled_per_minute,
     )
+    size = parse_imgsz(imgsz) if imgsz is not None else None
     band = _band(sample_band)
     settings = load_settings()
     env_token = settings.edge_token.get_secret_value() if settings.edge_token else None
@@ -241,7 +269,7 @@ def edge(
         model=model,
         backend=backend,
         precision=precision,
-        imgsz=imgsz,
+        imgsz=size,
         conf=conf,
         sampler=sampler,
         max_frames=max_frames,
@@ -253,7 +281,7 @@ def edge(
         threads=threads,
         seed=seed,
     )
-    agent = Agent(config)
+    agent = Agent(config, announce=typer.echo)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         typer.echo(f"\n{signal.Signals(signum).name}: stopping", err=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from visionloop.edge.pipeline import Pipeline, PipelineSummary
 from visionloop.edge.sampler import Sampler, SamplerConfig
 from visionloop.edge.sync import SyncConfig, Uploader
 from visionloop.errors import AuthenticationError, ModelError, NotFoundError, VisionloopError
-from visionloop.types import BackendChoice, Precision, ProductionModel
+from visionloop.types import BackendChoice, PrecisionChoice, ProductionModel
 from visionloop.vision.detector import Detector, load_detector, sha256_file
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,8 @@ class AgentConfig:
     outbox_path: Path
     model: Path | None = None
     backend: BackendChoice = "auto"
-    precision: Precision = "fp32"
-    imgsz: int | None = None
+    precision: PrecisionChoice = "auto"
+    imgsz: int | tuple[int, int] | None = None
     conf: float = 0.25
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     max_frames: int | None = None
@@ -90,8 +91,16 @@ class AgentSummary:
 class Agent:
     """One camera's agent. :meth:`run` blocks until the source ends, ``max_frames`` or stop."""
 
-    def __init__(self, config: AgentConfig, *, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        client: httpx.Client | None = None,
+        announce: Callable[[str], None] | None = None,
+    ) -> None:
+        """``announce`` receives one line per loaded model: its backend, precision and why."""
         self.config = config
+        self._announce = announce
         self.client = client or httpx.Client(
             base_url=config.server,
             headers={"Authorization": f"Bearer {config.token}"},
@@ -116,7 +125,7 @@ class Agent:
 
     def _load(self, path: Path, version: str) -> Detector:
         c = self.config
-        return load_detector(
+        detector = load_detector(
             path,
             backend=c.backend,
             precision=c.precision,
@@ -125,6 +134,15 @@ class Agent:
             threads=c.threads,
             imgsz=c.imgsz,
         )
+        info = detector.info
+        line = (
+            f"model {version} at {info.imgsz_hw[1]}x{info.imgsz_hw[0]} on "
+            f"{info.extra.get('choice', '')}"
+        )
+        log.info("%s", line)
+        if self._announce is not None:
+            self._announce(line)
+        return detector
 
     def _probe(self, watcher: ModelWatcher) -> tuple[ProductionModel | None, Exception | None]:
         """Ask the server for its production model once at start, and say plainly what is wrong.

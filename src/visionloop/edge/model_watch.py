@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable
@@ -26,8 +27,9 @@ import httpx
 
 from visionloop.edge.answers import credential_problem, detail, not_a_server, route_missing
 from visionloop.errors import AuthenticationError, ModelError, NotFoundError
-from visionloop.types import ProductionModel
+from visionloop.types import Int8Artifact, ProductionModel
 from visionloop.vision.detector import Detector, sha256_file
+from visionloop.vision.precision import int8_dir, unpack_int8
 
 log = logging.getLogger(__name__)
 
@@ -101,33 +103,58 @@ class ModelWatcher:
         os.replace(tmp, self.cache_dir / PRODUCTION_FILE)
 
     def fetch(self, model: ProductionModel) -> Path:
-        """Download ``model`` into the cache (or reuse a cached copy) and verify its sha256."""
+        """Download ``model`` into the cache (or reuse a cached copy) and verify its sha256.
+
+        When the server announces an INT8 artifact it is fetched too and unpacked beside the
+        ONNX file (:func:`visionloop.vision.precision.int8_dir`), where the loader finds it; a
+        failing INT8 download is logged and the fp32 model still runs.
+        """
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         final = cached_path(self.cache_dir, model.version, model.sha256)
-        if final.exists() and sha256_file(final) == model.sha256:
-            return final
-        fd, tmp_name = tempfile.mkstemp(dir=self.cache_dir, prefix=".download-", suffix=".onnx")
+        if not (final.exists() and sha256_file(final) == model.sha256):
+            self._download_verified(model.download_url, final, model.sha256, model.version)
+            self._prune(keep=final)
+        if model.int8 is not None:
+            try:
+                self._fetch_int8(model.int8, final, model.version)
+            except (httpx.HTTPError, ModelError, OSError) as exc:
+                log.warning("model %s: no INT8 model (%s); running without", model.version, exc)
+        return final
+
+    def _fetch_int8(self, int8: Int8Artifact, onnx_path: Path, version: str) -> None:
+        folder = int8_dir(onnx_path)
+        marker = folder / ".sha256"
+        if marker.is_file() and marker.read_text().strip() == int8.sha256:
+            return
+        tar = onnx_path.with_name(onnx_path.stem + ".int8.tar")
+        self._download_verified(int8.download_url, tar, int8.sha256, f"{version} (INT8)")
+        try:
+            shutil.rmtree(folder, ignore_errors=True)
+            unpack_int8(tar, folder)
+            marker.write_text(int8.sha256)
+        finally:
+            tar.unlink(missing_ok=True)
+
+    def _download_verified(self, url: str, final: Path, sha256: str, label: str) -> None:
+        """Stream ``url`` into a temporary file beside ``final``, check its sha256, move it."""
+        fd, tmp_name = tempfile.mkstemp(dir=self.cache_dir, prefix=".download-", suffix=".part")
         tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as out, self._download(model.download_url) as resp:
+            with os.fdopen(fd, "wb") as out, self._download(url) as resp:
                 if resp.status_code != 200:
-                    raise ModelError(
-                        f"download of model {model.version} answered {resp.status_code}"
-                    )
+                    raise ModelError(f"download of model {label} answered {resp.status_code}")
                 for chunk in resp.iter_bytes(1 << 20):
                     out.write(chunk)
             digest = sha256_file(tmp)
-            if digest != model.sha256:
+            if digest != sha256:
                 raise ModelError(
-                    f"model {model.version}: sha256 {digest[:12]}… does not match the announced "
-                    f"{model.sha256[:12]}… (corrupt or partial download)"
+                    f"model {label}: sha256 {digest[:12]}… does not match the announced "
+                    f"{sha256[:12]}… (corrupt or partial download)"
                 )
             os.replace(tmp, final)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        self._prune(keep=final)
-        return final
 
     def _download(self, url: str) -> AbstractContextManager[httpx.Response]:
         """Stream ``url``: relative or on the server, with the device token; on another host
@@ -150,6 +177,7 @@ class ModelWatcher:
                 self.current is not None
                 and model.version == self.current.version
                 and model.sha256 == self.current.sha256
+                and _int8_sha(model) == _int8_sha(self.current)  # quantized since: reload
             ):
                 self.error = None
                 return None
@@ -193,6 +221,11 @@ class ModelWatcher:
         )
         for old in files[max(self.keep - 1, 0) :]:
             old.unlink(missing_ok=True)
+            shutil.rmtree(int8_dir(old), ignore_errors=True)
+
+
+def _int8_sha(model: ProductionModel) -> str | None:
+    return model.int8.sha256 if model.int8 is not None else None
 
 
 def cached_path(cache_dir: Path, version: str, sha256: str) -> Path:

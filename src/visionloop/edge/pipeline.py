@@ -237,6 +237,8 @@ class Pipeline:
             dropped_frames=self.dropped,
             counters=counters,
             model_error=model_error,
+            backend=(self._next_detector or self.detector).info.extra.get("choice", "")[:500]
+            or None,
         )
 
     # --- running ----------------------------------------------------------------------------

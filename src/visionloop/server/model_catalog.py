@@ -86,6 +86,19 @@ class ModelCatalog:
             self._files[version] = found
             return found
 
+    def int8_file(self, version: str) -> tuple[ModelVersion, Path]:
+        """A version and its local INT8 tar (``NotFoundError`` when it has none)."""
+        with self._lock:
+            key = f"int8:{version}"
+            cached = self._files.get(key)
+            if cached is not None and cached[1].is_file():
+                return cached
+            registry = self._reg()
+            found = self._guard(lambda: (registry.get(version), registry.int8_path(version)))
+            self.registry_reads += 1
+            self._files[key] = found
+            return found
+
     def invalidate(self) -> None:
         """Forget the cached production answer (after a promotion made through this server)."""
         with self._lock:

@@ -369,6 +369,54 @@ class Registry:
                     return target
         raise ModelError(f"version {mv.version}: no artifact matches its sha256 {mv.sha256[:12]}")
 
+    def add_int8(self, version: str, tar_path: Path, tags: dict[str, str]) -> ModelVersion:
+        """Store an INT8 model (:func:`visionloop.vision.precision.pack_int8`'s tar) as an
+        artifact of ``version``'s run (``int8/``), with its sha256, size and evaluation as tags
+        on the version. A second quantization replaces the tags (and adds the new file)."""
+        mv = self.get(version)
+        run_id = self._run_id(mv.version)
+        sha = sha256_file(tar_path)
+        client = self._client
+        client.log_artifact(run_id, str(tar_path), artifact_path=f"int8/{sha[:16]}")
+        all_tags = {
+            **tags,
+            "int8_sha256": sha,
+            "int8_size_bytes": str(tar_path.stat().st_size),
+            "int8_artifact": f"int8/{sha[:16]}/{tar_path.name}",
+        }
+        for key, value in all_tags.items():
+            client.set_model_version_tag(self.name, mv.version, key, value[:5000])
+        log.info("version %s: INT8 model %s stored", mv.version, sha[:12])
+        return self.get(mv.version)
+
+    def _run_id(self, version: str) -> str:
+        run_id = self._client.get_model_version(self.name, version).run_id
+        if not run_id:
+            raise ModelError(f"version {version} has no MLflow run to keep artifacts in")
+        return str(run_id)
+
+    def int8_path(self, version: str) -> Path:
+        """A local path of the version's INT8 tar (``NotFoundError`` when it has none),
+        downloaded into the cache and checked against its ``int8_sha256`` tag."""
+        mv = self.get(version)
+        sha, artifact = mv.tags.get("int8_sha256", ""), mv.tags.get("int8_artifact", "")
+        if not sha or not artifact:
+            raise NotFoundError(
+                f"version {mv.version} has no INT8 model (visionloop models quantize {mv.version})"
+            )
+        target = self.cache_dir / mv.version / f"{sha}.int8.tar"
+        if target.is_file():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            local = Path(self._client.download_artifacts(self._run_id(mv.version), artifact, tmp))
+            if sha256_file(local) != sha:
+                raise ModelError(
+                    f"version {mv.version}: the INT8 artifact does not match its sha256"
+                )
+            os.replace(local, target)
+        return target
+
 
 BASELINE_ONNX = Path("models/baseline/model.onnx")
 """The shipped baseline model, relative to the repository root (where ``make demo`` runs)."""

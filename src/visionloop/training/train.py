@@ -192,13 +192,25 @@ def train(
     )
 
 
-def export_onnx(weights: Path, out: Path, *, imgsz: int, config_dir: Path | None = None) -> Path:
+def export_onnx(
+    weights: Path,
+    out: Path,
+    *,
+    imgsz: int,
+    dynamic: bool = True,
+    config_dir: Path | None = None,
+) -> Path:
     """Export Ultralytics ``.pt`` weights to an ONNX file at ``out`` and return its path.
 
-    Input ``images`` float32 ``[1,3,imgsz,imgsz]``; the file carries Ultralytics' metadata
-    (``names``, ``imgsz``, ``stride``, ``task``). Static shape, opset chosen by Ultralytics,
-    simplified only where onnxslim is installed. The export runs in a scratch folder so nothing
-    is written beside ``weights``. ``config_dir``: see :func:`prepare_ultralytics`.
+    Input ``images`` float32 ``[1,3,H,W]``: with ``dynamic`` (the default, what the registry
+    stores) height and width are left to the runtime, so the edge can run any multiple of 32
+    (``--imgsz 320``, a 384x640 letterbox for 16:9 cameras); the ``imgsz`` metadata says the
+    size it was trained at, used when no size is asked for. ``dynamic=False`` fixes
+    ``[1,3,imgsz,imgsz]``. The file carries Ultralytics' metadata (``names``, ``imgsz``,
+    ``stride``, ``task``); Ultralytics' ``dynamic`` also frees the batch axis (the detector
+    feeds one frame; several cameras could share a batch). Opset chosen by Ultralytics,
+    simplified only where onnxslim is installed. The export runs in a scratch folder so
+    nothing is written beside ``weights``. ``config_dir``: see :func:`prepare_ultralytics`.
     """
     weights = Path(weights).resolve()
     if not weights.is_file():
@@ -223,7 +235,7 @@ def export_onnx(weights: Path, out: Path, *, imgsz: int, config_dir: Path | None
                 format="onnx",
                 imgsz=imgsz,
                 simplify=onnxslim_available(),
-                dynamic=False,
+                dynamic=dynamic,
                 nms=False,
                 device="cpu",
                 verbose=False,

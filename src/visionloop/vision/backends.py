@@ -12,9 +12,11 @@ tools, whose telemetry sender asks a per-user consent file: ``scripts/install.sh
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -48,15 +50,46 @@ class InferenceBackend(Protocol):
         """Run the graph; the arrays may be views of backend memory reused by the next call."""
 
 
-def _cpu_vendor() -> str:
+@dataclass(frozen=True)
+class CpuInfo:
+    """What the backend choice needs to know of the CPU: vendor, architecture and flags."""
+
+    vendor: str
+    machine: str
+    flags: frozenset[str]
+
+    @property
+    def x86(self) -> bool:
+        return self.machine.lower() in _X86_MACHINES
+
+    @property
+    def bf16(self) -> bool:
+        """AVX512_BF16 (Cooper Lake, Zen 4 and later) or AMX-BF16 (Sapphire Rapids and later)."""
+        return bool(self.flags & {"avx512_bf16", "amx_bf16"})
+
+    def bf16_unit(self) -> str:
+        return "AMX" if "amx_bf16" in self.flags else "AVX512_BF16"
+
+
+_X86_MACHINES = frozenset({"x86_64", "amd64", "i386", "i686", "x86"})
+
+
+@functools.cache
+def cpu_info(cpuinfo_path: str = "/proc/cpuinfo") -> CpuInfo:
+    """The CPU's vendor and flags from ``/proc/cpuinfo`` (Linux; elsewhere no flags)."""
+    vendor, flags = "", frozenset[str]()
     try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+        with open(cpuinfo_path, encoding="ascii", errors="replace") as f:
             for line in f:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
+                if line.startswith("vendor_id") and not vendor:
+                    vendor = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = frozenset(line.split(":", 1)[1].split())
+                if vendor and flags:
+                    break
     except OSError:
         pass
-    return platform.processor()
+    return CpuInfo(vendor=vendor or platform.processor(), machine=platform.machine(), flags=flags)
 
 
 def openvino_installed() -> bool:
@@ -64,13 +97,22 @@ def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-def choose_backend(backend: BackendChoice) -> BackendName:
-    """Resolve ``auto``: OpenVINO when installed on an Intel CPU, else ONNX Runtime."""
+def choose_backend(backend: BackendChoice, cpu: CpuInfo | None = None) -> tuple[BackendName, str]:
+    """Resolve ``auto`` and say why: OpenVINO when installed on an x86 CPU (Intel or AMD: its CPU
+    plugin is the faster one on both), else ONNX Runtime."""
     if backend != "auto":
-        return backend
-    if openvino_installed() and "intel" in _cpu_vendor().lower():
-        return "openvino"
-    return "onnxruntime"
+        return backend, f"--backend {backend}"
+    cpu = cpu or cpu_info()
+    if not cpu.x86:
+        return "onnxruntime", f"not an x86 CPU ({cpu.machine})"
+    if not openvino_installed():
+        return "onnxruntime", "OpenVINO is not installed (the openvino extra)"
+    return "openvino", f"OpenVINO is installed on this x86 CPU ({cpu.vendor or 'unknown vendor'})"
+
+
+def is_openvino_ir(path: Path) -> bool:
+    """Whether ``path`` is an OpenVINO IR (``.xml`` beside its ``.bin``), e.g. an INT8 model."""
+    return path.suffix.lower() == ".xml"
 
 
 class OnnxRuntimeBackend:
@@ -81,8 +123,10 @@ class OnnxRuntimeBackend:
     def __init__(self, path: Path, *, precision: Precision, threads: int | None) -> None:
         if precision != "fp32":
             raise InvalidInputError(
-                "ONNX Runtime runs fp32 only on the CPU; use --backend openvino for bf16"
+                f"ONNX Runtime runs fp32 only on the CPU; use --backend openvino for {precision}"
             )
+        if is_openvino_ir(path):
+            raise InvalidInputError(f"{path} is an OpenVINO model: use --backend openvino")
         import onnxruntime as ort
 
         self.precision: Precision = precision
@@ -117,7 +161,11 @@ class OnnxRuntimeBackend:
 
 
 class OpenVinoBackend:
-    """OpenVINO on the CPU, latency mode, fp32 or bf16 set explicitly."""
+    """OpenVINO on the CPU, latency mode, fp32 or bf16 set explicitly.
+
+    ``int8`` runs an INT8 model (an OpenVINO IR that NNCF quantized): its quantized layers run
+    in int8 and the rest in bf16 where the CPU has it (else f32).
+    """
 
     name: BackendName = "openvino"
 
@@ -130,6 +178,11 @@ class OpenVinoBackend:
 
         self.precision: Precision = precision
         self._core = ov.Core()
+        if precision == "int8" and not is_openvino_ir(path):
+            raise InvalidInputError(
+                f"{path}: int8 runs the model version's INT8 artifact (an OpenVINO .xml); "
+                "`visionloop models quantize VERSION` makes one"
+            )
         if precision == "bf16":
             caps = self._core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
             if "BF16" not in caps:
@@ -143,8 +196,9 @@ class OpenVinoBackend:
         self.metadata = _openvino_metadata(self._model)
         self.input_shape = _openvino_shape(self._model.inputs[0].get_partial_shape())
         self.output_shapes = [_openvino_shape(o.get_partial_shape()) for o in self._model.outputs]
+        rest = "bf16" if precision == "int8" and cpu_info().bf16 else "f32"
         self._config: dict[str, Any] = {
-            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else rest,
             "PERFORMANCE_HINT": "LATENCY",
             "NUM_STREAMS": "1",
         }

@@ -10,6 +10,7 @@ decode + NMS (:mod:`~visionloop.vision.decode`), mapping boxes back to the origi
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import logging
 from pathlib import Path
@@ -19,14 +20,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from visionloop.errors import InvalidInputError, ModelError
-from visionloop.types import BackendChoice, Detections, ModelInfo, Precision
+from visionloop.types import BackendChoice, Detections, ModelInfo, Precision, PrecisionChoice
 from visionloop.vision.backends import (
+    BackendName,
     Dim,
     InferenceBackend,
     choose_backend,
+    cpu_info,
     open_backend,
 )
 from visionloop.vision.decode import MAX_DET, OutputLayout, decode
+from visionloop.vision.precision import Agreement, agreement, int8_companion, probe_frames
 from visionloop.vision.preprocess import Letterbox, LetterboxBuffer, unletterbox_xyxy
 
 log = logging.getLogger(__name__)
@@ -235,11 +239,60 @@ def inspect_model(
     return names, imgsz_hw, layout
 
 
+def _open(
+    path: Path,
+    *,
+    backend: BackendName,
+    precision: Precision,
+    threads: int | None,
+    imgsz: int | tuple[int, int] | None,
+    conf: float,
+    iou: float,
+    multi_label: bool,
+    version: str,
+    sha256: str,
+    choice: str,
+) -> YoloDetector:
+    runtime = open_backend(path, backend=backend, precision=precision, threads=threads)
+    names, imgsz_hw, layout = inspect_model(runtime, imgsz=imgsz)
+    info = ModelInfo(
+        version=version,
+        sha256=sha256,
+        names=names,
+        imgsz_hw=imgsz_hw,
+        extra={
+            "backend": backend,
+            "precision": precision,
+            "choice": choice,
+            "layout": layout,
+            "task": "detect",
+            "producer": runtime.metadata.get("version", ""),
+        },
+    )
+    return YoloDetector(runtime, info, layout, conf=conf, iou=iou, multi_label=multi_label)
+
+
+def bf16_agreement(fp32: Detector, bf16: Detector) -> Agreement:
+    """Run both detectors on the probe frames (:mod:`visionloop.vision.precision`) and compare."""
+    reference, candidate, diff = [], [], 0.0
+    for frame in probe_frames():
+        tensor, lb = fp32.preprocess(frame)
+        out_ref = [np.array(o, copy=True) for o in fp32.forward(tensor)]
+        tensor, lb = bf16.preprocess(frame)
+        out_new = [np.array(o, copy=True) for o in bf16.forward(tensor)]
+        size_wh = (frame.shape[1], frame.shape[0])
+        reference.append(fp32.postprocess(out_ref, lb, size_wh))
+        candidate.append(bf16.postprocess(out_new, lb, size_wh))
+        if fp32.info.extra.get("layout") == "raw":  # class scores are rows 4.. of [1, 4+nc, N]
+            diff = max(diff, float(np.max(np.abs(out_ref[0][0, 4:] - out_new[0][0, 4:]))))
+    return agreement(reference, candidate, diff)
+
+
 def load_detector(
     path: Path,
     *,
     backend: BackendChoice = "auto",
-    precision: Precision = "fp32",
+    precision: PrecisionChoice = "auto",
     conf: float = 0.25,
     iou: float = 0.45,
     version: str = "local",
@@ -249,43 +302,92 @@ def load_detector(
 ) -> Detector:
     """Load an Ultralytics ONNX export as a ``Detector``.
 
-    ``backend`` ``auto`` is OpenVINO when installed on an Intel CPU, else ONNX Runtime.
-    ``precision`` ``bf16`` needs OpenVINO and a CPU with bf16. ``conf`` and ``iou`` are the
-    score threshold and the NMS IoU threshold. ``version`` names the model in records.
-    ``threads`` caps the backend's intra-op threads (None: the backend's default).
-    ``imgsz`` picks the input size of a model exported with ``dynamic=True``.
-    ``multi_label`` reports every class above ``conf`` of a box, not only the best (for mAP).
+    ``backend`` ``auto`` is OpenVINO when installed on an x86 CPU, else ONNX Runtime.
+    ``precision`` ``auto`` (OpenVINO only; ONNX Runtime runs fp32) is ``int8`` when the model
+    has an accepted INT8 companion (:func:`~visionloop.vision.precision.int8_companion`), else
+    ``bf16`` when the CPU has AVX512_BF16 or AMX and bf16 detections agree with fp32 on the
+    probe frames, else ``fp32``. ``bf16`` needs OpenVINO and a CPU with bf16; ``int8`` needs
+    OpenVINO and the INT8 companion. The choice and why are in ``info.extra["choice"]``.
+    ``conf`` and ``iou`` are the score threshold and the NMS IoU threshold. ``version`` names
+    the model in records. ``threads`` caps the backend's intra-op threads (None: the
+    backend's default). ``imgsz`` picks the input size, ``n`` or ``(h, w)``, of a model
+    exported with ``dynamic=True``. ``multi_label`` reports every class above ``conf`` of a
+    box, not only the best (for mAP).
     Raises ``ModelError`` for a file that is not such a model, ``InvalidInputError`` for an
     impossible combination of options.
     """
     path = Path(path)
-    if precision not in ("fp32", "bf16"):
-        raise InvalidInputError(f"precision must be fp32 or bf16, got {precision!r}")
-    chosen = choose_backend(backend)
-    runtime = open_backend(path, backend=chosen, precision=precision, threads=threads)
-    names, imgsz_hw, layout = inspect_model(runtime, imgsz=imgsz)
-    info = ModelInfo(
+    if precision not in ("auto", "fp32", "bf16", "int8"):
+        raise InvalidInputError(f"precision must be auto, fp32, bf16 or int8, got {precision!r}")
+    chosen, why_backend = choose_backend(backend)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    sha256 = sha256_file(path)
+    companion = int8_companion(path)
+    cpu = cpu_info()
+    opener = functools.partial(
+        _open,
+        threads=threads,
+        imgsz=imgsz,
+        conf=conf,
+        iou=iou,
+        multi_label=multi_label,
         version=version,
-        sha256=sha256_file(path),
-        names=names,
-        imgsz_hw=imgsz_hw,
-        extra={
-            "backend": chosen,
-            "precision": precision,
-            "layout": layout,
-            "task": "detect",
-            "producer": runtime.metadata.get("version", ""),
-        },
+        sha256=sha256,
     )
-    detector = YoloDetector(runtime, info, layout, conf=conf, iou=iou, multi_label=multi_label)
+    detector: YoloDetector
+    if precision == "int8" or (
+        precision == "auto" and chosen == "openvino" and companion and companion.accepted
+    ):
+        if chosen != "openvino":
+            raise InvalidInputError("int8 needs OpenVINO: --backend openvino or auto")
+        if companion is None:
+            raise InvalidInputError(
+                f"{path.name} has no INT8 artifact (`visionloop models quantize VERSION`)"
+            )
+        why = "--precision int8" if precision == "int8" else companion.why()
+        detector = opener(
+            companion.xml,
+            backend=chosen,
+            precision="int8",
+            choice=f"{chosen} int8: {why_backend}; int8: {why}",
+        )
+    elif precision == "auto" and chosen == "openvino" and cpu.bf16:
+        fp32 = opener(path, backend=chosen, precision="fp32", choice="")
+        bf16 = opener(path, backend=chosen, precision="bf16", choice="")
+        agreed = bf16_agreement(fp32, bf16)
+        if agreed.ok:
+            detector = bf16
+            why = f"the CPU has {cpu.bf16_unit()} and bf16 detections agree with fp32 ({agreed})"
+        else:
+            detector = fp32
+            why = f"bf16 detections differ from fp32 on the probe frames ({agreed})"
+        detector.info.extra["choice"] = (
+            f"{chosen} {detector.info.extra['precision']}: {why_backend}; "
+            f"{detector.info.extra['precision']}: {why}"
+        )
+    else:
+        resolved: Precision = "fp32" if precision == "auto" else precision
+        if precision != "auto":
+            why = f"--precision {precision}"
+        elif chosen == "onnxruntime":
+            why = "ONNX Runtime runs fp32"
+        else:
+            why = "the CPU has neither AVX512_BF16 nor AMX"
+        detector = opener(
+            path,
+            backend=chosen,
+            precision=resolved,
+            choice=f"{chosen} {resolved}: {why_backend}; {resolved}: {why}",
+        )
+    info = detector.info
     log.info(
-        "loaded %s (%d classes, %dx%d, %s) on %s %s",
+        "loaded %s (%d classes, %dx%d, %s): %s",
         path.name,
-        len(names),
-        imgsz_hw[1],
-        imgsz_hw[0],
-        layout,
-        chosen,
-        precision,
+        len(info.names),
+        info.imgsz_hw[1],
+        info.imgsz_hw[0],
+        info.extra["layout"],
+        info.extra["choice"],
     )
     return detector

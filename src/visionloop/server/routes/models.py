@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
@@ -10,7 +10,10 @@ from fastapi.responses import FileResponse
 from visionloop.errors import NotFoundError
 from visionloop.server.deps import StateDep, bearer_token, current_device, current_user
 from visionloop.server.model_catalog import ModelCatalog, model_catalog
-from visionloop.types import ProductionModel
+from visionloop.types import Int8Artifact, ProductionModel
+
+if TYPE_CHECKING:
+    from visionloop.training.registry import ModelVersion
 
 router = APIRouter(tags=["models"])
 
@@ -46,6 +49,29 @@ def production_model(catalog: CatalogDep) -> ProductionModel:
         sha256=version.sha256,
         size_bytes=version.size_bytes,
         download_url=f"/api/v1/models/{version.version}/onnx",
+        int8=_int8(version),
+    )
+
+
+def _int8(version: ModelVersion) -> Int8Artifact | None:
+    """The version's INT8 artifact as its tags describe it (``visionloop models quantize``)."""
+    tags = version.tags
+    if not tags.get("int8_sha256"):
+        return None
+
+    def number(key: str) -> float | None:
+        try:
+            return float(tags[key])
+        except (KeyError, ValueError):
+            return None
+
+    return Int8Artifact(
+        sha256=tags["int8_sha256"],
+        size_bytes=int(number("int8_size_bytes") or 0),
+        download_url=f"/api/v1/models/{version.version}/int8",
+        accepted=tags.get("int8_accepted") == "true",
+        map50_fp32=number("int8_map50_fp32"),
+        map50_int8=number("int8_map50_int8"),
     )
 
 
@@ -63,4 +89,22 @@ def model_onnx(version: str, catalog: CatalogDep) -> FileResponse:
         media_type="application/octet-stream",
         filename=f"visionloop-detector-v{found.version}.onnx",
         headers={"ETag": f'"{found.sha256}"', "X-Model-Sha256": found.sha256},
+    )
+
+
+@router.get(
+    "/models/{version}/int8",
+    dependencies=[Reader],
+    response_class=FileResponse,
+    summary="The INT8 OpenVINO model of a version (a tar of model.xml, model.bin, int8.json)",
+    responses={404: {"description": "No such version, or it was never quantized"}},
+)
+def model_int8(version: str, catalog: CatalogDep) -> FileResponse:
+    found, path = catalog.int8_file(version)
+    sha = found.tags.get("int8_sha256", "")
+    return FileResponse(
+        path,
+        media_type="application/x-tar",
+        filename=f"visionloop-detector-v{found.version}-int8.tar",
+        headers={"ETag": f'"{sha}"', "X-Model-Sha256": sha},
     )
