@@ -40,8 +40,20 @@ def test_help_lists_every_flag_of_the_issue() -> None:
         (["--backend", "tensorrt"], "onnxruntime"),
         (["--precision", "int4"], "bf16"),
         (["--audit-rate", "2"], "audit rate"),
+        (["--imgsz", "100"], "multiples of 32"),
+        (["--imgsz", "384x600"], "multiples of 32"),
+        (["--imgsz", "big"], "N or HxW"),
     ],
-    ids=["band-reversed", "band-garbage", "backend", "precision", "audit-rate"],
+    ids=[
+        "band-reversed",
+        "band-garbage",
+        "backend",
+        "precision",
+        "audit-rate",
+        "imgsz-100",
+        "imgsz-rect",
+        "imgsz-garbage",
+    ],
 )
 def test_bad_flags_exit_2_with_a_message(args: list[str], message: str, tmp_path: Path) -> None:
     base = ["edge", "--server", "http://127.0.0.1:9", "--token", "t", "--source", "synthetic"]
@@ -296,3 +308,22 @@ def test_the_summary_shows_dead_letters(capsys: pytest.CaptureFixture[str]) -> N
     assert (
         "dead letters: 1 this run, 2 in all (refused by the server; kept in the dead_letters" in out
     )
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_agent_says_which_backend_it_chose_and_runs_a_16_9_letterbox(
+    live_server: LiveServer, device: DeviceCredentials, baseline_onnx: Path, tmp_path: Path
+) -> None:
+    result = run_edge(
+        "--server", live_server.url, "--token", device.token, "--source", "synthetic",
+        "--model", str(baseline_onnx), "--imgsz", "384x640", "--threads", "1",
+        "--outbox", str(tmp_path / "o.db"), "--max-frames", "3", "--drain-timeout", "10",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("model local-") and " at 640x384 on " in first
+    from visionloop.vision.backends import choose_backend
+
+    backend, why = choose_backend("auto")
+    assert f"on {backend} " in first and why in first
+    assert "frames: 3 in" in result.stdout

@@ -139,7 +139,6 @@ def test_int8_artifact_is_announced_and_served(
 
     registry, _ = _register(settings, tmp_path, 1)
     registry.promote("1", by="test", reason="r")
-    app_state_catalog(app).invalidate()
     plain = ProductionModel.model_validate(device_client.get("/api/v1/models/production").json())
     assert plain.int8 is None
     never = device_client.get("/api/v1/models/1/int8")

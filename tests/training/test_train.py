@@ -133,9 +133,13 @@ def test_visionloop_train_runs_offline_and_registers_a_staging_version(
     assert "registered visionloop-detector version 1 with alias 'staging'" in output, output
 
     onnx_path = run_dir / "model.onnx"
-    meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+    proto = onnx.load(str(onnx_path))
+    meta = {p.key: p.value for p in proto.metadata_props}
     assert ast.literal_eval(meta["names"]) == dict(enumerate(CLASS_NAMES))
     assert ast.literal_eval(meta["imgsz"]) == [160, 160]
+    # The registry stores dynamic exports: height and width are left to the runtime.
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert [d.HasField("dim_value") for d in dims[2:]] == [False, False]
     report = json.loads((run_dir / "eval.json").read_text())
     assert report["images"] == 4
     assert 0.0 <= report["map50"] <= 1.0
