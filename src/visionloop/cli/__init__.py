@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from visionloop.cli import edge, models, server, train, vision
+from visionloop.cli import edge, jobs, models, server, train, vision
 
 app = typer.Typer(
     name="visionloop",
@@ -23,3 +23,4 @@ vision.register(app)
 models.register(app)
 edge.register(app)
 train.register(app)
+jobs.register(app)
