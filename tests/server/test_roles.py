@@ -20,22 +20,25 @@ from fastapi.testclient import TestClient
 from support.db import add_device, app_state, frame_record, signed_in_client
 from visionloop.errors import NotFoundError
 from visionloop.server.model_catalog import ModelCatalog
+from visionloop.server.store import jobs as job_store
 
 ROLES = ("none", "device", "viewer", "reviewer", "admin")
 
 
 @dataclass(frozen=True)
 class Ctx:
-    """Things that exist before each call: a frame with an image, a device to disable."""
+    """Things that exist before each call: a frame with an image, a device to disable, a
+    queued job."""
 
     frame_id: str
     spare_device_id: int
+    job_id: int
 
 
 @dataclass(frozen=True)
 class RouteCase:
     method: str
-    path: str  # the route template; {frame_id} and {device_id} are filled from Ctx
+    path: str  # the route template; {frame_id}, {device_id}, {job_id} are filled from Ctx
     expected: dict[str, int]
     request: Callable[[Ctx, str], dict[str, Any]] = lambda ctx, role: {}
 
@@ -106,6 +109,18 @@ ROLE_TABLE: list[RouteCase] = [
     # gets 404 (tests/server/test_models.py covers the answers themselves).
     RouteCase("GET", "/api/v1/models/production", _statuses(401, 404, 404, 404, 404)),
     RouteCase("GET", "/api/v1/models/{version}/onnx", _statuses(401, 404, 404, 404, 404)),
+    RouteCase(
+        "POST",
+        "/api/v1/jobs",
+        {**ADMIN_ONLY, "admin": 201},
+        lambda ctx, role: {
+            "json": {"kind": "evaluate", "params": {"model_version": "1", "dataset": "/data/x"}}
+        },
+    ),
+    RouteCase("GET", "/api/v1/jobs", PERSON_READ),
+    RouteCase("GET", "/api/v1/jobs/{job_id}", PERSON_READ),
+    RouteCase("GET", "/api/v1/jobs/{job_id}/log", PERSON_READ),
+    RouteCase("POST", "/api/v1/jobs/{job_id}/cancel", ADMIN_ONLY),
 ]
 
 
@@ -136,12 +151,18 @@ def callers(app: FastAPI) -> Iterator[tuple[dict[str, TestClient], Ctx]]:
         "reviewer": signed_in_client(app, "r", "reviewer"),
         "admin": signed_in_client(app, "a", "admin"),
     }
+    for role in ("viewer", "reviewer", "admin"):
+        clients[role].headers["X-Visionloop-CSRF"] = "1"
     frame = frame_record()
     dev = clients["device"]
     assert dev.post("/api/v1/ingest", json={"frames": [frame]}).status_code == 200
     r = dev.put(f"/api/v1/frames/{frame['id']}/image", content=_jpeg())
     assert r.status_code == 200, r.text
-    yield clients, Ctx(frame_id=frame["id"], spare_device_id=spare.id)
+    with app_state(app).write_sessions() as session, session.begin():
+        job = job_store.enqueue(
+            session, kind="evaluate", params={}, created_by="test", max_attempts=1
+        )
+    yield clients, Ctx(frame_id=frame["id"], spare_device_id=spare.id, job_id=job.id)
     for c in clients.values():
         c.close()
 
@@ -151,7 +172,9 @@ def test_route_statuses_by_role(
     case: RouteCase, callers: tuple[dict[str, TestClient], Ctx]
 ) -> None:
     clients, ctx = callers
-    path = case.path.format(frame_id=ctx.frame_id, device_id=ctx.spare_device_id, version="1")
+    path = case.path.format(
+        frame_id=ctx.frame_id, device_id=ctx.spare_device_id, job_id=ctx.job_id, version="1"
+    )
     got = {}
     for role in ROLES:
         r = clients[role].request(case.method, path, **case.request(ctx, role))

@@ -103,12 +103,13 @@ def worker_command(
             logging.getLogger(__name__).info("%s: stopping", signal.Signals(signum).name)
             worker.stop()
 
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         typer.echo(f"worker {worker.worker_id}: kinds {', '.join(chosen)}")
         try:
             ran = worker.run(once=once)
         finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             engine.dispose()
     if once:
         typer.echo("ran 1 job" if ran else "no job was queued")

@@ -281,6 +281,7 @@ class Worker:
         returncode = proc.wait()
         for reader in readers:
             reader.join(timeout=5)
+        proc.stdout.close()
         control.close()
         return self._record_outcome(claimed, output, returncode, ended_by)
 
