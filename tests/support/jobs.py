@@ -52,7 +52,7 @@ def run_sleep(params: SleepParams, ctx: JobContext) -> dict[str, Any]:
             f.write(f"start {ctx.job_id} {ctx.attempt} {os.getpid()}\n")
     for step in range(1, params.steps + 1):
         time.sleep(params.seconds / params.steps)
-        print(f"step {step} of {params.steps}")
+        print(f"step {step} of {params.steps}")  # noqa: T201  # stdout is the job log
         ctx.progress(step / params.steps, f"step {step}")
     if params.fail:
         raise RuntimeError(params.fail)
