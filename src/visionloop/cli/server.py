@@ -7,6 +7,7 @@ fast.
 from __future__ import annotations
 
 import secrets
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -329,6 +330,13 @@ def _worker_beside() -> Iterator[None]:
     waited for."""
     import subprocess
 
+    # uvicorn handles SIGINT and SIGTERM itself, then re-raises them once it has shut down: with
+    # Python's default SIGTERM action the process would die there, before the worker is stopped.
+    def leave(signum: int, _frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGINT, leave)
+    signal.signal(signal.SIGTERM, leave)
     worker = subprocess.Popen([sys.executable, "-m", "visionloop", "worker"])
     typer.echo(f"job worker started (pid {worker.pid})")
     try:
