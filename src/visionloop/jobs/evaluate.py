@@ -38,7 +38,12 @@ class EvaluateParams(BaseModel):
 
 
 def run_evaluate(params: EvaluateParams, ctx: JobContext) -> dict[str, Any]:
-    from visionloop.errors import NotFoundError
+    import importlib.util
+
+    from visionloop.errors import NotFoundError, VisionloopError
+
+    if importlib.util.find_spec("faster_coco_eval") is None:
+        raise VisionloopError("evaluate jobs need the train extra: pip install 'visionloop[train]'")
     from visionloop.training.evaluate import evaluate
     from visionloop.training.registry import Registry
 
