@@ -80,12 +80,16 @@ class _Output:
             self.pending.append(line)
             self.tail.append(line)
 
-    def take_log(self) -> tuple[str, str]:
-        """New log text since the last call, and the current tail."""
+    def peek_log(self) -> tuple[str, str, int]:
+        """Log text not yet stored, the current tail, and how many lines the text holds (pass
+        it to ``stored`` once the text is in the database)."""
         with self.lock:
             chunk = "".join(f"{line}\n" for line in self.pending)
-            self.pending.clear()
-            return chunk, "\n".join(self.tail)
+            return chunk, "\n".join(self.tail), len(self.pending)
+
+    def stored(self, lines: int) -> None:
+        with self.lock:
+            del self.pending[:lines]
 
 
 def _read_lines(stream: IO[str], on_line: Callable[[str], None]) -> None:
@@ -247,7 +251,11 @@ class Worker:
             f"[visionloop] attempt {claimed.attempt} of {claimed.max_attempts} "
             f"on worker {self.worker_id}"
         )
-        proc, control = self._spawn(claimed)
+        try:
+            proc, control = self._spawn(claimed)
+        except OSError as exc:
+            output.error = f"could not start the job's process: {exc}"
+            return self._record_outcome(claimed, output, 1, None)
         assert proc.stdout is not None
         readers = [
             threading.Thread(target=_read_lines, args=(proc.stdout, output.add_line), daemon=True),
@@ -260,37 +268,55 @@ class Worker:
         for reader in readers:
             reader.start()
         ended_by: str | None = None  # "cancel", "lost" or "stop" when the worker stopped the job
-        next_beat = 0.0
-        while proc.poll() is None:
-            if self._stop.is_set():
-                ended_by = "stop"
-                break
-            if time.monotonic() >= next_beat:
-                next_beat = time.monotonic() + self.settings.job_heartbeat_seconds
-                answer = self._heartbeat(claimed, output)
-                if not answer.owned:
-                    ended_by = "lost"
-                    break
-                if answer.cancel_requested:
-                    ended_by = "cancel"
-                    break
-            time.sleep(TICK_SECONDS)
-        if ended_by is not None:
-            output.add_line(f"[visionloop] stopping the job's process ({ended_by})")
-            _stop_process(proc)
-        returncode = proc.wait()
-        for reader in readers:
-            reader.join(timeout=5)
-        proc.stdout.close()
-        control.close()
+        try:
+            ended_by = self._watch(claimed, proc, output)
+        finally:
+            if ended_by is not None or proc.poll() is None:
+                output.add_line(f"[visionloop] stopping the job's process ({ended_by or 'error'})")
+                _stop_process(proc)
+            returncode = proc.wait()
+            for reader in readers:
+                reader.join(timeout=5)
+            proc.stdout.close()
+            control.close()
         return self._record_outcome(claimed, output, returncode, ended_by)
 
+    def _watch(
+        self, claimed: ClaimedJob, proc: subprocess.Popen[str], output: _Output
+    ) -> str | None:
+        """Heartbeat until the job's process exits (None) or must be stopped: "cancel", "lost"
+        (taken from this worker, or no heartbeat recorded for a whole lease) or "stop"."""
+        next_beat = 0.0
+        last_recorded = time.monotonic()
+        while proc.poll() is None:
+            if self._stop.is_set():
+                return "stop"
+            now = time.monotonic()
+            if now >= next_beat:
+                next_beat = now + self.settings.job_heartbeat_seconds
+                try:
+                    answer = self._heartbeat(claimed, output)
+                except Exception as exc:  # the database is away: keep the job while the lease holds
+                    log.warning(
+                        "worker %s: heartbeat of job %d failed: %s", self.worker_id, claimed.id, exc
+                    )
+                    if now - last_recorded > self.settings.job_lease_seconds:
+                        return "lost"
+                else:
+                    last_recorded = now
+                    if not answer.owned:
+                        return "lost"
+                    if answer.cancel_requested:
+                        return "cancel"
+            time.sleep(TICK_SECONDS)
+        return None
+
     def _heartbeat(self, claimed: ClaimedJob, output: _Output) -> job_store.HeartbeatAnswer:
-        chunk, tail = output.take_log()
+        chunk, tail, lines = output.peek_log()
         with output.lock:
             progress, message = output.progress, output.message
         with self._session() as session, session.begin():
-            return job_store.heartbeat(
+            answer = job_store.heartbeat(
                 session,
                 claimed=claimed,
                 progress=progress,
@@ -298,6 +324,8 @@ class Worker:
                 log_chunk=chunk,
                 log_tail=tail,
             )
+        output.stored(lines)
+        return answer
 
     def _record_outcome(
         self, claimed: ClaimedJob, output: _Output, returncode: int, ended_by: str | None
@@ -305,15 +333,17 @@ class Worker:
         if ended_by == "lost":
             log.warning("worker %s: job %d was taken from it; dropped", self.worker_id, claimed.id)
             return None
-        status: JobStatus
         error: str | None = None
+        if ended_by == "stop":
+            chunk, tail, _ = output.peek_log()
+            self._write(
+                lambda session: job_store.release(
+                    session, claimed=claimed, log_chunk=chunk, log_tail=tail
+                )
+            )
+            return JobStatus.QUEUED
         if ended_by == "cancel":
             status, message = JobStatus.CANCELLED, "cancelled while running"
-        elif ended_by == "stop":
-            chunk, tail = output.take_log()
-            with self._session() as session, session.begin():
-                job_store.release(session, claimed=claimed, log_chunk=chunk, log_tail=tail)
-            return JobStatus.QUEUED
         elif output.result is not None and returncode == 0:
             status, message = JobStatus.SUCCEEDED, "done"
         elif output.error is not None:
@@ -331,9 +361,9 @@ class Worker:
                 status, message = JobStatus.FAILED, "failed"
                 error = f"{reason} in attempt {claimed.attempt} of {claimed.max_attempts}"
         output.add_line(f"[visionloop] {status.value}" + (f": {error}" if error else ""))
-        chunk, tail = output.take_log()
-        with self._session() as session, session.begin():
-            job_store.finish(
+        chunk, tail, _ = output.peek_log()
+        self._write(
+            lambda session: job_store.finish(
                 session,
                 claimed=claimed,
                 status=status,
@@ -343,8 +373,24 @@ class Worker:
                 log_chunk=chunk,
                 log_tail=tail,
             )
+        )
         log.info("worker %s: job %d %s", self.worker_id, claimed.id, status.value)
         return status
+
+    def _write(self, write: Callable[[Session], object]) -> None:
+        """Record an outcome, retrying while the database is away (up to a lease: after that
+        the job is another worker's to take over anyway)."""
+        deadline = time.monotonic() + self.settings.job_lease_seconds
+        while True:
+            try:
+                with self._session() as session, session.begin():
+                    write(session)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("worker %s: recording a job failed; retrying", self.worker_id)
+                time.sleep(self.settings.job_heartbeat_seconds)
 
 
 def _stop_process(proc: subprocess.Popen[str]) -> None:
