@@ -65,7 +65,7 @@ class JobKind(Generic[P]):
                 for e in errors[:MAX_LISTED_ERRORS]
             ]
             raise InvalidInputError(
-                f"invalid params for a {self.name} job: " + "; ".join(parts)
+                f"invalid params for job kind {self.name!r}: " + "; ".join(parts)
             ) from exc
 
 
