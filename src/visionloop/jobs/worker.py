@@ -130,6 +130,7 @@ class Worker:
         self.worker_id = worker_id or new_worker_id()
         self.on_progress = on_progress
         self._sessions = sessionmaker(write_engine(engine), expire_on_commit=False)
+        self._read_sessions = sessionmaker(engine, expire_on_commit=False)
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -172,6 +173,11 @@ class Worker:
 
     def run_one(self) -> JobStatus | None:
         """Claim one job and run it to its end; None when no job was claimable."""
+        with self._read_sessions() as session, session.begin():
+            if not job_store.anything_to_claim(
+                session, kinds=list(self.kinds), lease_seconds=self.settings.job_lease_seconds
+            ):
+                return None
         with self._session() as session, session.begin():
             claimed = job_store.claim(
                 session,

@@ -249,6 +249,21 @@ def _reap(session: Session, *, lease_seconds: float, now: datetime) -> None:
     )
 
 
+def anything_to_claim(session: Session, *, kinds: list[str], lease_seconds: float) -> bool:
+    """Whether a claim could find work (a queued job of ``kinds``, or a stale running job of
+    any kind). A plain read: an idle worker's polls take no write lock (SQLite's is the whole
+    database)."""
+    c = jobs_table.c
+    now = db_now(session)
+    stmt = select(c.id).where(
+        or_(
+            and_(c.status == JobStatus.QUEUED.value, c.kind.in_(kinds)),
+            _stale(lease_seconds, now),
+        )
+    )
+    return session.execute(stmt.limit(1)).first() is not None
+
+
 def claim(
     session: Session, *, worker_id: str, kinds: list[str], lease_seconds: float
 ) -> ClaimedJob | None:
