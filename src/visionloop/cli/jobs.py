@@ -80,7 +80,11 @@ def worker_command(
     from visionloop.server.migrate import upgrade
 
     settings = load_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    show_bar = once and sys.stdout.isatty()
+    logging.basicConfig(  # a progress bar stands for the worker's own lines
+        level=logging.WARNING if show_bar else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
     try:
         chosen = default_kinds()
         if kinds:
@@ -89,7 +93,6 @@ def worker_command(
         raise _fail(exc) from exc
     engine = create_db_engine(settings.database_url, pool_size=2)
     upgrade(engine)
-    show_bar = once and sys.stdout.isatty()
     with _progress_bar(show_bar) as on_progress:
         worker = Worker(
             engine=engine,
