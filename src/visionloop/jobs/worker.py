@@ -227,9 +227,13 @@ class Worker:
             control_fd=write_fd,
         )
         assert proc.stdin is not None
-        with contextlib.suppress(BrokenPipeError):
+        try:
             proc.stdin.write(spec.model_dump_json())
-            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # it died at once: its exit code says so
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
         return proc, control
 
     def _on_control(self, output: _Output, claimed: ClaimedJob, line: str) -> None:
