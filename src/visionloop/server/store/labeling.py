@@ -16,7 +16,8 @@ On PostgreSQL ``SKIP LOCKED`` lets concurrent reviewers walk past each other's r
 transaction, which holds the database's only write lock. A task whose lease expired is still
 ``leased`` in its row but matches the condition again, so it is open to the next caller without a
 sweeper. The subquery walks the partial index ``ix_label_tasks_queue`` from its top and only skips
-live leases (about one per active reviewer), so the lookup stays cheap with any queue length.
+live leases (about one per active reviewer), so the lookup stays cheap with any queue length; the
+audit share's variant reads ``ix_label_tasks_audit_queue``, which holds active audit tasks only.
 The ``status IN ('open', 'leased')`` condition is written as literal SQL, identical to the partial
 indexes' predicate: a bound parameter would keep the planners from using them.
 """
@@ -297,7 +298,8 @@ def _claim_statement(*, audit_only: bool) -> Any:
         ACTIVE, or_(TASKS.c.lease_expires_at.is_(None), TASKS.c.lease_expires_at < now)
     )
     if audit_only:
-        pick = pick.where(TASKS.c.reason == "audit").order_by(TASKS.c.id)
+        # Literal, like the partial index ix_label_tasks_audit_queue's predicate.
+        pick = pick.where(text("reason = 'audit'")).order_by(TASKS.c.id)
     else:
         pick = pick.order_by(TASKS.c.priority.desc(), TASKS.c.id.desc())
     return (
