@@ -376,3 +376,10 @@ def test_hybrid_strategy_penalises_near_duplicates(
         first, second = conn.execute(text("SELECT priority FROM label_tasks ORDER BY id")).scalars()
     assert first == pytest.approx(1.0)
     assert second == pytest.approx(0.5)  # 1 - 0.5 * 1 (identical hash) + 0.25 * 0 (same class)
+
+
+@pytest.mark.parametrize("task_id", ["0", "-1", str(2**64), "abc"])
+def test_impossible_task_ids_are_422(reviewer_client: TestClient, task_id: str) -> None:
+    r = reviewer_client.post(f"/api/v1/labeling/tasks/{task_id}/release", headers=CSRF)
+    assert r.status_code == 422
+    assert r.json()["detail"]
