@@ -383,3 +383,20 @@ def test_impossible_task_ids_are_422(reviewer_client: TestClient, task_id: str) 
     r = reviewer_client.post(f"/api/v1/labeling/tasks/{task_id}/release", headers=CSRF)
     assert r.status_code == 422
     assert r.json()["detail"]
+
+
+def test_without_a_production_model_the_class_list_starts_empty(
+    app: FastAPI, viewer_client: TestClient, admin_client: TestClient
+) -> None:
+    class _Empty:
+        def production(self) -> None:
+            return None
+
+    app.state.model_catalog = ModelCatalog(
+        app_state(app).settings, registry_factory=lambda _s: _Empty()
+    )
+    assert viewer_client.get("/api/v1/classes").json() == []
+    r = admin_client.post("/api/v1/classes", json={"name": "chip"}, headers=CSRF)
+    assert r.json() == {"id": 0, "name": "chip"}
+    assert viewer_client.get("/api/v1/classes").json() == [{"id": 0, "name": "chip"}]
+    assert viewer_client.get("/api/v1/labeling/stats").json()["since_production"] is None
