@@ -400,3 +400,23 @@ def test_without_a_production_model_the_class_list_starts_empty(
     assert r.json() == {"id": 0, "name": "chip"}
     assert viewer_client.get("/api/v1/classes").json() == [{"id": 0, "name": "chip"}]
     assert viewer_client.get("/api/v1/labeling/stats").json()["since_production"] is None
+
+
+def test_text_with_nul_characters_is_422(
+    device_client: TestClient, reviewer_client: TestClient, admin_client: TestClient
+) -> None:
+    frame_id = send_frame(device_client, reason=None)
+    r = admin_client.post("/api/v1/classes", json={"name": "a\x00b"}, headers=CSRF)
+    assert r.status_code == 422
+    r = reviewer_client.post(
+        "/api/v1/labeling/tasks", json={"frame_id": frame_id, "note": "\x00"}, headers=CSRF
+    )
+    assert r.status_code == 422
+    task = reviewer_client.post(
+        "/api/v1/labeling/tasks", json={"frame_id": frame_id}, headers=CSRF
+    ).json()
+    assert lease(reviewer_client)["task"]["id"] == task["id"]
+    r = reviewer_client.post(
+        f"/api/v1/labeling/tasks/{task['id']}/skip", json={"reason": "x\x00"}, headers=CSRF
+    )
+    assert r.status_code == 422
