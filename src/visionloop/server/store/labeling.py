@@ -26,13 +26,23 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -590,6 +600,23 @@ class LabelingStats:
     versions: list[VersionReview]
 
 
+def _labels_per_class_sql(session: Session) -> Any:
+    """Boxes per class id in each reviewed frame's latest submission (the JSON is unnested by the
+    database: SQLite ``json_each``, PostgreSQL ``json_array_elements``)."""
+    latest = "SELECT max(id) FROM label_submissions GROUP BY frame_pk"
+    if session.get_bind().dialect.name == "postgresql":
+        return text(
+            "SELECT (j.value ->> 'class_id')::int AS class_id, count(*) FROM label_submissions s "
+            "CROSS JOIN LATERAL json_array_elements(s.labels) AS j(value) "
+            f"WHERE s.id IN ({latest}) GROUP BY 1 ORDER BY 1"
+        )
+    return text(
+        "SELECT CAST(json_extract(j.value, '$.class_id') AS INTEGER) AS class_id, count(*) "
+        f"FROM label_submissions s, json_each(s.labels) AS j WHERE s.id IN ({latest}) "
+        "GROUP BY 1 ORDER BY 1"
+    )
+
+
 def labeling_stats(session: Session, *, since: datetime | None) -> LabelingStats:
     """Queue counts, labels and per-version review results.
 
@@ -620,39 +647,37 @@ def labeling_stats(session: Session, *, since: datetime | None) -> LabelingStats
     latest_ids = (
         select(func.max(SUBMISSIONS.c.id)).group_by(SUBMISSIONS.c.frame_pk).scalar_subquery()
     )
-    latest = session.execute(
+    audit = TASKS.c.reason == "audit"
+    recent = SUBMISSIONS.c.submitted_at >= since if since is not None else literal(False)
+
+    def count_if(condition: ColumnElement[bool], value: Any = 1) -> Any:
+        return func.coalesce(func.sum(case((condition, value), else_=0)), 0)
+
+    per_version = session.execute(
         select(
-            SUBMISSIONS.c.labels,
-            SUBMISSIONS.c.submitted_at,
             SUBMISSIONS.c.model_version,
-            SUBMISSIONS.c.tp,
-            SUBMISSIONS.c.fp,
-            SUBMISSIONS.c.fn,
-            TASKS.c.reason,
+            func.count(),
+            func.sum(SUBMISSIONS.c.tp),
+            func.sum(SUBMISSIONS.c.fp),
+            func.sum(SUBMISSIONS.c.fn),
+            count_if(audit),
+            count_if(audit, SUBMISSIONS.c.tp + SUBMISSIONS.c.fn),
+            count_if(audit, SUBMISSIONS.c.fn),
+            count_if(recent),
+            count_if(recent, func.json_array_length(SUBMISSIONS.c.labels)),
         )
         .outerjoin(TASKS, TASKS.c.id == SUBMISSIONS.c.task_id)
         .where(SUBMISSIONS.c.id.in_(latest_ids))
+        .group_by(SUBMISSIONS.c.model_version)
     ).all()
     names = dict(list_classes(session))
-    per_class: Counter[int] = Counter()
-    frames_since = labels_since = 0
-    by_version: dict[str, list[int]] = defaultdict(lambda: [0] * 7)
-    for labels, submitted_at, version, tp, fp, fn, reason in latest:
-        per_class.update(int(lab["class_id"]) for lab in labels)
-        if since is not None and submitted_at >= since:
-            frames_since += 1
-            labels_since += len(labels)
-        if version is None:
-            continue
-        acc = by_version[version]
-        acc[0] += 1
-        acc[1] += tp
-        acc[2] += fp
-        acc[3] += fn
-        if reason == "audit":
-            acc[4] += 1
-            acc[5] += tp + fn
-            acc[6] += fn
+    per_class = session.execute(_labels_per_class_sql(session)).all()
+    reviewed = sum(int(row[1]) for row in per_version)
+    frames_since = sum(int(row[8]) for row in per_version)
+    labels_since = sum(int(row[9]) for row in per_version)
+    by_version = {
+        row[0]: tuple(int(v or 0) for v in row[1:8]) for row in per_version if row[0] is not None
+    }
     versions = []
     for version, (frames, tp, fp, fn, a_frames, a_objects, a_misses) in sorted(by_version.items()):
         low = high = rate = None
@@ -678,9 +703,9 @@ def labeling_stats(session: Session, *, since: datetime | None) -> LabelingStats
     return LabelingStats(
         tasks=tasks,
         labels_per_class=[
-            (cid, names.get(cid, f"class {cid}"), n) for cid, n in sorted(per_class.items())
+            (int(cid), names.get(int(cid), f"class {cid}"), int(n)) for cid, n in per_class
         ],
-        reviewed_frames=len(latest),
+        reviewed_frames=reviewed,
         frames_since=frames_since if since is not None else None,
         labels_since=labels_since if since is not None else None,
         versions=versions,
