@@ -376,3 +376,47 @@ def test_hybrid_strategy_penalises_near_duplicates(
         first, second = conn.execute(text("SELECT priority FROM label_tasks ORDER BY id")).scalars()
     assert first == pytest.approx(1.0)
     assert second == pytest.approx(0.5)  # 1 - 0.5 * 1 (identical hash) + 0.25 * 0 (same class)
+
+
+@pytest.mark.parametrize("task_id", ["0", "-1", str(2**64), "abc"])
+def test_impossible_task_ids_are_422(reviewer_client: TestClient, task_id: str) -> None:
+    r = reviewer_client.post(f"/api/v1/labeling/tasks/{task_id}/release", headers=CSRF)
+    assert r.status_code == 422
+    assert r.json()["detail"]
+
+
+def test_without_a_production_model_the_class_list_starts_empty(
+    app: FastAPI, viewer_client: TestClient, admin_client: TestClient
+) -> None:
+    class _Empty:
+        def production(self) -> None:
+            return None
+
+    app.state.model_catalog = ModelCatalog(
+        app_state(app).settings, registry_factory=lambda _s: _Empty()
+    )
+    assert viewer_client.get("/api/v1/classes").json() == []
+    r = admin_client.post("/api/v1/classes", json={"name": "chip"}, headers=CSRF)
+    assert r.json() == {"id": 0, "name": "chip"}
+    assert viewer_client.get("/api/v1/classes").json() == [{"id": 0, "name": "chip"}]
+    assert viewer_client.get("/api/v1/labeling/stats").json()["since_production"] is None
+
+
+def test_text_with_nul_characters_is_422(
+    device_client: TestClient, reviewer_client: TestClient, admin_client: TestClient
+) -> None:
+    frame_id = send_frame(device_client, reason=None)
+    r = admin_client.post("/api/v1/classes", json={"name": "a\x00b"}, headers=CSRF)
+    assert r.status_code == 422
+    r = reviewer_client.post(
+        "/api/v1/labeling/tasks", json={"frame_id": frame_id, "note": "\x00"}, headers=CSRF
+    )
+    assert r.status_code == 422
+    task = reviewer_client.post(
+        "/api/v1/labeling/tasks", json={"frame_id": frame_id}, headers=CSRF
+    ).json()
+    assert lease(reviewer_client)["task"]["id"] == task["id"]
+    r = reviewer_client.post(
+        f"/api/v1/labeling/tasks/{task['id']}/skip", json={"reason": "x\x00"}, headers=CSRF
+    )
+    assert r.status_code == 422
