@@ -10,6 +10,7 @@ tables below name, each with its reason:
 - ``SERVES``: long-lived servers, started in the background and checked to answer; the demo
   server (``make demo``) stays up for the examples that talk to it on :8000;
 - ``STDINS``: answers to prompts;
+- ``FAILS``: commands that show a mistake, which must exit non-zero;
 - ``SUBS``: substitutions that shrink sizes (images, frames, epochs) and move ports and the
   PostgreSQL database name to free ones.
 
@@ -29,9 +30,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+import visionloop
 from support.db import PG_ADMIN_URL, _postgres_reachable
 from support.readme import (
     Command,
+    Fails,
     Plan,
     Rules,
     Serve,
@@ -47,7 +50,7 @@ from support.readme import (
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
-SRC = Path(__import__("visionloop").__file__).resolve().parents[1]
+SRC = Path(visionloop.__file__).resolve().parents[1]  # the code under test
 
 _PG = make_url(PG_ADMIN_URL)
 PG_HOST = _PG.host or "127.0.0.1"
@@ -112,7 +115,9 @@ SUBS = [
     Sub(r"--epochs \d+", "--epochs 1 --imgsz 160 --batch 8", "one small epoch"),
 ]
 
-RULES = Rules(skips=SKIPS, serves=SERVES, stdins=STDINS, subs=SUBS)
+FAILS: list[Fails] = []
+
+RULES = Rules(skips=SKIPS, serves=SERVES, stdins=STDINS, fails=FAILS, subs=SUBS)
 
 
 # --- the runner's own pieces ---------------------------------------------------------------------
@@ -147,6 +152,18 @@ def test_split_commands(block: str, expected: list[tuple[int, str]]) -> None:
 def test_split_commands_refuses_what_it_cannot_follow(block: str) -> None:
     with pytest.raises(ValueError):
         split_commands(block)
+
+
+def test_expected_failures_must_fail(tmp_path: Path) -> None:
+    markdown = "```bash\nfalse  # a mistake\ntrue   # not one\necho after\n```\n"
+    rules = Rules(fails=[Fails(r"^false", "shows an error"), Fails(r"^true", "wrongly listed")])
+    plan = build_script(markdown, rules, work=tmp_path)
+    result = run_script(plan, work=tmp_path, cwd=tmp_path, env=dict(os.environ), timeout=30)
+    assert result.returncode != 0
+    assert "### failed, as expected" in result.output
+    assert "### expected to fail, but exited 0" in result.output
+    assert "### FAILED: README:3" in result.output
+    assert "### README:4" not in result.output  # the run stops at the first failure
 
 
 def test_only_bash_blocks_are_commands() -> None:

@@ -12,6 +12,7 @@ writes them and required to match at least one, so a table cannot go stale:
   stops it or (``keep``) leaves it running for the commands after it (``$VL_PORT`` is then that
   server's port for the rest of the script);
 - ``Stdin``: input fed to a command that prompts;
+- ``Fails``: a command that shows a mistake and must exit non-zero;
 - ``Sub``: a regular-expression substitution over every command's text (smaller sizes, ports),
   each required to apply at least once.
 
@@ -77,7 +78,15 @@ class Stdin:
     reason: str
 
 
-_R = TypeVar("_R", Skip, Serve, Stdin)
+@dataclass(frozen=True, slots=True)
+class Fails:
+    """Commands matching ``pattern`` show a mistake: they must exit non-zero."""
+
+    pattern: str
+    reason: str
+
+
+_R = TypeVar("_R", Skip, Serve, Stdin, Fails)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +103,7 @@ class Rules:
     skips: Sequence[Skip] = ()
     serves: Sequence[Serve] = ()
     stdins: Sequence[Stdin] = ()
+    fails: Sequence[Fails] = ()
     subs: Sequence[Sub] = ()
 
 
@@ -108,7 +118,13 @@ class Plan:
 
     def unmatched(self, rules: Rules) -> list[object]:
         """Rules (of every kind) that matched no command: stale entries."""
-        every: list[object] = [*rules.skips, *rules.serves, *rules.stdins, *rules.subs]
+        every: list[object] = [
+            *rules.skips,
+            *rules.serves,
+            *rules.stdins,
+            *rules.fails,
+            *rules.subs,
+        ]
         return [rule for rule in every if not self.matched.get(rule)]
 
 
@@ -317,7 +333,8 @@ def build_script(markdown: str, rules: Rules, *, work: Path) -> Plan:
         skip = _first(rules.skips, cmd, plan)
         serve = _first(rules.serves, cmd, plan)
         stdin = _first(rules.stdins, cmd, plan)
-        chosen = [r for r in (skip, serve, stdin) if r is not None]
+        fails = _first(rules.fails, cmd, plan)
+        chosen = [r for r in (skip, serve, stdin, fails) if r is not None]
         if len(chosen) > 1:
             raise ValueError(f"README:{cmd.line}: more than one rule matches: {chosen}")
         text = cmd.text
@@ -351,6 +368,11 @@ def build_script(markdown: str, rules: Rules, *, work: Path) -> Plan:
             name = f"stdin-{cmd.line}.txt"
             plan.inputs[name] = stdin.text
             out.append(f"{{\n{text}\n}} < {shlex.quote(str(work / name))}")
+        elif fails is not None:
+            out.append(
+                f"if {{\n{text}\n}}; then echo '### expected to fail, but exited 0'; false; "
+                "else echo '### failed, as expected'; fi"
+            )
         else:
             out.append(text)
     if kept > 1:
