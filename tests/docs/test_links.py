@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
+
+from support.readme import repo_files
 
 REPO = Path(__file__).resolve().parents[2]
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
@@ -14,13 +15,7 @@ _UPWARD = re.compile(r"(?<![\w.])(?:\.\./)+[\w.-]+(?:/[\w.-]+)*")
 
 
 def _markdown_files() -> list[Path]:
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "*.md"],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    return [REPO / rel for rel in filter(None, listed.split("\0")) if (REPO / rel).is_file()]
+    return [REPO / rel for rel in repo_files(REPO) if rel.suffix == ".md"]
 
 
 def _inside_repo(path: Path) -> bool:

@@ -131,22 +131,42 @@ class Plan:
 # --- a fresh clone -------------------------------------------------------------------------------
 
 
+# Outside git: what a clone does not have (top-level generated folders, caches anywhere).
+_GENERATED_TOP = {".git", ".venv", "var", "data", "runs", "mlruns", "mlartifacts", "metrics"}
+_CACHES = {".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__", "node_modules"}
+
+
+def repo_files(repo: Path) -> list[Path]:
+    """The files a fresh clone of ``repo`` has, plus files not committed yet (so a change is
+    tested before its commit), relative to ``repo``. Outside a git checkout: every file but the
+    usual generated folders."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=repo,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+        names = [Path(rel) for rel in listed.split("\0") if rel]
+    except (OSError, subprocess.CalledProcessError):
+        names = [
+            path.relative_to(repo)
+            for path in repo.rglob("*")
+            if path.relative_to(repo).parts[0] not in _GENERATED_TOP
+            and not _CACHES.intersection(path.relative_to(repo).parts)
+            and not str(path.relative_to(repo)).startswith((".dvc/cache", ".dvc/tmp"))
+        ]
+    return [rel for rel in names if (repo / rel).is_file()]  # listed but deleted: gone
+
+
 def copy_checkout(repo: Path, dest: Path) -> None:
-    """Copy ``repo``'s files as a fresh clone has them (plus files not committed yet, so a change
-    is tested before its commit), and link ``dest/.venv`` to the environment running the tests,
-    which stands for the ``.venv`` that ``make test`` makes."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=repo,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for rel in filter(None, listed.split("\0")):
-        src = repo / rel
-        if src.is_file():  # a file deleted but not yet committed is still listed
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, target)
+    """Copy ``repo``'s files as a fresh clone has them (``repo_files``), and link
+    ``dest/.venv`` to the environment running the tests, which stands for the ``.venv`` that
+    ``make test`` makes."""
+    for rel in repo_files(repo):
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(repo / rel, target)
     (dest / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
 
 
