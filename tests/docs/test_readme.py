@@ -166,6 +166,18 @@ def test_expected_failures_must_fail(tmp_path: Path) -> None:
     assert "### README:4" not in result.output  # the run stops at the first failure
 
 
+def test_a_command_that_does_not_return_stops_the_run_with_its_line(tmp_path: Path) -> None:
+    markdown = "```bash\necho first\nsleep 600   # a server nobody declared\necho never\n```\n"
+    plan = build_script(markdown, Rules(), work=tmp_path)
+    result = run_script(
+        plan, work=tmp_path, cwd=tmp_path, env=dict(os.environ), timeout=60, command_timeout=2
+    )
+    assert result.returncode != 0
+    assert "### STOPPED: README:3 ran for more than 2 s" in result.output
+    assert "### README:4" not in result.output
+    assert result.seconds < 30
+
+
 def test_only_bash_blocks_are_commands() -> None:
     markdown = "x\n```bash\na\n```\n```\nsummary: not a command\n```\n```python\nb\n```\n"
     assert commands_of(markdown) == [Command(line=3, text="a")]

@@ -425,10 +425,24 @@ class Result:
         return f"exit {self.returncode} after {self.seconds:.0f} s; output ends:\n{tail}"
 
 
+_MARKER = re.compile(r"^### README:(\d+) ", re.MULTILINE)
+
+
 def run_script(
-    plan: Plan, *, work: Path, cwd: Path, env: Mapping[str, str], timeout: float
+    plan: Plan,
+    *,
+    work: Path,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    command_timeout: float = 300.0,
 ) -> Result:
-    """Run the plan's script with bash in its own session; stop what it left behind."""
+    """Run the plan's script with bash in its own session; stop what it left behind.
+
+    The whole run may take ``timeout`` seconds and one command ``command_timeout``: a command
+    that runs longer (a server nobody declared, a prompt nobody answers) stops the run with a
+    message naming its line.
+    """
     work.mkdir(parents=True, exist_ok=True)
     for name, text in plan.inputs.items():
         (work / name).write_text(text)
@@ -438,8 +452,8 @@ def run_script(
     pids.write_text("")
     log = work / "output.txt"  # written as it runs: `tail -f` it to follow a slow run
     started = time.monotonic()
-    timed_out = False
-    with log.open("w") as out:
+    problem = ""
+    with log.open("w") as out, log.open() as follow:
         proc = subprocess.Popen(
             ["bash", str(script)],
             cwd=cwd,
@@ -449,23 +463,38 @@ def run_script(
             stderr=subprocess.STDOUT,
             start_new_session=True,  # no controlling terminal: prompts read stdin, not /dev/tty
         )
+        line, since, seen = "", started, ""
         try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_session(proc.pid, signal.SIGTERM)  # bash's EXIT trap stops its servers
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                _kill_session(proc.pid, signal.SIGKILL)
-                proc.wait()
+            while proc.poll() is None:
+                time.sleep(0.5)
+                seen = (seen + follow.read())[-4096:]
+                markers = _MARKER.findall(seen)
+                if markers and markers[-1] != line:
+                    line, since = markers[-1], time.monotonic()
+                now = time.monotonic()
+                if now - started > timeout:
+                    problem = f"the run took more than {timeout:.0f} s"
+                elif now - since > command_timeout:
+                    problem = (
+                        f"README:{line} ran for more than {command_timeout:.0f} s: a long-lived "
+                        "command needs a Serve (or Skip) rule, a prompt a Stdin rule"
+                    )
+                if problem:
+                    _kill_session(proc.pid, signal.SIGTERM)  # bash's EXIT trap stops servers
+                    try:
+                        proc.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        _kill_session(proc.pid, signal.SIGKILL)
+                        proc.wait()
+                    break
         finally:
             for pid in pids.read_text().split():  # servers, in process groups of their own
                 _kill(-int(pid), signal.SIGKILL)
             _kill_session(proc.pid, signal.SIGKILL)
+            proc.wait()
     output = log.read_text(errors="replace")
-    if timed_out:
-        output += f"\n### TIMED OUT after {timeout:.0f} s"
+    if problem:
+        output += f"\n### STOPPED: {problem}"
     return Result(returncode=proc.returncode, output=output, seconds=time.monotonic() - started)
 
 
