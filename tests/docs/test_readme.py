@@ -15,8 +15,16 @@ tables below name, each with its reason:
   PostgreSQL database name to free ones.
 
 Every entry must match a README command (``test_every_rule_matches_a_readme_command``), so the
-tables cannot go stale. A block added to the README runs by default; a new command that cannot
-run here gets an entry with its reason.
+tables cannot go stale. A block added to the README runs by default. When you add one:
+
+- write it to run on a fresh clone after the blocks above it (make what it uses, in a folder
+  of its own; a server on :8000 is the demo's, whose store is ``./var``);
+- a command that cannot run here gets a ``SKIPS`` entry with its reason, a server a ``SERVES``
+  entry, a prompt a ``STDINS`` entry, a mistake shown on purpose a ``FAILS`` entry; a size that
+  takes more than a few seconds a ``SUBS`` entry (patterns match the README as written);
+- example output goes in a plain ``` block, not ```bash (a bash block is run).
+
+A command that runs for more than ``command_timeout`` (300 s) stops the run with its line.
 """
 
 from __future__ import annotations

@@ -16,9 +16,10 @@ writes them and required to match at least one, so a table cannot go stale:
 - ``Sub``: a regular-expression substitution over every command's text (smaller sizes, ports),
   each required to apply at least once.
 
-``build_script`` returns the bash script and a table from its markers back to Markdown lines;
-``run_script`` runs it in its own session and stops every background server it started, even
-when the run times out.
+``build_script`` returns the bash script (each command preceded by a ``### README:<line>``
+marker, so the output says where a failure happened); ``run_script`` runs it in a session of its
+own and stops every background server it started, even when a command hangs or the run times
+out. ``copy_checkout`` makes the temporary copy of the repository the script runs in.
 """
 
 from __future__ import annotations
@@ -279,8 +280,7 @@ def split_commands(text: str, first_line: int = 1) -> list[Command]:
 
 def _flush(commands: list[Command], current: list[str], start_line: int) -> None:
     text = "".join(current).rstrip()
-    if text.strip() and not text.lstrip().startswith("#"):
-        # A leading comment line glued to nothing: drop leading blank lines only.
+    if text.strip() and not text.lstrip().startswith("#"):  # blank and comment lines: none
         commands.append(Command(line=start_line, text=text.strip("\n")))
 
 
