@@ -129,6 +129,12 @@ def register_command(
             typer.echo(f"error: --tag must be KEY=VALUE, got {item!r}", err=True)
             raise typer.Exit(2)
         tags[key] = value
+    from visionloop.training.registry import ALIASES
+
+    if alias is not None and alias not in ALIASES:  # checked before anything is registered
+        raise typer.BadParameter(
+            f"must be one of {', '.join(ALIASES)}, got {alias!r}", param_hint="'--alias'"
+        )
     try:
         registry = _registry()
         version = registry.register(onnx, tags=tags, description=description)
@@ -215,7 +221,7 @@ def evaluate_command(
 
 def mlflow_ui_command(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 5000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 5000,
 ) -> None:
     """Open MLflow's own UI on visionloop's store (one worker, no job execution)."""
     settings = load_settings()
