@@ -30,6 +30,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     context_settings={"max_content_width": HELP_WIDTH},
+    # Click's plain layout wraps long option names, defaults and URLs; Rich's panels cut them
+    # off with "…" at 80 columns.
+    rich_markup_mode=None,
 )
 
 
