@@ -111,6 +111,13 @@ MISTAKES = [
     Mistake("unknown-option", ["serve", "--prot", "80"], 2, "No such option: --prot"),
     Mistake("missing-argument", ["devices", "add"], 2, "Missing argument 'name'"),
     Mistake("unknown-device", ["devices", "disable", "no-such-cam"], 1, "no-such-cam"),
+    Mistake(
+        "dataset-under-a-file",
+        ["synth", "dataset", "afile/data", "--n", "3"],
+        1,
+        "Not a directory",
+        setup=_a_file,
+    ),
     Mistake("bad-tag", ["models", "register", "m.onnx", "--tag", "novalue"], 2, "KEY=VALUE"),
 ]
 

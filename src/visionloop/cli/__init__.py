@@ -84,6 +84,8 @@ def run(argv: list[str] | None = None) -> int:
         return _error("aborted", 130)
     except VisionloopError as exc:
         return _error(str(exc) or type(exc).__name__, 1)
+    except OSError as exc:  # a path the user named: a file where a folder must be, no space...
+        return _error(str(exc), 1)
     return result if isinstance(result, int) else 0
 
 

@@ -121,6 +121,9 @@ class Registry:
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
             from mlflow.tracking import MlflowClient
 
+            # "Creating initial MLflow database tables..." on every new local store is noise on
+            # a command's stderr (where a failing command prints its one-line error).
+            logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
             self._client_obj = MlflowClient(
                 tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
             )
