@@ -249,6 +249,7 @@ class ClassRollup(Base):
 
 # Task states that hold a frame's one active task (the unique partial index below).
 ACTIVE_TASK_WHERE = "status IN ('open', 'leased')"
+ACTIVE_AUDIT_WHERE = "status IN ('open', 'leased') AND reason = 'audit'"
 
 
 class LabelClass(Base):
@@ -307,13 +308,13 @@ class LabelTask(Base):
             sqlite_where=text(ACTIVE_TASK_WHERE),
             postgresql_where=text(ACTIVE_TASK_WHERE),
         ),
-        # The audit share: the oldest active audit task.
+        # The audit share: the oldest active audit task. Only those rows, so that planners pick
+        # it even when there are none (an index on reason let SQLite scan every task instead).
         Index(
-            "ix_label_tasks_reason_queue",
-            "reason",
+            "ix_label_tasks_audit_queue",
             "id",
-            sqlite_where=text(ACTIVE_TASK_WHERE),
-            postgresql_where=text(ACTIVE_TASK_WHERE),
+            sqlite_where=text(ACTIVE_AUDIT_WHERE),
+            postgresql_where=text(ACTIVE_AUDIT_WHERE),
         ),
         Index("ix_label_tasks_device_id", "device_id", "id"),
     )
@@ -354,3 +355,51 @@ CONF_COLUMNS = tuple(f"conf_{k}" for k in range(HISTOGRAM_BINS))
 
 frames_table = table(Frame)
 detections_table = table(Detection)
+
+
+class Job(Base):
+    """One unit of background work (see ``visionloop.jobs``): queued, then claimed by a worker,
+    which heartbeats while a subprocess runs it, and finished as succeeded, failed or cancelled.
+
+    ``log`` is the job's whole output (capped, see ``store.jobs``), deferred so that lists never
+    load it; ``log_tail`` holds its last lines for the job's page. ``worker_id`` and ``attempts``
+    together name the one claim allowed to write progress and the outcome.
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str] = mapped_column(String(500), default="")
+    log_tail: Mapped[str] = mapped_column(Text, default="")
+    log: Mapped[str] = mapped_column(Text, default="", deferred=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        # The claim reads queued and running jobs in id order; lists filter by status or kind.
+        Index("ix_jobs_status_id", "status", "id"),
+        Index("ix_jobs_kind_id", "kind", "id"),
+    )
+
+
+class JobSchedule(Base):
+    """When each periodic task of the workers' scheduler last ran: the row a worker updates to
+    take a tick, so that one worker of many runs it per period."""
+
+    __tablename__ = "job_schedules"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_run_at: Mapped[datetime]
