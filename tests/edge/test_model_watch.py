@@ -217,7 +217,7 @@ def test_offline_start_runs_the_last_announced_production_not_the_newest_downloa
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_watcher_fetches_the_int8_model_and_auto_runs_it(
+def test_watcher_fetches_the_int8_model_beside_the_onnx_file(
     registry: object,
     device: DeviceCredentials,
     live_server: LiveServer,
@@ -226,7 +226,7 @@ def test_watcher_fetches_the_int8_model_and_auto_runs_it(
     pytest.importorskip("openvino")
     import openvino as ov
 
-    from visionloop.vision.precision import int8_dir, pack_int8
+    from visionloop.vision.precision import int8_companion, int8_dir, pack_int8
 
     def int8_tar(name: str, accepted: bool) -> Path:
         # A stand-in INT8 model: version 1's graph as an OpenVINO IR (what NNCF writes).
@@ -238,7 +238,11 @@ def test_watcher_fetches_the_int8_model_and_auto_runs_it(
         return pack_int8(folder, tmp_path / f"{name}.tar")
 
     def auto(path: Path, version: str) -> Detector:
-        return load_detector(path, backend="openvino", version=version, threads=1)
+        # int8 explicitly: under auto a CPU with bf16 may race int8 against bf16 and keep bf16.
+        precision = "int8" if int8_companion(path) is not None else "fp32"
+        return load_detector(
+            path, backend="openvino", precision=precision, version=version, threads=1
+        )
 
     with device_http(live_server.url, device.token) as client:
         watcher = ModelWatcher(client, cache_dir=tmp_path / "models", load=auto)

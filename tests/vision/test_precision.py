@@ -142,10 +142,19 @@ def test_auto_runs_an_accepted_int8_companion(tmp_path: Path) -> None:
     onnx = _raw_model(tmp_path)
     _int8_companion(onnx, accepted=True)
     det = load_detector(onnx, backend="openvino")
-    assert det.info.extra["precision"] == "int8"
-    assert "INT8 artifact (golden-set mAP50 0.994 vs fp32 0.997" in det.info.extra["choice"]
+    choice = det.info.extra["choice"]
+    if cpu_info().bf16:
+        # Both are candidates: a short race keeps the faster (bf16 beats int8 on AMX).
+        assert det.info.extra["precision"] in ("int8", "bf16")
+        assert "faster than bf16 here" in choice or "faster than the INT8 artifact" in choice
+    else:
+        assert det.info.extra["precision"] == "int8"
+    if det.info.extra["precision"] == "int8":
+        assert "INT8 artifact (golden-set mAP50 0.994 vs fp32 0.997" in choice
+    forced = load_detector(onnx, backend="openvino", precision="int8")
+    assert forced.info.extra["precision"] == "int8"
     ref = load_detector(onnx, backend="onnxruntime").detect(FRAME)
-    out = det.detect(FRAME)
+    out = forced.detect(FRAME)
     np.testing.assert_allclose(out.xyxy, ref.xyxy, atol=0.05)
     assert out.class_id.tolist() == ref.class_id.tolist()
     # Explicit precisions still win.

@@ -13,6 +13,8 @@ import ast
 import functools
 import hashlib
 import logging
+import statistics
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -272,6 +274,29 @@ def _open(
     return YoloDetector(runtime, info, layout, conf=conf, iou=iou, multi_label=multi_label)
 
 
+RACE_ROUNDS = 6
+
+
+def race(a: Detector, b: Detector, rounds: int = RACE_ROUNDS) -> tuple[float, float]:
+    """Median seconds per ``forward`` of two detectors on the same input, runs interleaved (so a
+    load change on a shared machine hits both alike). About ``2 * rounds + 2`` inferences."""
+    frame = probe_frames(1)[0]
+    tensor_a = a.preprocess(frame)[0].copy()
+    tensor_b = b.preprocess(frame)[0].copy()
+    a.forward(tensor_a)
+    b.forward(tensor_b)
+    times_a, times_b = [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        a.forward(tensor_a)
+        t1 = time.perf_counter()
+        b.forward(tensor_b)
+        t2 = time.perf_counter()
+        times_a.append(t1 - t0)
+        times_b.append(t2 - t1)
+    return statistics.median(times_a), statistics.median(times_b)
+
+
 def bf16_agreement(fp32: Detector, bf16: Detector) -> Agreement:
     """Run both detectors on the probe frames (:mod:`visionloop.vision.precision`) and compare."""
     reference, candidate, diff = [], [], 0.0
@@ -304,7 +329,8 @@ def load_detector(
 
     ``backend`` ``auto`` is OpenVINO when installed on an x86 CPU, else ONNX Runtime.
     ``precision`` ``auto`` (OpenVINO only; ONNX Runtime runs fp32) is ``int8`` when the model
-    has an accepted INT8 companion (:func:`~visionloop.vision.precision.int8_companion`), else
+    has an accepted INT8 companion (:func:`~visionloop.vision.precision.int8_companion`) —
+    on a CPU with bf16 only when a short race (:func:`race`) finds it faster than bf16 —, else
     ``bf16`` when the CPU has AVX512_BF16 or AMX and bf16 detections agree with fp32 on the
     probe frames, else ``fp32``. ``bf16`` needs OpenVINO and a CPU with bf16; ``int8`` needs
     OpenVINO and the INT8 companion. The choice and why are in ``info.extra["choice"]``.
@@ -336,9 +362,8 @@ def load_detector(
         sha256=sha256,
     )
     detector: YoloDetector
-    if precision == "int8" or (
-        precision == "auto" and chosen == "openvino" and companion and companion.accepted
-    ):
+    auto_int8 = precision == "auto" and chosen == "openvino" and companion and companion.accepted
+    if precision == "int8" or auto_int8:
         if chosen != "openvino":
             raise InvalidInputError("int8 needs OpenVINO: --backend openvino or auto")
         if companion is None:
@@ -352,6 +377,25 @@ def load_detector(
             precision="int8",
             choice=f"{chosen} int8: {why_backend}; int8: {why}",
         )
+        if auto_int8 and cpu.bf16:
+            # On AMX, bf16 often beats int8 (FACTS.md; docs/performance.md): time both, keep the
+            # faster, and bf16 only if it also passes the agreement check.
+            bf16 = opener(path, backend=chosen, precision="bf16", choice="")
+            t_int8, t_bf16 = race(detector, bf16)
+            if t_bf16 < t_int8:
+                fp32 = opener(path, backend=chosen, precision="fp32", choice="")
+                agreed = bf16_agreement(fp32, bf16)
+                if agreed.ok:
+                    detector = bf16
+                    detector.info.extra["choice"] = (
+                        f"{chosen} bf16: {why_backend}; bf16: faster than the INT8 artifact on "
+                        f"this CPU ({cpu.bf16_unit()}: {t_bf16 * 1000:.1f} vs "
+                        f"{t_int8 * 1000:.1f} ms) and bf16 detections agree with fp32 ({agreed})"
+                    )
+            if detector.info.extra["precision"] == "int8":
+                detector.info.extra["choice"] += (
+                    f"; faster than bf16 here ({t_int8 * 1000:.1f} vs {t_bf16 * 1000:.1f} ms)"
+                )
     elif precision == "auto" and chosen == "openvino" and cpu.bf16:
         fp32 = opener(path, backend=chosen, precision="fp32", choice="")
         bf16 = opener(path, backend=chosen, precision="bf16", choice="")
