@@ -8,6 +8,7 @@ from support.jobs import SLEEP, test_kinds
 from visionloop.errors import InvalidInputError
 from visionloop.jobs.evaluate import EVALUATE
 from visionloop.jobs.kinds import JobKinds, default_kinds, ref
+from visionloop.jobs.quantize import QUANTIZE
 
 
 def test_validate_fills_defaults_and_names_bad_fields() -> None:
@@ -26,9 +27,24 @@ def test_validate_fills_defaults_and_names_bad_fields() -> None:
     assert "params.x: Extra inputs are not permitted" in str(err.value)
 
 
+def test_quantize_params() -> None:
+    assert QUANTIZE.validate({"model_version": "1"}) == {
+        "model_version": "1",
+        "calibration": 300,
+        "eval_images": 300,
+        "drift": "lighting:1.0",
+    }
+    for bad in ({"model_version": "production"}, {"model_version": "1", "calibration": 0}):
+        with pytest.raises(InvalidInputError, match="invalid params for job kind 'quantize'"):
+            QUANTIZE.validate(bad)
+
+
 def test_kinds_are_unique_and_lookups_name_the_known_ones() -> None:
     kinds = test_kinds()
-    assert list(kinds) == ["evaluate", "sleep"] and list(default_kinds()) == ["evaluate"]
+    assert list(kinds) == ["evaluate", "quantize", "sleep"] and list(default_kinds()) == [
+        "evaluate",
+        "quantize",
+    ]
     with pytest.raises(ValueError, match="registered twice"):
         kinds.add(SLEEP)
     with pytest.raises(InvalidInputError, match=r"unknown job kind 'train' \(known: evaluate"):

@@ -213,42 +213,22 @@ def quantize_command(
     The INT8 model is evaluated against the fp32 one on the golden set: within 0.01 mAP50 it is
     accepted, and edge agents with --precision auto (the default) run it.
     """
-    import tempfile
-
-    from visionloop.training.quantize import check_int8, quantize_int8
-    from visionloop.vision.precision import pack_int8
-    from visionloop.vision.synthetic import write_dataset
+    from visionloop.training.quantize import quantize_version
 
     if calibration < 1 or eval_images < 1:
         typer.echo("error: --calibration and --eval-images must be at least 1", err=True)
         raise typer.Exit(2)
     try:
-        registry = _registry()
-        onnx = registry.onnx_path(version)
-        with tempfile.TemporaryDirectory(prefix="visionloop-quantize-") as tmp:
-            work = Path(tmp)
-            typer.echo(f"quantizing version {version} on {calibration} calibration frames…")
-            folder = quantize_int8(onnx, work / "model.int8", n=calibration, data=data)
-            if golden is None:
-                golden = write_dataset(
-                    work / "golden", n=eval_images, scenario="nominal", seed=1, splits=(0, 0, 1)
-                ).parent
-            drift_set = None
-            if drift != "none":
-                drift_set = write_dataset(
-                    work / "drift", n=eval_images, scenario=drift, seed=1, splits=(0, 0, 1)
-                ).parent
-            typer.echo("evaluating fp32 and INT8…")
-            check = check_int8(
-                onnx,
-                folder,
-                golden,
-                drift=drift_set,
-                drift_name=drift if drift_set is not None else None,
-                calibration=calibration,
-            )
-            tar = pack_int8(folder, work / "model-int8.tar")
-            registry.add_int8(version, tar, check.tags())
+        check = quantize_version(
+            _registry(),
+            version,
+            calibration=calibration,
+            data=data,
+            golden=golden,
+            drift=None if drift == "none" else drift,
+            eval_images=eval_images,
+            progress=lambda _fraction, message: typer.echo(f"{message}…"),
+        )
     except VisionloopError as exc:
         raise _fail(exc) from exc
     verdict = "accepted" if check.accepted else f"NOT accepted (budget {check.budget:.2f})"

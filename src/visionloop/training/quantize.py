@@ -24,10 +24,10 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -46,6 +46,9 @@ from visionloop.vision.precision import (
     int8_dir,
 )
 from visionloop.vision.preprocess import letterbox
+
+if TYPE_CHECKING:
+    from visionloop.training.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -212,4 +215,51 @@ def check_int8(
         drift_map50_int8=drift_int8,
     )
     (int8_folder / INT8_INFO).write_text(json.dumps(asdict(check), indent=2))
+    return check
+
+
+def quantize_version(
+    registry: Registry,
+    version: str,
+    *,
+    calibration: int = CALIBRATION_FRAMES,
+    data: Path | None = None,
+    golden: Path | None = None,
+    drift: str | None = "lighting:1.0",
+    eval_images: int = 300,
+    progress: Callable[[float, str], None] | None = None,
+) -> Int8Check:
+    """Quantize a registered version, check it, and store the INT8 tar with the version.
+
+    ``golden`` defaults to ``eval_images`` fresh nominal frames of the synthetic line, seed 1
+    (the model card's golden set); ``drift`` (a scenario spec, or None) adds a drift set.
+    What ``visionloop models quantize`` and the ``quantize`` job run.
+    """
+    from visionloop.vision.precision import pack_int8
+    from visionloop.vision.synthetic import write_dataset
+
+    def say(fraction: float, message: str) -> None:
+        if progress is not None:
+            progress(fraction, message)
+
+    onnx = registry.onnx_path(version)
+    with tempfile.TemporaryDirectory(prefix="visionloop-quantize-") as tmp:
+        work = Path(tmp)
+        say(0.0, f"quantizing version {version} on {calibration} calibration frames")
+        folder = quantize_int8(onnx, work / "model.int8", n=calibration, data=data)
+        say(0.5, "evaluating fp32 and INT8")
+        if golden is None:
+            golden = write_dataset(
+                work / "golden", n=eval_images, scenario="nominal", seed=1, splits=(0, 0, 1)
+            ).parent
+        drift_set = None
+        if drift is not None:
+            drift_set = write_dataset(
+                work / "drift", n=eval_images, scenario=drift, seed=1, splits=(0, 0, 1)
+            ).parent
+        check = check_int8(
+            onnx, folder, golden, drift=drift_set, drift_name=drift, calibration=calibration
+        )
+        registry.add_int8(version, pack_int8(folder, work / "model-int8.tar"), check.tags())
+    say(1.0, "stored")
     return check
