@@ -1,0 +1,113 @@
+"""The dashboard in a real Chromium against a live server: sign-in, the overview, labeling.
+
+Each test also writes a screenshot of its page at 1280 px into docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from support.web import VIEWPORT, Dashboard, screenshot, sign_in
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def page(browser: Any) -> Any:
+    context = browser.new_context(viewport=VIEWPORT, color_scheme="light", locale="en-US")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def test_signed_out_visitor_signs_in_and_returns_to_the_page(page: Any, dashboard: Dashboard) -> None:
+    page.goto(dashboard.url + "/?window=1h")
+    page.wait_for_url("**/signin/?next=*")
+    screenshot(page, "signin")
+    page.get_by_label("User name").fill("victor-viewer")
+    page.get_by_label("Password").fill("wrong password")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("alert").filter(has_text="Wrong user name or password").wait_for()
+    sign_in(page, dashboard.url, "viewer", start="/?window=1h")
+    assert page.url == dashboard.url + "/?window=1h"
+    assert page.get_by_test_id("who").inner_text().startswith("victor-viewer")
+    # A viewer reads: no Review page in the navigation.
+    nav = page.get_by_role("navigation", name="Pages")
+    assert nav.get_by_role("link", name="Overview").is_visible()
+    assert nav.get_by_role("link", name="Review").count() == 0
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/signin/")
+    page.goto(dashboard.url + "/")
+    page.wait_for_url("**/signin/?next=*")
+
+
+def test_overview_shows_the_line_as_the_api_reports_it(page: Any, dashboard: Dashboard) -> None:
+    sign_in(page, dashboard.url, "admin")
+    row = page.get_by_test_id(f"device-{dashboard.device_name}")
+    row.wait_for()
+    assert "online" in row.inner_text()
+    assert "38.2 FPS" in row.inner_text()
+    assert "never seen" in page.get_by_test_id("device-line2-cam1").inner_text()
+    assert page.get_by_test_id("ready").inner_text().endswith("server ready")
+    with dashboard.api("viewer") as api:
+        stats = api.get("/api/v1/stats/summary", params={"window": "24h"}).json()
+        queue = api.get("/api/v1/labeling/stats").json()
+    page.get_by_test_id("frames").filter(has_text=re.compile(r"\d")).wait_for()
+    assert page.get_by_test_id("frames").inner_text() == f"{stats['frames']:,}"
+    assert page.get_by_test_id("detections").inner_text() == f"{stats['detections']:,}"
+    assert page.get_by_test_id("queue-open").inner_text() == f"{queue['totals']['open']:,}"
+    assert page.get_by_role("figure", name=re.compile("Class mix")).is_visible()
+    screenshot(page, "overview")
+
+
+def test_reviewer_labels_a_task_with_the_keyboard(page: Any, dashboard: Dashboard) -> None:
+    sign_in(page, dashboard.url, "reviewer", start="/review/")
+    task_id = page.get_by_test_id("task-id")
+    task_id.wait_for()
+    first = int(task_id.inner_text())
+    assert page.get_by_test_id("reason").inner_text() == "uncertain"
+    boxes = page.get_by_test_id("box")
+    predicted = boxes.count()
+    assert predicted >= 1
+    page.keyboard.press("?")
+    assert page.get_by_role("dialog", name="Keyboard shortcuts").is_visible()
+    screenshot(page, "review-help")
+    page.keyboard.press("Escape")
+
+    # Draw one box on the image, make it class 2 ("dent"), delete the first prediction.
+    canvas = page.get_by_test_id("canvas").bounding_box()
+    # Above the belt (the top 9 % of a synthetic frame), where no part and no box is.
+    x, y = canvas["x"] + canvas["width"] * 0.05, canvas["y"] + 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 60, y + 30, steps=4)
+    page.mouse.up()
+    page.keyboard.press("2")
+    assert boxes.count() == predicted + 1
+    page.locator('[data-testid="box"][data-origin="prediction"] rect.box').first.click()
+    page.keyboard.press("Delete")
+    assert boxes.count() == predicted
+    page.keyboard.press("Control+z")
+    assert boxes.count() == predicted + 1
+    page.locator('[data-testid="box"][data-origin="prediction"] rect.box').first.click()
+    page.keyboard.press("Delete")
+    screenshot(page, "review")
+
+    page.keyboard.press("n")
+    page.wait_for_function(
+        f"document.querySelector('[data-testid=task-id]')?.textContent !== '{first}'"
+    )
+    page.get_by_test_id("done-count").filter(has_text="1").wait_for()
+
+    with dashboard.api("viewer") as api:
+        queue = api.get("/api/v1/labeling/stats").json()
+    assert queue["reviewed_frames"] == 1
+    labels = {c["class_name"]: c["labels"] for c in queue["labels_per_class"]}
+    assert sum(labels.values()) == predicted
+    assert labels.get("dent", 0) >= 1
