@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # How the server orders review tasks (visionloop.server.labeling_strategy documents each).
@@ -103,6 +103,49 @@ class Settings(BaseSettings):
             "miss-rate estimate keeps getting random frames."
         ),
     )
+
+    job_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "A running job whose worker has not heartbeaten for this many seconds is taken over "
+            "by another worker (attempts + 1; failed once max_attempts is used up)."
+        ),
+    )
+    job_heartbeat_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=5,
+        description=(
+            "How often a worker records a running job's heartbeat, progress and log, and looks for "
+            "a cancel request (a cancelled job stops within this plus 3 s). Under a third of "
+            "job_lease_seconds."
+        ),
+    )
+    job_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often an idle worker looks for a queued job and for due periodic work.",
+    )
+    job_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description=(
+            "Default number of times a job is started before it is failed, counting takeovers "
+            "after a worker died."
+        ),
+    )
+
+    @field_validator("job_heartbeat_seconds")
+    @classmethod
+    def _heartbeat_within_lease(cls, value: float, info: ValidationInfo) -> float:
+        lease = info.data.get("job_lease_seconds")
+        if lease is not None and value * 3 > lease:
+            raise ValueError(
+                f"must be under a third of VISIONLOOP_JOB_LEASE_SECONDS ({lease:g}), so that a "
+                "live worker never loses its job to a takeover"
+            )
+        return value
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

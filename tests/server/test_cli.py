@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -154,16 +155,40 @@ def test_help_is_fast_and_imports_no_server_libraries() -> None:
     assert heavy == "[]", out.stdout
 
 
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_demo_serves_healthz_and_prints_credentials_once(tmp_path: Path, sqlite_url: str) -> None:
+    """Also: demo starts a job worker beside the server, and SIGINT (Ctrl-C) or SIGTERM stops
+    both."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VISIONLOOP_")}
     env["VISIONLOOP_DATA_DIR"] = str(tmp_path / "demo")
     cmd = [sys.executable, "-m", "visionloop", "demo", "--port", str(port)]
 
-    def run_once() -> str:
+    def run_once(stop: signal.Signals) -> str:
         proc = subprocess.Popen(
             cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
+        workers: list[int] = []
         try:
             deadline = time.monotonic() + 60
             while True:
@@ -175,15 +200,19 @@ def test_demo_serves_healthz_and_prints_credentials_once(tmp_path: Path, sqlite_
                 assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
                 assert time.monotonic() < deadline, "demo did not serve /healthz in 60 s"
                 time.sleep(0.2)
+            workers = _children(proc.pid)
         finally:
-            proc.terminate()
+            proc.send_signal(stop)
             output, _ = proc.communicate(timeout=30)
+        assert len(workers) == 1, output
+        assert f"job worker started (pid {workers[0]})" in output
+        assert not _alive(workers[0]), f"the worker outlived demo after {stop.name}"
         return output
 
-    first = run_once()
+    first = run_once(signal.SIGINT)
     assert "demo admin created: user 'admin', password" in first
     assert "demo device 'demo-cam' created; token: vld_" in first
-    second = run_once()
+    second = run_once(signal.SIGTERM)
     assert "password" not in second.split("exists")[0]
     assert "demo admin 'admin' exists" in second
     assert "demo device 'demo-cam' exists" in second

@@ -382,6 +382,12 @@ def test_concurrent_overlapping_batches_store_each_frame_once(
     frames = frame_batch(120, detections=2)["frames"]
     batches = [frames[i : i + 40] for i in range(0, 120, 20)]  # each frame in two batches
     second = create_app(settings)
+    # FastAPI 0.16x builds each route's dependency graph lazily on its first match; two threads
+    # matching a new app at once race inside pydantic. One request per app first, as uvicorn's
+    # single event loop would have serialised them.
+    for target in (app, second):
+        with TestClient(target, headers=device.headers) as c:
+            c.post(INGEST, json={"frames": []})
     results: list[dict[str, int]] = []
     errors: list[str] = []
 

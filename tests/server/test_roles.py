@@ -20,22 +20,25 @@ from fastapi.testclient import TestClient
 from support.db import CSRF_HEADERS, add_device, app_state, frame_record, signed_in_client
 from visionloop.errors import NotFoundError
 from visionloop.server.model_catalog import ModelCatalog
+from visionloop.server.store import jobs as job_store
 
 ROLES = ("none", "device", "viewer", "reviewer", "admin")
 
 
 @dataclass(frozen=True)
 class Ctx:
-    """Things that exist before each call: a frame with an image, a device to disable."""
+    """Things that exist before each call: a frame with an image, a device to disable, a
+    queued job."""
 
     frame_id: str
     spare_device_id: int
+    job_id: int
 
 
 @dataclass(frozen=True)
 class RouteCase:
     method: str
-    path: str  # the route template; {frame_id} and {device_id} are filled from Ctx
+    path: str  # the route template; {frame_id}, {device_id}, {job_id} are filled from Ctx
     expected: dict[str, int]
     request: Callable[[Ctx, str], dict[str, Any]] = lambda ctx, role: {}
 
@@ -156,6 +159,18 @@ ROLE_TABLE: list[RouteCase] = [
         {**ADMIN_ONLY, "admin": 404},
         lambda ctx, role: {"headers": CSRF},
     ),
+    RouteCase(
+        "POST",
+        "/api/v1/jobs",
+        {**ADMIN_ONLY, "admin": 201},
+        lambda ctx, role: {
+            "json": {"kind": "evaluate", "params": {"model_version": "1", "dataset": "/data/x"}}
+        },
+    ),
+    RouteCase("GET", "/api/v1/jobs", PERSON_READ),
+    RouteCase("GET", "/api/v1/jobs/{job_id}", PERSON_READ),
+    RouteCase("GET", "/api/v1/jobs/{job_id}/log", PERSON_READ),
+    RouteCase("POST", "/api/v1/jobs/{job_id}/cancel", ADMIN_ONLY),
 ]
 
 
@@ -191,7 +206,11 @@ def callers(app: FastAPI) -> Iterator[tuple[dict[str, TestClient], Ctx]]:
     assert dev.post("/api/v1/ingest", json={"frames": [frame]}).status_code == 200
     r = dev.put(f"/api/v1/frames/{frame['id']}/image", content=_jpeg())
     assert r.status_code == 200, r.text
-    yield clients, Ctx(frame_id=frame["id"], spare_device_id=spare.id)
+    with app_state(app).write_sessions() as session, session.begin():
+        job = job_store.enqueue(
+            session, kind="evaluate", params={}, created_by="test", max_attempts=1
+        )
+    yield clients, Ctx(frame_id=frame["id"], spare_device_id=spare.id, job_id=job.id)
     for c in clients.values():
         c.close()
 
@@ -202,7 +221,11 @@ def test_route_statuses_by_role(
 ) -> None:
     clients, ctx = callers
     path = case.path.format(
-        frame_id=ctx.frame_id, device_id=ctx.spare_device_id, version="1", task_id=999_999
+        frame_id=ctx.frame_id,
+        device_id=ctx.spare_device_id,
+        job_id=ctx.job_id,
+        version="1",
+        task_id=999_999,
     )
     got = {}
     for role in ROLES:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from visionloop.cli import datasets, edge, models, server, train, vision
+from visionloop.cli import datasets, edge, jobs, models, server, train, vision
 
 app = typer.Typer(
     name="visionloop",
@@ -24,3 +24,4 @@ models.register(app)
 edge.register(app)
 train.register(app)
 datasets.register(app)
+jobs.register(app)

@@ -7,6 +7,7 @@ fast.
 from __future__ import annotations
 
 import secrets
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -352,8 +353,38 @@ def demo(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = DEMO_HOST,
     port: Annotated[int, typer.Option(help="TCP port.")] = DEMO_PORT,
 ) -> None:
-    """Set up a demo store (admin, device; credentials printed once) and serve it on :8000."""
+    """Set up a demo store (admin, device; credentials printed once), start a job worker and serve
+    on :8000. Ctrl-C (or SIGTERM) stops the server and the worker."""
     settings = load_settings()
     creds = _demo_setup(settings)
     _print_demo_credentials(creds, f"http://{host}:{port}")
-    _run_server(settings, host=host, port=port, workers=1, reload=False)
+    with _worker_beside():
+        _run_server(settings, host=host, port=port, workers=1, reload=False)
+
+
+@contextmanager
+def _worker_beside() -> Iterator[None]:
+    """A ``visionloop worker`` process for as long as the block runs (the server, which returns
+    on Ctrl-C or SIGTERM); then it is stopped (SIGTERM: its job goes back to the queue) and
+    waited for."""
+    import subprocess
+
+    # uvicorn handles SIGINT and SIGTERM itself, then re-raises them once it has shut down: with
+    # Python's default SIGTERM action the process would die there, before the worker is stopped.
+    def leave(signum: int, _frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGINT, leave)
+    signal.signal(signal.SIGTERM, leave)
+    worker = subprocess.Popen([sys.executable, "-m", "visionloop", "worker"])
+    typer.echo(f"job worker started (pid {worker.pid})")
+    try:
+        yield
+    finally:
+        if worker.poll() is None:
+            worker.terminate()
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()

@@ -11,6 +11,7 @@ from sqlalchemy.orm import sessionmaker
 
 from visionloop import __version__
 from visionloop.config import Settings
+from visionloop.jobs.kinds import JobKinds, default_kinds
 from visionloop.server.blobs import BlobStore, LocalBlobStore
 from visionloop.server.bodies import BodyLimitMiddleware, BodyLimits
 from visionloop.server.csrf import CsrfMiddleware
@@ -18,7 +19,17 @@ from visionloop.server.dashboard import install_dashboard
 from visionloop.server.db import create_db_engine, is_sqlite, write_engine
 from visionloop.server.http_errors import install_error_handlers
 from visionloop.server.metrics import LatencyMiddleware, Metrics
-from visionloop.server.routes import auth, devices, frames, health, ingest, labeling, models, stats
+from visionloop.server.routes import (
+    auth,
+    devices,
+    frames,
+    health,
+    ingest,
+    jobs,
+    labeling,
+    models,
+    stats,
+)
 from visionloop.server.state import IngestGate, ServerState
 from visionloop.types import IngestBatch
 
@@ -31,13 +42,16 @@ RAW_BODY_MODELS: tuple[type[BaseModel], ...] = (IngestBatch,)
 def api_router() -> APIRouter:
     """Every ``/api/v1`` route. A new resource adds its module's router here."""
     router = APIRouter(prefix=API_PREFIX)
-    for module in (auth, devices, ingest, frames, stats, models, labeling):
+    for module in (auth, devices, ingest, frames, stats, models, labeling, jobs):
         router.include_router(module.router)
     return router
 
 
-def create_app(settings: Settings, *, blobs: BlobStore | None = None) -> FastAPI:
-    """A server app over the database and blob folder that ``settings`` name.
+def create_app(
+    settings: Settings, *, blobs: BlobStore | None = None, job_kinds: JobKinds | None = None
+) -> FastAPI:
+    """A server app over the database and blob folder that ``settings`` name. ``job_kinds`` are
+    the kinds of job it accepts (default: every kind visionloop ships).
 
     The database must already be migrated (``visionloop db upgrade``; ``visionloop serve`` does it).
     """
@@ -53,6 +67,7 @@ def create_app(settings: Settings, *, blobs: BlobStore | None = None) -> FastAPI
         metrics=metrics,
         serialize_writes=is_sqlite(settings.database_url),
         ingest_gate=IngestGate(serialize=is_sqlite(settings.database_url)),
+        job_kinds=job_kinds if job_kinds is not None else default_kinds(),
     )
 
     # No engine.dispose() at lifespan shutdown: several test clients may share one app, and a

@@ -354,3 +354,51 @@ CONF_COLUMNS = tuple(f"conf_{k}" for k in range(HISTOGRAM_BINS))
 
 frames_table = table(Frame)
 detections_table = table(Detection)
+
+
+class Job(Base):
+    """One unit of background work (see ``visionloop.jobs``): queued, then claimed by a worker,
+    which heartbeats while a subprocess runs it, and finished as succeeded, failed or cancelled.
+
+    ``log`` is the job's whole output (capped, see ``store.jobs``), deferred so that lists never
+    load it; ``log_tail`` holds its last lines for the job's page. ``worker_id`` and ``attempts``
+    together name the one claim allowed to write progress and the outcome.
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str] = mapped_column(String(500), default="")
+    log_tail: Mapped[str] = mapped_column(Text, default="")
+    log: Mapped[str] = mapped_column(Text, default="", deferred=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        # The claim reads queued and running jobs in id order; lists filter by status or kind.
+        Index("ix_jobs_status_id", "status", "id"),
+        Index("ix_jobs_kind_id", "kind", "id"),
+    )
+
+
+class JobSchedule(Base):
+    """When each periodic task of the workers' scheduler last ran: the row a worker updates to
+    take a tick, so that one worker of many runs it per period."""
+
+    __tablename__ = "job_schedules"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_run_at: Mapped[datetime]

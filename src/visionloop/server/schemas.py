@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from visionloop.server.auth import Role
+from visionloop.server.store.jobs import JobStatus
 from visionloop.types import FrameStats, Heartbeat, SampleReason
 
 
@@ -278,3 +279,47 @@ class LabelingStatsOut(BaseModel):
         description="Null when no production model is registered or the registry is unreachable."
     )
     versions: list[VersionReviewOut]
+
+
+class JobCreate(_In):
+    kind: str = Field(min_length=1, max_length=64, description="A registered job kind.")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="The kind's parameters (checked against its schema)."
+    )
+    max_attempts: int | None = Field(
+        default=None,
+        ge=1,
+        le=20,
+        description="Starts allowed; default VISIONLOOP_JOB_MAX_ATTEMPTS.",
+    )
+
+
+class JobOut(BaseModel):
+    id: int
+    kind: str
+    params: dict[str, Any]
+    status: JobStatus
+    progress: float = Field(description="0..1, as the job last reported it.")
+    message: str
+    result: dict[str, Any] | None = Field(description="The job's answer, once it succeeded.")
+    error: str | None = Field(description="Why it failed.")
+    created_by: str = Field(description="A user name, 'cli' or 'scheduler'.")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    attempts: int
+    max_attempts: int
+    worker_id: str | None
+    cancel_requested: bool
+
+
+class JobDetail(JobOut):
+    log_tail: str = Field(description="The last lines of the log (the whole log: /log).")
+
+
+class JobPageOut(BaseModel):
+    items: list[JobOut]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next (older) page; null on the last page."
+    )

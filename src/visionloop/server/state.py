@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import HTTPConnection
 
 from visionloop.config import Settings
+from visionloop.jobs.kinds import JobKinds, default_kinds
 from visionloop.server.blobs import BlobStore
 from visionloop.server.metrics import Metrics
 from visionloop.server.store.devices import AuthenticatedDevice
@@ -95,6 +96,7 @@ class ServerState:
     ingest_gate: IngestGate = field(default_factory=lambda: IngestGate(serialize=False))
     # Set once the label class list is known to be non-empty (it never empties again).
     label_classes_ready: threading.Event = field(default_factory=threading.Event)
+    job_kinds: JobKinds = field(default_factory=default_kinds)
     _write_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def write_lock(self) -> AbstractContextManager[object]:

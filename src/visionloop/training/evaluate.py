@@ -15,7 +15,7 @@ import contextlib
 import io
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,12 +209,14 @@ def evaluate(
     backend: BackendChoice = "auto",
     precision: Precision = "fp32",
     recall_conf: float = 0.25,
+    progress: Callable[[int, int], None] | None = None,
 ) -> EvalReport:
     """COCO mAP50, mAP50-95, per-class AP50 and recall of ``model`` on ``dataset``'s ``split``.
 
     ``model`` is an ONNX path (loaded with ``backend``/``precision``, thresholds as Ultralytics'
     ``val``) or an already loaded ``Detector`` (used with its own thresholds). ``dataset`` is a
-    YOLO dataset folder or its ``data.yaml``.
+    YOLO dataset folder or its ``data.yaml``. ``progress(done, total)`` is called after each
+    image.
     """
     started = time.perf_counter()
     files = split_files(Path(dataset), split)
@@ -273,6 +275,8 @@ def evaluate(
                     "score": float(score),
                 }
             )
+        if progress is not None:
+            progress(image_id, len(files.images))
     full = _coco_eval(gt, dets)
     operating = _coco_eval(gt, [d for d in dets if d["score"] >= recall_conf])
     counts = np.bincount([a["category_id"] for a in gt["annotations"]], minlength=nc)

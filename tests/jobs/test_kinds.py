@@ -1,0 +1,44 @@
+"""The registry of job kinds: parameters checked per kind, names unique, lookups that explain."""
+
+from __future__ import annotations
+
+import pytest
+
+from support.jobs import SLEEP, test_kinds
+from visionloop.errors import InvalidInputError
+from visionloop.jobs.evaluate import EVALUATE
+from visionloop.jobs.kinds import JobKinds, default_kinds, ref
+
+
+def test_validate_fills_defaults_and_names_bad_fields() -> None:
+    assert EVALUATE.validate({"model_version": "3", "dataset": "/d"}) == {
+        "model_version": "3",
+        "dataset": "/d",
+        "split": "test",
+        "backend": "auto",
+        "precision": "fp32",
+    }
+    with pytest.raises(InvalidInputError) as err:
+        EVALUATE.validate({"model_version": "3", "dataset": "/d", "backend": "cuda", "x": 1})
+    assert str(err.value).startswith(
+        "invalid params for job kind 'evaluate': params.backend: Input"
+    )
+    assert "params.x: Extra inputs are not permitted" in str(err.value)
+
+
+def test_kinds_are_unique_and_lookups_name_the_known_ones() -> None:
+    kinds = test_kinds()
+    assert list(kinds) == ["evaluate", "sleep"] and list(default_kinds()) == ["evaluate"]
+    with pytest.raises(ValueError, match="registered twice"):
+        kinds.add(SLEEP)
+    with pytest.raises(InvalidInputError, match=r"unknown job kind 'train' \(known: evaluate"):
+        kinds.kind("train")
+    with pytest.raises(InvalidInputError, match="unknown job kind train"):
+        kinds.only(["sleep", "train"])
+    assert list(kinds.only(["sleep"])) == ["sleep"]
+    assert list(JobKinds()) == []
+
+
+def test_ref_names_an_importable_object() -> None:
+    assert ref(SLEEP.run) == "support.jobs:run_sleep"
+    assert ref(EVALUATE.params) == "visionloop.jobs.evaluate:EvaluateParams"
