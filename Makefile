@@ -9,7 +9,7 @@ export YOLO_OFFLINE := 1
 DEMO_EXTRAS := server,postgres,openvino
 TEST_EXTRAS := server,postgres,openvino,train,dev
 
-.PHONY: demo test check install-demo install-test bench web web-dev web-types web-if-missing
+.PHONY: demo test check install-demo install-test bench web web-dev web-types web-if-missing web-screenshots
 
 $(VENV)/.installed-demo: pyproject.toml scripts/install.sh
 	VENV=$(VENV) scripts/install.sh $(DEMO_EXTRAS)
@@ -58,8 +58,11 @@ web-if-missing:
 	@test -f $(STATIC)/index.html || $(MAKE) web
 
 web-dev: web/node_modules/.package-lock.json
-	@echo "dashboard on http://localhost:3000, API from $${VISIONLOOP_DEV_API:-http://127.0.0.1:8000}"
+	@echo "dashboard on http://localhost:3000, API from $${WEB_DEV_API:-http://127.0.0.1:8000}"
 	cd web && npx --no-install next dev --port 3000
 
 web-types: web/node_modules/.package-lock.json
 	$(PY) scripts/web_types.py
+
+web-screenshots: $(VENV)/.installed-test web
+	DASHBOARD_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/web -q

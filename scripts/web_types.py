@@ -22,7 +22,7 @@ TYPES = WEB / "src" / "api" / "schema.d.ts"
 GENERATOR = WEB / "node_modules" / "openapi-typescript" / "bin" / "cli.js"
 HEADER = (
     "// Generated from the server's OpenAPI schema by scripts/web_types.py (make web-types).\n"
-    "// Do not edit: a changed route changes this file, and tests/web/test_api_types.py checks it.\n"
+    "// Do not edit: a changed route changes it; tests/web/test_api_types.py checks it.\n"
 )
 
 

@@ -1,8 +1,9 @@
 import type { NextConfig } from "next";
 import { PHASE_DEVELOPMENT_SERVER } from "next/constants";
 
-// The API that `next dev` forwards /api, /readyz and /healthz to (make web-dev).
-const devApi = process.env.VISIONLOOP_DEV_API ?? "http://127.0.0.1:8000";
+// The API that `next dev` forwards /api, /readyz and /healthz to (make web-dev). Not a
+// VISIONLOOP_* name: the server refuses settings it does not know.
+const devApi = process.env.WEB_DEV_API ?? "http://127.0.0.1:8000";
 
 export default function config(phase: string): NextConfig {
   const base: NextConfig = {

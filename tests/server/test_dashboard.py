@@ -62,7 +62,9 @@ def test_pages_and_assets_come_from_the_export(
     ],
     ids=["unknown-api", "api-root", "post-outside-api", "wrong-method", "delete-root"],
 )
-def test_the_api_keeps_its_json_errors(web: TestClient, method: str, path: str, status: int) -> None:
+def test_the_api_keeps_its_json_errors(
+    web: TestClient, method: str, path: str, status: int
+) -> None:
     r = web.request(method, path)
     assert r.status_code == status
     assert r.headers["content-type"] == "application/json"

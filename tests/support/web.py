@@ -5,11 +5,12 @@ that serves the built dashboard.
   ``scripts/install-browser.sh``; never ``playwright install``).
 - ``dashboard``: a ``Dashboard``: a live server on a fresh SQLite store seeded like a running line
   (a device with a heartbeat, frames from the synthetic line with images, so review tasks exist,
-  and an admin, a reviewer and a viewer, password ``TEST_PASSWORD``); ``.url``, ``.app``,
-  ``.api(role)`` (a signed-in TestClient).
+  a running and a queued job, and an admin, a reviewer and a viewer, password
+  ``TEST_PASSWORD``); ``.url``, ``.app``, ``.api(role)`` (a signed-in TestClient).
 
-Without the web build (``make web``) or Chromium these tests skip with the reason, except with
-``CI=true``, where they fail: CI must run them.
+``screenshot(page, name)`` keeps a screenshot in ``$DASHBOARD_SCREENSHOTS`` (``make
+web-screenshots``: docs/screenshots/). Without the web build (``make web``) or Chromium these
+tests skip with the reason, except with ``CI=true``, where they fail: CI must run them.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from visionloop.server.app import create_app
 from visionloop.server.dashboard import STATIC_DIR, dashboard_built
 from visionloop.server.model_catalog import ModelCatalog
 from visionloop.server.store import devices as device_store
+from visionloop.server.store import jobs as job_store
 from visionloop.training.registry import ModelVersion
 from visionloop.types import Heartbeat
 from visionloop.vision.synthetic.defects import CLASS_NAMES
@@ -57,7 +59,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# `make web-screenshots` sets it to docs/screenshots; otherwise screenshots are taken, not kept
+# (so that a test run leaves the working tree clean).
+SCREENSHOTS_ENV = "DASHBOARD_SCREENSHOTS"
 VIEWPORT = {"width": 1280, "height": 800}
 USERS = {"admin": "alice-admin", "reviewer": "rita-reviewer", "viewer": "victor-viewer"}
 PRODUCTION_VERSION = "3"
@@ -172,6 +176,30 @@ def seed_line(app: FastAPI, *, frames: int = SEEDED_FRAMES) -> str:
     return device.name
 
 
+def seed_jobs(app: FastAPI) -> None:
+    """Two evaluate jobs: job 1 running at 40 % with a log, job 2 queued behind it."""
+    state = app_state(app)
+    params = {"model_version": PRODUCTION_VERSION, "dataset": "/data/golden", "split": "val"}
+    with state.write_sessions() as session, session.begin():
+        for _ in range(2):
+            job_store.enqueue(
+                session, kind="evaluate", params=params, created_by="alice-admin", max_attempts=3
+            )
+    with state.write_sessions() as session, session.begin():
+        claimed = job_store.claim(
+            session, worker_id="worker-e2e", kinds=["evaluate"], lease_seconds=600
+        )
+        assert claimed is not None
+        job_store.heartbeat(
+            session,
+            claimed=claimed,
+            progress=0.4,
+            message="40/100 images",
+            log_chunk="loading model 3\nevaluating 100 images\n",
+            log_tail="loading model 3\nevaluating 100 images\n",
+        )
+
+
 @pytest.fixture
 def dashboard(
     tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
@@ -186,6 +214,7 @@ def dashboard(
     for role, name in USERS.items():
         add_user(app, name, role)
     device_name = seed_line(app)
+    seed_jobs(app)
     server = LiveServer(app)
     server.start()
     try:
@@ -207,5 +236,10 @@ def sign_in(page: Any, base_url: str, role: str, *, start: str = "/") -> None:
 
 
 def screenshot(page: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    """A full-page screenshot, kept as ``<$DASHBOARD_SCREENSHOTS>/<name>.png`` when that is set."""
+    folder = os.environ.get(SCREENSHOTS_ENV)
+    if not folder:
+        page.screenshot(full_page=True)
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)

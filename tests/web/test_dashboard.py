@@ -26,7 +26,9 @@ def page(browser: Any) -> Any:
     assert not errors, f"JavaScript errors on the page: {errors}"
 
 
-def test_signed_out_visitor_signs_in_and_returns_to_the_page(page: Any, dashboard: Dashboard) -> None:
+def test_signed_out_visitor_signs_in_and_returns_to_the_page(
+    page: Any, dashboard: Dashboard
+) -> None:
     page.goto(dashboard.url + "/?window=1h")
     page.wait_for_url("**/signin/?next=*")
     screenshot(page, "signin")
@@ -111,3 +113,48 @@ def test_reviewer_labels_a_task_with_the_keyboard(page: Any, dashboard: Dashboar
     labels = {c["class_name"]: c["labels"] for c in queue["labels_per_class"]}
     assert sum(labels.values()) == predicted
     assert labels.get("dent", 0) >= 1
+
+
+def test_admin_adds_a_device_and_sees_its_token_once(page: Any, dashboard: Dashboard) -> None:
+    sign_in(page, dashboard.url, "admin", start="/devices/")
+    page.get_by_label("New device name").fill("line3-cam1")
+    page.get_by_role("button", name="Add device").click()
+    token = page.get_by_test_id("token").inner_text()
+    assert len(token) >= 20
+    page.get_by_test_id("device-line3-cam1").wait_for()
+    screenshot(page, "devices")
+    page.get_by_role("button", name="Done").click()
+    assert page.get_by_test_id("token").count() == 0
+    row = page.get_by_test_id("device-line3-cam1")
+    row.get_by_role("button", name="Disable").click()
+    page.get_by_role("dialog").get_by_role("button", name="Disable").click()
+    row.get_by_text("disabled").wait_for()
+    with dashboard.api("viewer") as api:
+        devices = {d["name"]: d for d in api.get("/api/v1/devices").json()}
+    assert devices["line3-cam1"]["disabled"] is True
+
+
+def test_viewer_sees_devices_without_admin_controls(page: Any, dashboard: Dashboard) -> None:
+    sign_in(page, dashboard.url, "viewer", start="/devices/")
+    page.get_by_test_id(f"device-{dashboard.device_name}").wait_for()
+    assert page.get_by_role("button", name="Add device").count() == 0
+    assert page.get_by_role("button", name="Disable").count() == 0
+
+
+def test_jobs_show_progress_and_log_and_admin_cancels(page: Any, dashboard: Dashboard) -> None:
+    sign_in(page, dashboard.url, "admin", start="/jobs/")
+    running = page.get_by_test_id("job-1")
+    running.wait_for()
+    assert "running" in running.inner_text()
+    assert "40 %" in running.inner_text()
+    assert "queued" in page.get_by_test_id("job-2").inner_text()
+    running.click()
+    page.wait_for_url("**/jobs/?job=1")
+    assert "evaluating 100 images" in page.get_by_test_id("job-log").inner_text()
+    screenshot(page, "jobs")
+    page.get_by_test_id("job-2").click()
+    page.get_by_role("button", name="Cancel job").click()
+    page.get_by_role("dialog").get_by_role("button", name="Cancel job").click()
+    page.get_by_test_id("job-2").get_by_text("⏹ cancelled").wait_for()
+    with dashboard.api("viewer") as api:
+        assert api.get("/api/v1/jobs/2").json()["status"] == "cancelled"

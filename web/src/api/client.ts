@@ -16,6 +16,11 @@ export type LabelClass = Schemas["ClassOut"];
 export type Prediction = Schemas["PredictionOut"];
 export type LabelIn = Schemas["LabelIn"];
 export type Submission = Schemas["SubmissionOut"];
+export type DeviceCreated = Schemas["DeviceCreated"];
+export type Job = Schemas["JobOut"];
+export type JobDetail = Schemas["JobDetail"];
+export type JobPage = Schemas["JobPageOut"];
+export type JobStatus = Schemas["JobStatus"];
 
 export const CSRF_HEADER = "X-Visionloop-CSRF";
 export const SIGN_IN_PATH = "/signin/";
@@ -102,6 +107,20 @@ export const api = {
   statsSummary: (window: string) =>
     get<StatsSummary>(`/api/v1/stats/summary?window=${encodeURIComponent(window)}`),
   labelingStats: () => get<LabelingStats>("/api/v1/labeling/stats"),
+  addDevice: async (name: string): Promise<DeviceCreated> =>
+    (await request<DeviceCreated>("POST", "/api/v1/devices", { name })) as DeviceCreated,
+  rotateDevice: async (id: number): Promise<DeviceCreated> =>
+    (await request<DeviceCreated>("POST", `/api/v1/devices/${id}/rotate`)) as DeviceCreated,
+  setDeviceEnabled: async (id: number, enabled: boolean): Promise<Device> =>
+    (await request<Device>("POST", `/api/v1/devices/${id}/${enabled ? "enable" : "disable"}`)) as Device,
+  jobs: (filter: { status?: string; kind?: string; cursor?: string }) => {
+    const query = new URLSearchParams();
+    for (const [key, value] of Object.entries(filter)) if (value) query.set(key, value);
+    return get<JobPage>(`/api/v1/jobs${query.size ? `?${query.toString()}` : ""}`);
+  },
+  job: (id: number) => get<JobDetail>(`/api/v1/jobs/${id}`),
+  cancelJob: async (id: number): Promise<JobDetail> =>
+    (await request<JobDetail>("POST", `/api/v1/jobs/${id}/cancel`)) as JobDetail,
   /** The next task to label, leased to this reviewer; null when the queue is empty. */
   leaseNext: async (): Promise<Lease | null> =>
     (await request<Lease>("POST", "/api/v1/labeling/next")) ?? null,

@@ -1,4 +1,5 @@
 "use client";
+import type { ReactNode } from "react";
 import type { Device } from "@/api/client";
 import { count, fixed } from "@/lib/format";
 import { Empty, Skeleton } from "./States";
@@ -42,7 +43,7 @@ function offset(seconds: number | null): string {
 }
 
 /** Every device with its latest heartbeat; `devices` undefined = still loading. */
-export function DeviceTable({ devices }: { devices: Device[] | undefined }) {
+export function DeviceTable({ devices, actions }: { devices: Device[] | undefined; actions?: (device: Device) => ReactNode }) {
   const now = useNow(5000);
   return (
     <div className="table-wrap">
@@ -59,13 +60,14 @@ export function DeviceTable({ devices }: { devices: Device[] | undefined }) {
             <th scope="col" className="num" title="Server time minus the device's clock">Clock offset</th>
             <th scope="col">Model</th>
             <th scope="col">Last seen</th>
+            {actions && <th scope="col">Actions</th>}
           </tr>
         </thead>
         <tbody>
           {devices === undefined
             ? [0, 1].map((i) => (
                 <tr key={i}>
-                  {Array.from({ length: 10 }, (_, j) => (
+                  {Array.from({ length: actions ? 11 : 10 }, (_, j) => (
                     <td key={j}>
                       <Skeleton />
                     </td>
@@ -100,6 +102,7 @@ export function DeviceTable({ devices }: { devices: Device[] | undefined }) {
                     <td>
                       <RelativeTime iso={d.last_seen_at} />
                     </td>
+                    {actions && <td className="row-actions">{actions(d)}</td>}
                   </tr>
                 );
               })}

@@ -16,6 +16,7 @@ const NAV: { href: string; label: string; role: Role }[] = [
   { href: "/", label: "Overview", role: "viewer" },
   { href: "/review/", label: "Review", role: "reviewer" },
   { href: "/devices/", label: "Devices", role: "viewer" },
+  { href: "/jobs/", label: "Jobs", role: "viewer" },
 ];
 
 function isCurrent(pathname: string, href: string): boolean {
