@@ -235,6 +235,23 @@ def sign_in(page: Any, base_url: str, role: str, *, start: str = "/") -> None:
     page.wait_for_url(lambda url: "/signin" not in url)
 
 
+AXE = Path(__file__).resolve().parents[2] / "web" / "node_modules" / "axe-core" / "axe.min.js"
+AXE_FAILING_IMPACTS = ("serious", "critical")
+
+
+def accessibility_problems(page: Any) -> list[str]:
+    """axe-core's serious and critical violations on the page as it is now, one line each."""
+    if not AXE.is_file():
+        _missing(f"{AXE} is missing: run `make web` (npm ci)")
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("() => axe.run(document, { resultTypes: ['violations'] })")
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in result["violations"]
+        if v["impact"] in AXE_FAILING_IMPACTS
+    ]
+
+
 def screenshot(page: Any, name: str) -> None:
     """A full-page screenshot, kept as ``<$DASHBOARD_SCREENSHOTS>/<name>.png`` when that is set."""
     folder = os.environ.get(SCREENSHOTS_ENV)

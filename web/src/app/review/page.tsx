@@ -246,6 +246,11 @@ function Reviewer() {
             </p>
 
             <h2>Classes</h2>
+            {classes.length === 0 && (
+              <p className="note note-error">
+                ⚠ No classes yet: they come from the production model, or an admin adds them (<code>POST /api/v1/classes</code>).
+              </p>
+            )}
             <ol className="classes">
               {classes.map((c, i) => (
                 <li key={c.id}>
