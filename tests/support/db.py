@@ -358,7 +358,7 @@ def frame_record(
     model_version: str = "1",
     **overrides: Any,
 ) -> dict[str, Any]:
-    """One valid frame record as a JSON-ready dict (see DESIGN.md "Frame record")."""
+    """One valid frame record as a JSON-ready dict (see docs/design.md, "Frame record")."""
     ts = captured_at or datetime.now(UTC)
     record: dict[str, Any] = {
         "id": str(frame_id or uuid.uuid4()),
