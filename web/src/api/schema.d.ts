@@ -2195,6 +2195,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A labeling task's id. */
                 task_id: number;
             };
             cookie?: never;
@@ -2231,6 +2232,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A labeling task's id. */
                 task_id: number;
             };
             cookie?: never;
@@ -2271,6 +2273,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A labeling task's id. */
                 task_id: number;
             };
             cookie?: never;
@@ -2313,6 +2316,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A labeling task's id. */
                 task_id: number;
             };
             cookie?: never;
