@@ -82,6 +82,10 @@ def test_reviewer_labels_a_task_with_the_keyboard(page: Any, dashboard: Dashboar
     assert page.get_by_role("dialog", name="Keyboard shortcuts").is_visible()
     screenshot(page, "review-help")
     page.keyboard.press("Escape")
+    page.keyboard.press("+")
+    page.get_by_text("125 % · 0 resets").wait_for()
+    page.keyboard.press("0")
+    assert page.get_by_text("0 resets").count() == 0
 
     # Draw one box on the image, make it class 2 ("dent"), delete the first prediction.
     canvas = page.get_by_test_id("canvas").bounding_box()

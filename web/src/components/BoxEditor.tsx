@@ -1,8 +1,9 @@
 "use client";
 // The labeling canvas: the frame's image with an SVG of boxes over it, in image pixels (the SVG's
 // viewBox is the image's size, so boxes stay crisp at any display size). Drag on the image to draw,
-// drag a box to move it, drag a selected box's corner to resize it.
-import { useRef, useState, type PointerEvent as ReactPointerEvent } from "react";
+// drag a box to move it, drag a selected box's corner to resize it. Zoom with the wheel (at the
+// pointer) or +/-/0; pan with Alt+drag or the middle button.
+import { useEffect, useRef, useState, type PointerEvent as ReactPointerEvent } from "react";
 
 export type Box = {
   key: number;
@@ -22,7 +23,21 @@ export function classColor(classId: number): string {
 type Drag =
   | { kind: "draw"; start: [number, number] }
   | { kind: "move"; key: number; start: [number, number]; from: Box["xyxy"] }
-  | { kind: "resize"; key: number; corner: number; from: Box["xyxy"] };
+  | { kind: "resize"; key: number; corner: number; from: Box["xyxy"] }
+  | { kind: "pan"; client: [number, number]; from: View };
+
+/** Zoom factor and the canvas's offset in screen pixels (transform: translate, then scale). */
+type View = { z: number; x: number; y: number };
+const NO_ZOOM: View = { z: 1, x: 0, y: 0 };
+const MAX_ZOOM = 8;
+
+/** Zoom by `factor` keeping the point (px, py) of the viewport, in screen pixels, in place. */
+function zoomAt(view: View, factor: number, px: number, py: number): View {
+  const z = clamp(view.z * factor, 1, MAX_ZOOM);
+  if (z === 1) return NO_ZOOM;
+  const k = z / view.z;
+  return { z, x: px - (px - view.x) * k, y: py - (py - view.y) * k };
+}
 
 const MIN_SIDE = 3;
 
@@ -64,6 +79,40 @@ export function BoxEditor({
   const startBoxes = useRef<Box[]>(boxes);
   const nextKey = useRef(1_000_000);
   const [draft, setDraft] = useState<Box["xyxy"] | null>(null);
+  const [view, setView] = useState<View>(NO_ZOOM);
+  const frame = useRef<HTMLDivElement>(null);
+
+  // The wheel zooms at the pointer (a non-passive listener, so the page does not scroll).
+  useEffect(() => {
+    const element = frame.current;
+    if (!element) return;
+    const onWheel = (event: WheelEvent) => {
+      event.preventDefault();
+      const rect = element.getBoundingClientRect();
+      const factor = Math.exp(-event.deltaY * 0.0015);
+      setView((v) => zoomAt(v, factor, event.clientX - rect.left, event.clientY - rect.top));
+    };
+    element.addEventListener("wheel", onWheel, { passive: false });
+    return () => element.removeEventListener("wheel", onWheel);
+  }, []);
+
+  useEffect(() => {
+    const onKey = (event: KeyboardEvent) => {
+      const target = event.target;
+      if (target instanceof HTMLElement && ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName)) return;
+      if (event.ctrlKey || event.metaKey || event.altKey) return;
+      const rect = frame.current?.getBoundingClientRect();
+      const cx = (rect?.width ?? 0) / 2;
+      const cy = (rect?.height ?? 0) / 2;
+      if (event.key === "+" || event.key === "=") setView((v) => zoomAt(v, 1.25, cx, cy));
+      else if (event.key === "-") setView((v) => zoomAt(v, 0.8, cx, cy));
+      else if (event.key === "0") setView(NO_ZOOM);
+      else return;
+      event.preventDefault();
+    };
+    window.addEventListener("keydown", onKey);
+    return () => window.removeEventListener("keydown", onKey);
+  }, []);
 
   function toImage(event: ReactPointerEvent): [number, number] {
     const element = svg.current;
@@ -84,6 +133,10 @@ export function BoxEditor({
   function onPointerMove(event: ReactPointerEvent) {
     const d = drag.current;
     if (!d) return;
+    if (d.kind === "pan") {
+      setView({ z: d.from.z, x: d.from.x + event.clientX - d.client[0], y: d.from.y + event.clientY - d.client[1] });
+      return;
+    }
     const [x, y] = toImage(event);
     if (d.kind === "draw") {
       setDraft([d.start[0], d.start[1], x, y]);
@@ -116,7 +169,7 @@ export function BoxEditor({
     const d = drag.current;
     drag.current = null;
     svg.current?.releasePointerCapture(event.pointerId);
-    if (!d) return;
+    if (!d || d.kind === "pan") return;
     if (d.kind === "draw") {
       setDraft(null);
       const [x, y] = toImage(event);
@@ -134,7 +187,12 @@ export function BoxEditor({
   const handle = Math.max(5, width / 110);
   const drawn = selected === null ? boxes : [...boxes.filter((b) => b.key !== selected), ...boxes.filter((b) => b.key === selected)];
   return (
-    <div className="canvas" style={{ aspectRatio: `${width} / ${height}`, width: `min(100%, calc((100vh - 150px) * ${width / height}))` }}>
+    <div
+      ref={frame}
+      className="canvas-frame"
+      style={{ aspectRatio: `${width} / ${height}`, width: `min(100%, calc((100vh - 150px) * ${width / height}))` }}
+    >
+    <div className="canvas" style={{ transform: `translate(${view.x}px, ${view.y}px) scale(${view.z})` }}>
       {imageUrl ? (
         // eslint-disable-next-line @next/next/no-img-element -- a same-origin API image, not an asset
         <img src={imageUrl} alt="The frame to label" draggable={false} onLoad={onImageLoad} />
@@ -147,6 +205,10 @@ export function BoxEditor({
         preserveAspectRatio="none"
         data-testid="canvas"
         onPointerDown={(event) => {
+          if (event.button === 1 || event.altKey) {
+            begin(event, { kind: "pan", client: [event.clientX, event.clientY], from: view });
+            return;
+          }
           onSelect(null);
           begin(event, { kind: "draw", start: toImage(event) });
         }}
@@ -213,6 +275,8 @@ export function BoxEditor({
           />
         )}
       </svg>
+    </div>
+    {view.z > 1 && <span className="zoom-note">{Math.round(view.z * 100)} % · 0 resets</span>}
     </div>
   );
 }

@@ -34,7 +34,7 @@ export function ClassMix({ rows, windowLabel }: { rows: { name: string; value: n
 
 const W = 360;
 const H = 150;
-const PAD = { left: 44, right: 8, top: 8, bottom: 34 };
+const PAD = { left: 44, right: 16, top: 8, bottom: 34 };
 
 /** Confidence histogram with the edge agent's default threshold marked. */
 export function ConfidenceHistogram({

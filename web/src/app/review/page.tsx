@@ -16,6 +16,8 @@ const SHORTCUTS: [string, string][] = [
   ["Ctrl+Z", "undo"],
   ["Tab / Shift+Tab", "select the next / previous box (when no control has the focus)"],
   ["arrows (Shift: ×10)", "nudge the selected box by 1 px"],
+  ["+ / − / 0", "zoom in / out / reset (or the mouse wheel, at the pointer)"],
+  ["Alt+drag or middle button", "pan the zoomed image"],
   ["Esc", "deselect; close this help"],
   ["?", "show or hide this help"],
 ];
