@@ -196,8 +196,9 @@ def test_two_reviewers_at_once_get_different_tasks(browser: Any, dashboard: Dash
         ("reviewer", "/review/", "task-id"),
         ("admin", "/devices/", "device-line1-cam1"),
         ("admin", "/jobs/", "job-1"),
+        ("viewer", "/frames/", "frame-row"),
     ],
-    ids=["overview", "review", "devices", "jobs"],
+    ids=["overview", "review", "devices", "jobs", "frames"],
 )
 def test_pages_have_no_serious_accessibility_problems(
     page: Any, dashboard: Dashboard, role: str, path: str, ready: str
@@ -213,3 +214,34 @@ def test_sign_in_page_has_no_serious_accessibility_problems(
     page.goto(dashboard.url + "/signin/")
     page.get_by_label("User name").wait_for()
     assert accessibility_problems(page) == []
+
+
+def test_reviewer_sends_a_frame_to_review_from_the_frames_page(
+    page: Any, dashboard: Dashboard
+) -> None:
+    sign_in(page, dashboard.url, "reviewer", start="/frames/?sampled=true")
+    rows = page.get_by_test_id("frame-row")
+    rows.first.wait_for()
+    assert rows.count() == 6
+    rows.first.click()
+    page.wait_for_url("**/frames/?sampled=true&frame=*")
+    page.get_by_role("img", name=re.compile("^Frame ")).wait_for()
+    page.get_by_label("Why it needs review").fill("looks like a scratch")
+    page.get_by_role("button", name="Send to review").click()
+    sent = page.get_by_test_id("sent")
+    sent.wait_for()
+    task_id = int(re.search(r"task (\d+)", sent.inner_text()).group(1))  # type: ignore[union-attr]
+    screenshot(page, "frames")
+    with dashboard.api("viewer") as api:
+        stats = api.get("/api/v1/labeling/stats").json()
+    assert stats["totals"]["open"] == 6
+    assert task_id >= 1
+
+
+def test_viewer_reads_frames_without_sending_them_to_review(
+    page: Any, dashboard: Dashboard
+) -> None:
+    sign_in(page, dashboard.url, "viewer", start="/frames/")
+    page.get_by_test_id("frame-row").first.click()
+    page.get_by_role("img", name=re.compile("^Frame ")).wait_for()
+    assert page.get_by_role("button", name="Send to review").count() == 0

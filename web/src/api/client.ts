@@ -21,6 +21,25 @@ export type Job = Schemas["JobOut"];
 export type JobDetail = Schemas["JobDetail"];
 export type JobPage = Schemas["JobPageOut"];
 export type JobStatus = Schemas["JobStatus"];
+export type Frame = Schemas["FrameOut"];
+export type FrameDetail = Schemas["FrameDetail"];
+export type FramePage = Schemas["FramePageOut"];
+export type Task = Schemas["TaskOut"];
+
+export type FrameFilter = {
+  device_id?: string;
+  class_name?: string;
+  min_confidence?: string;
+  max_confidence?: string;
+  sampled?: string;
+  cursor?: string;
+};
+
+function queryString(values: Record<string, string | undefined>): string {
+  const query = new URLSearchParams();
+  for (const [key, value] of Object.entries(values)) if (value) query.set(key, value);
+  return query.size ? `?${query.toString()}` : "";
+}
 
 export const CSRF_HEADER = "X-Visionloop-CSRF";
 export const SIGN_IN_PATH = "/signin/";
@@ -113,11 +132,13 @@ export const api = {
     (await request<DeviceCreated>("POST", `/api/v1/devices/${id}/rotate`)) as DeviceCreated,
   setDeviceEnabled: async (id: number, enabled: boolean): Promise<Device> =>
     (await request<Device>("POST", `/api/v1/devices/${id}/${enabled ? "enable" : "disable"}`)) as Device,
-  jobs: (filter: { status?: string; kind?: string; cursor?: string }) => {
-    const query = new URLSearchParams();
-    for (const [key, value] of Object.entries(filter)) if (value) query.set(key, value);
-    return get<JobPage>(`/api/v1/jobs${query.size ? `?${query.toString()}` : ""}`);
-  },
+  jobs: (filter: { status?: string; kind?: string; cursor?: string }) => get<JobPage>(`/api/v1/jobs${queryString(filter)}`),
+  frames: (filter: FrameFilter) => get<FramePage>(`/api/v1/frames${queryString(filter)}`),
+  frame: (id: string) => get<FrameDetail>(`/api/v1/frames/${encodeURIComponent(id)}`),
+  classes: () => get<LabelClass[]>("/api/v1/classes"),
+  /** Send a frame to review; `created` is false when it already had an open task. */
+  sendToReview: async (frameId: string, note: string | null): Promise<Task> =>
+    (await request<Task>("POST", "/api/v1/labeling/tasks", { frame_id: frameId, note })) as Task,
   job: (id: number) => get<JobDetail>(`/api/v1/jobs/${id}`),
   cancelJob: async (id: number): Promise<JobDetail> =>
     (await request<JobDetail>("POST", `/api/v1/jobs/${id}/cancel`)) as JobDetail,
