@@ -254,6 +254,7 @@ def accessibility_problems(page: Any) -> list[str]:
 
 def screenshot(page: Any, name: str) -> None:
     """A full-page screenshot, kept as ``<$DASHBOARD_SCREENSHOTS>/<name>.png`` when that is set."""
+    page.wait_for_function("[...document.images].every((i) => i.complete && i.naturalWidth > 0)")
     folder = os.environ.get(SCREENSHOTS_ENV)
     if not folder:
         page.screenshot(full_page=True)

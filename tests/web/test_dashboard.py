@@ -197,8 +197,9 @@ def test_two_reviewers_at_once_get_different_tasks(browser: Any, dashboard: Dash
         ("admin", "/devices/", "device-line1-cam1"),
         ("admin", "/jobs/", "job-1"),
         ("viewer", "/frames/", "frame-row"),
+        ("viewer", "/live/", "live-tile"),
     ],
-    ids=["overview", "review", "devices", "jobs", "frames"],
+    ids=["overview", "review", "devices", "jobs", "frames", "live"],
 )
 def test_pages_have_no_serious_accessibility_problems(
     page: Any, dashboard: Dashboard, role: str, path: str, ready: str
@@ -245,3 +246,16 @@ def test_viewer_reads_frames_without_sending_them_to_review(
     page.get_by_test_id("frame-row").first.click()
     page.get_by_role("img", name=re.compile("^Frame ")).wait_for()
     assert page.get_by_role("button", name="Send to review").count() == 0
+
+
+def test_live_shows_the_latest_sampled_frames_and_opens_one(
+    page: Any, dashboard: Dashboard
+) -> None:
+    sign_in(page, dashboard.url, "viewer", start="/live/")
+    tiles = page.get_by_test_id("live-tile")
+    tiles.first.get_by_role("img").wait_for()
+    assert tiles.count() == 6
+    screenshot(page, "live")
+    tiles.first.click()
+    page.wait_for_url("**/frames/?frame=*")
+    page.get_by_role("img", name=re.compile("^Frame ")).wait_for()

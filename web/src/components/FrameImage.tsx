@@ -4,7 +4,7 @@ import { classColor } from "./BoxEditor";
 
 export function FrameImage({ frame }: { frame: FrameDetail }) {
   const { width, height } = frame;
-  const font = Math.max(10, width / 55);
+  const font = Math.max(10, width / 42);
   return (
     <div className="canvas-frame frame-image" style={{ aspectRatio: `${width} / ${height}` }}>
       {frame.image_url ? (

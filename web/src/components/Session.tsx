@@ -14,6 +14,7 @@ export function useUser(): User | undefined {
 
 const NAV: { href: string; label: string; role: Role }[] = [
   { href: "/", label: "Overview", role: "viewer" },
+  { href: "/live/", label: "Live", role: "viewer" },
   { href: "/frames/", label: "Frames", role: "viewer" },
   { href: "/review/", label: "Review", role: "reviewer" },
   { href: "/devices/", label: "Devices", role: "viewer" },
