@@ -775,10 +775,12 @@ export interface components {
             /** Sharpness */
             sharpness: number;
         };
-        /** HTTPValidationError */
+        /** Error */
         HTTPValidationError: {
-            /** Detail */
-            detail?: components["schemas"]["ValidationError"][];
+            /** @description What was wrong, in words a user acts on. */
+            detail: string;
+            /** @description Each bad field (validation errors only). */
+            errors?: components["schemas"]["ValidationError"][];
         };
         /**
          * Heartbeat
@@ -1309,18 +1311,12 @@ export interface components {
             name: string;
             role: components["schemas"]["Role"];
         };
-        /** ValidationError */
+        /** FieldError */
         ValidationError: {
-            /** Location */
-            loc: (string | number)[];
-            /** Message */
+            /** @description The field, e.g. frames[3].stats.brightness */
+            loc: string;
             msg: string;
-            /** Error Type */
             type: string;
-            /** Input */
-            input?: unknown;
-            /** Context */
-            ctx?: Record<string, never>;
         };
         /** VersionReviewOut */
         VersionReviewOut: {
@@ -1665,6 +1661,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A device's id. */
                 device_id: number;
             };
             cookie?: never;
@@ -1696,6 +1693,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A device's id. */
                 device_id: number;
             };
             cookie?: never;
@@ -1727,6 +1725,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A device's id. */
                 device_id: number;
             };
             cookie?: never;
@@ -2445,6 +2444,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A job's id. */
                 job_id: number;
             };
             cookie?: never;
@@ -2476,6 +2476,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A job's id. */
                 job_id: number;
             };
             cookie?: never;
@@ -2507,6 +2508,7 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description A job's id. */
                 job_id: number;
             };
             cookie?: never;
