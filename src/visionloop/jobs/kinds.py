@@ -113,5 +113,6 @@ class JobKinds(Mapping[str, JobKind[Any]]):
 def default_kinds() -> JobKinds:
     """Every kind visionloop ships."""
     from visionloop.jobs.evaluate import EVALUATE
+    from visionloop.jobs.train import TRAIN
 
-    return JobKinds([EVALUATE])
+    return JobKinds([EVALUATE, TRAIN])
