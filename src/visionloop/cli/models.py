@@ -94,21 +94,22 @@ def list_command(
     if not versions:
         typer.echo("no registered versions (visionloop models register FILE.onnx adds one)")
         return
-    table = Table(title="visionloop-detector versions")
-    columns = ("version", "aliases", "sha256", "mAP50", "mAP50-95", "gate", "dataset", "created")
-    for column in columns:
-        table.add_column(column)
+    table = Table(title="visionloop-detector versions", expand=False)
+    # aliases and times never wrap: narrow terminals squeeze the hash columns instead
+    for column in ("version", "aliases", "sha256", "mAP50", "mAP50-95", "gate", "dataset"):
+        table.add_column(column, no_wrap=column == "aliases")
+    table.add_column("created", no_wrap=True)
     for v in reversed(versions):
         m = v.metrics
         table.add_row(
             v.version,
             ", ".join(v.aliases) or "-",
-            v.sha256[:12],
+            v.sha256[:8],
             f"{m['map50']:.3f}" if "map50" in m else "-",
             f"{m['map50_95']:.3f}" if "map50_95" in m else "-",
             {True: "passed", False: "FAILED", None: "-"}[_gate_passed(v.tags)],
-            v.tags.get("dataset_digest", "-")[:12],
-            v.created_at.strftime("%Y-%m-%d %H:%M"),
+            v.tags.get("dataset_digest", "-")[:8],
+            v.created_at.strftime("%m-%d %H:%M"),
         )
     console = Console()
     console.print(table)
