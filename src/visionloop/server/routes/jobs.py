@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import PlainTextResponse
 
 from visionloop.server.deps import AdminUser, CurrentUser, SessionDep, StateDep, WriteSessionDep
@@ -16,6 +16,7 @@ from visionloop.server.store.jobs import JobStatus
 router = APIRouter(tags=["jobs"])
 
 MAX_PAGE = 500
+JobId = Annotated[int, Path(ge=1, le=2**63 - 1, description="A job's id.")]
 
 
 def job_out(job: Job) -> JobOut:
@@ -62,7 +63,7 @@ def list_jobs(
 
 
 @router.get("/jobs/{job_id}", response_model=JobDetail, summary="One job, with its log tail")
-def get_job(job_id: int, session: SessionDep, _user: CurrentUser) -> JobDetail:
+def get_job(job_id: JobId, session: SessionDep, _user: CurrentUser) -> JobDetail:
     return job_detail(job_store.get_job(session, job_id=job_id))
 
 
@@ -71,7 +72,7 @@ def get_job(job_id: int, session: SessionDep, _user: CurrentUser) -> JobDetail:
     response_class=PlainTextResponse,
     summary="A job's whole log (text/plain)",
 )
-def get_job_log(job_id: int, session: SessionDep, _user: CurrentUser) -> PlainTextResponse:
+def get_job_log(job_id: JobId, session: SessionDep, _user: CurrentUser) -> PlainTextResponse:
     return PlainTextResponse(job_store.job_log(session, job_id=job_id))
 
 
@@ -80,7 +81,7 @@ def get_job_log(job_id: int, session: SessionDep, _user: CurrentUser) -> PlainTe
     response_model=JobDetail,
     summary="Cancel a job (admin): a queued one never starts, a running one is stopped",
 )
-def cancel_job(job_id: int, session: WriteSessionDep, _admin: AdminUser) -> JobDetail:
+def cancel_job(job_id: JobId, session: WriteSessionDep, _admin: AdminUser) -> JobDetail:
     """A queued job is ``cancelled`` at once. A running one gets ``cancel_requested``; its worker
     stops its process within seconds and marks it ``cancelled``. A finished job: 409."""
     return job_detail(job_store.request_cancel(session, job_id=job_id))
