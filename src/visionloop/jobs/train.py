@@ -234,6 +234,10 @@ def run_train(params: TrainParams, ctx: JobContext) -> dict[str, Any]:
     if importlib.util.find_spec("ultralytics") is None:
         raise VisionloopError("train jobs need the train extra: pip install 'visionloop[train]'")
     import json
+    import os
+
+    # Read by Ultralytics at import: no progress bars in the job's log (our epoch lines stay).
+    os.environ.setdefault("YOLO_VERBOSE", "false")
 
     from visionloop.training.evaluate import dataset_digest
     from visionloop.training.gate import gate_report
