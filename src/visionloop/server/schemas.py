@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from visionloop.server.auth import Role
 from visionloop.server.store.jobs import JobStatus
-from visionloop.types import FrameStats, Heartbeat, SampleReason
+from visionloop.types import NO_NUL, FrameStats, Heartbeat, SampleReason
 
 
 class _In(BaseModel):
@@ -19,7 +19,7 @@ class _In(BaseModel):
 
 
 class LoginRequest(_In):
-    username: str = Field(min_length=1, max_length=128)
+    username: str = Field(min_length=1, max_length=128, pattern=NO_NUL)
     password: str = Field(min_length=1, max_length=1024)
 
 
@@ -30,7 +30,12 @@ class UserOut(BaseModel):
 
 
 class DeviceCreate(_In):
-    name: str = Field(min_length=1, max_length=128, description="A unique name, e.g. 'line1-cam2'.")
+    name: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=NO_NUL,
+        description="A unique name, e.g. 'line1-cam2'.",
+    )
 
 
 class DeviceOut(BaseModel):
@@ -149,7 +154,6 @@ def parse_window(text: str) -> timedelta:
 # --- labeling ------------------------------------------------------------------------------------
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
-NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL characters
 
 
 class ClassOut(BaseModel):
