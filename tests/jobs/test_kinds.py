@@ -41,16 +41,14 @@ def test_quantize_params() -> None:
 
 def test_kinds_are_unique_and_lookups_name_the_known_ones() -> None:
     kinds = test_kinds()
-    assert list(kinds) == ["evaluate", "quantize", "sleep"] and list(default_kinds()) == [
-        "evaluate",
-        "quantize",
-    ]
+    assert list(kinds) == ["evaluate", "train", "quantize", "sleep"]
+    assert list(default_kinds()) == ["evaluate", "train", "quantize"]
     with pytest.raises(ValueError, match="registered twice"):
         kinds.add(SLEEP)
-    with pytest.raises(InvalidInputError, match=r"unknown job kind 'train' \(known: evaluate"):
-        kinds.kind("train")
-    with pytest.raises(InvalidInputError, match="unknown job kind train"):
-        kinds.only(["sleep", "train"])
+    with pytest.raises(InvalidInputError, match=r"unknown job kind 'drift' \(known: evaluate"):
+        kinds.kind("drift")
+    with pytest.raises(InvalidInputError, match="unknown job kind drift"):
+        kinds.only(["sleep", "drift"])
     assert list(kinds.only(["sleep"])) == ["sleep"]
     assert list(JobKinds()) == []
 

@@ -114,5 +114,6 @@ def default_kinds() -> JobKinds:
     """Every kind visionloop ships."""
     from visionloop.jobs.evaluate import EVALUATE
     from visionloop.jobs.quantize import QUANTIZE
+    from visionloop.jobs.train import TRAIN
 
-    return JobKinds([EVALUATE, QUANTIZE])
+    return JobKinds([EVALUATE, TRAIN, QUANTIZE])

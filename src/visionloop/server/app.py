@@ -29,6 +29,7 @@ from visionloop.server.routes import (
     jobs,
     labeling,
     models,
+    retraining,
     stats,
 )
 from visionloop.server.state import IngestGate, ServerState
@@ -43,7 +44,7 @@ RAW_BODY_MODELS: tuple[type[BaseModel], ...] = (IngestBatch,)
 def api_router() -> APIRouter:
     """Every ``/api/v1`` route. A new resource adds its module's router here."""
     router = APIRouter(prefix=API_PREFIX)
-    for module in (auth, devices, ingest, frames, stats, models, labeling, jobs):
+    for module in (auth, devices, ingest, frames, stats, models, labeling, jobs, retraining):
         router.include_router(module.router)
     return router
 
