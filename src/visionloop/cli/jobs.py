@@ -98,7 +98,7 @@ def worker_command(
             engine=engine,
             settings=settings,
             kinds=chosen,
-            scheduler=Scheduler(default_schedule()),
+            scheduler=Scheduler(default_schedule(settings)),
             on_progress=on_progress,
         )
 

@@ -113,5 +113,7 @@ class JobKinds(Mapping[str, JobKind[Any]]):
 def default_kinds() -> JobKinds:
     """Every kind visionloop ships."""
     from visionloop.jobs.evaluate import EVALUATE
+    from visionloop.monitoring.alarms import ALERT_WEBHOOK
+    from visionloop.monitoring.jobs import DRIFT_CHECK
 
-    return JobKinds([EVALUATE])
+    return JobKinds([EVALUATE, DRIFT_CHECK, ALERT_WEBHOOK])

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from visionloop.config import Settings
 from visionloop.server.store import jobs as job_store
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,12 @@ class Periodic:
     run: Callable[[Session], None]
 
 
-def default_schedule() -> list[Periodic]:
-    """The periodic tasks visionloop ships (the retraining policy and drift checks plug in
+def default_schedule(settings: Settings) -> list[Periodic]:
+    """The periodic tasks visionloop ships: the drift checks (the retraining policy plugs in
     here)."""
-    return []
+    from visionloop.monitoring.jobs import drift_schedule
+
+    return [*drift_schedule(settings)]
 
 
 class Scheduler:
