@@ -1,5 +1,5 @@
 """``python -m visionloop`` runs the CLI."""
 
-from visionloop.cli import app
+from visionloop.cli import main
 
-app()
+main()

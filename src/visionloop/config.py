@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "VISIONLOOP_"
+SUPPORTED_DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
 
 # How the server orders review tasks (visionloop.server.labeling_strategy documents each).
 LabelingStrategy = Literal["uncertainty", "random", "hybrid"]
@@ -18,7 +31,7 @@ class Settings(BaseSettings):
     Paths left unset are derived from ``data_dir`` so that one variable moves the whole store.
     """
 
-    model_config = SettingsConfigDict(env_prefix="VISIONLOOP_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
     data_dir: Path = Field(
         default=Path("./var"),
@@ -197,6 +210,62 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"must be under a third of VISIONLOOP_JOB_LEASE_SECONDS ({lease:g}), so that a "
                 "live worker never loses its job to a takeover"
+            )
+        return value
+
+    @classmethod
+    def env_names(cls) -> set[str]:
+        """Every environment variable that sets a field (upper case), derived from the fields."""
+        names: set[str] = set()
+        for name, field in cls.model_fields.items():
+            alias = field.validation_alias
+            if isinstance(alias, str):
+                names.add(alias.upper())
+            elif isinstance(alias, AliasChoices):
+                names.update(c.upper() for c in alias.choices if isinstance(c, str))
+            else:
+                names.add(f"{ENV_PREFIX}{name}".upper())
+        return names
+
+    @classmethod
+    def unknown_env_names(cls, environ: Mapping[str, str]) -> list[str]:
+        """The ``VISIONLOOP_*`` variables of ``environ`` that set nothing (typos, old names)."""
+        known = cls.env_names()
+        return sorted(
+            k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known
+        )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_env(cls, data: Any) -> Any:
+        # pydantic-settings ignores prefixed variables that match no field; a typo such as
+        # VISIONLOOP_DATABASE_UR would silently leave the default in place.
+        unknown = cls.unknown_env_names(os.environ)
+        if unknown:
+            # Compared without the shared prefix, which would make every name look close.
+            known = {n.removeprefix(ENV_PREFIX): n for n in cls.env_names()}
+            problems = []
+            for name in unknown:
+                bare = name.upper().removeprefix(ENV_PREFIX)
+                close = difflib.get_close_matches(bare, sorted(known), n=1)
+                hint = f" (did you mean {known[close[0]]}?)" if close else ""
+                problems.append(f"unknown setting {name}{hint}")
+            raise ValueError("; ".join(problems))
+        return data
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if not value:
+            return value
+        scheme, sep, rest = value.partition("://")
+        if sep and scheme.lower() in ("postgres", "postgresql"):
+            # The driver we ship; SQLAlchemy's default for a bare postgresql:// is psycopg2.
+            return f"postgresql+psycopg://{rest}"
+        if not sep or scheme.lower() not in SUPPORTED_DATABASE_SCHEMES:
+            raise ValueError(
+                f"{scheme if sep else value!r} is not a supported database URL: use "
+                "sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
             )
         return value
 

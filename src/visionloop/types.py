@@ -61,7 +61,7 @@ class ModelInfo:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-# --- The frame record (edge -> server). See DESIGN.md "Frame record". ---------------------------
+# --- The frame record (edge -> server). See docs/design.md "Frame record". -----------------------
 
 SampleReason = Literal["uncertain", "audit", "drift"]
 

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from support.db import free_port
 from support.models import write_constant_model
 from visionloop.cli import app
 
@@ -83,3 +90,36 @@ def test_evaluate_prints_a_table_and_writes_json(env: Path) -> None:
     report = json.loads((env / "r.json").read_text())
     assert report["map50"] == pytest.approx(1.0)
     assert report["per_class"]["b"]["ap50"] == pytest.approx(1.0)
+
+
+def test_mlflow_ui_stops_its_children_on_sigterm(tmp_path: Path) -> None:
+    psutil = pytest.importorskip("psutil")
+    port = free_port()
+    env = {**os.environ, "VISIONLOOP_DATA_DIR": str(tmp_path / "var")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "visionloop", "mlflow-ui", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # Wait for the whole tree: visionloop -> mlflow server -> its uvicorn worker(s).
+        deadline = time.monotonic() + 120
+        tree: list[Any] = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            tree = psutil.Process(proc.pid).children(recursive=True)
+            if any(c.children() for c in tree):
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, "mlflow-ui exited early"
+        assert any(c.children() for c in tree), "the MLflow server did not start its workers"
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        _, alive = psutil.wait_procs(tree, timeout=5)
+        assert alive == [], f"left running: {[p.cmdline() for p in alive]}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

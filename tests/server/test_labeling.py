@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from support.db import app_state, count_rows, frame_record, signed_in_client
 from visionloop.server.model_catalog import ModelCatalog
+from visionloop.server.store import frames as frame_store
 from visionloop.training.registry import ModelVersion
 
 CSRF = {"X-Visionloop-CSRF": "1"}
@@ -62,13 +63,28 @@ def send_frame(
     image: bool = True,
 ) -> str:
     """Ingest one frame (and upload its image); returns its id."""
-    record = frame_record(sample_reason=reason, confidence=confidence, detections=detections)
+    record = frame_record(
+        sample_reason=reason, confidence=confidence, detections=detections, width=64, height=48
+    )
     r = device_client.post("/api/v1/ingest", json={"frames": [record]})
     assert r.status_code == 200, r.text
     if image:
         r = device_client.put(f"/api/v1/frames/{record['id']}/image", content=jpeg(seed))
         assert r.status_code == 200, r.text
     return str(record["id"])
+
+
+def unsampled_frame_with_image(app: FastAPI, device_client: TestClient, seed: int = 0) -> str:
+    """A frame with an image but no task, as `dataset import` makes them (the image route takes
+    images of sampled frames only, and those get their task at once)."""
+    frame_id = send_frame(device_client, reason=None, image=False, seed=seed)
+    state = app_state(app)
+    sha256 = state.blobs.put(jpeg(seed))
+    with state.write_sessions() as session, session.begin():
+        assert frame_store.set_frame_image(
+            session, frame_id=uuid.UUID(frame_id), sha256=sha256, content_type="image/jpeg"
+        )
+    return frame_id
 
 
 def lease(client: TestClient) -> dict[str, Any]:
@@ -88,7 +104,7 @@ def test_sampled_frame_becomes_one_task_when_its_image_arrives(
     app: FastAPI, device_client: TestClient, viewer_client: TestClient
 ) -> None:
     frame_id = send_frame(device_client)
-    send_frame(device_client, reason=None, seed=1)  # not sampled: no task
+    send_frame(device_client, reason=None, image=False, seed=1)  # not sampled: takes no image
     send_frame(device_client, image=False, seed=2)  # no image yet: no task
     assert count_rows(app, "label_tasks") == 1
     r = device_client.put(f"/api/v1/frames/{frame_id}/image", content=jpeg(0))  # again
@@ -119,7 +135,7 @@ def test_ingest_lease_submit_path(
     assert task["frame_id"] == frame_id
     assert task["reason"] == "uncertain"
     assert task["priority"] == pytest.approx(0.9)  # 1 - |2 * 0.55 - 1|
-    assert (task["width"], task["height"], task["model_version"]) == (640, 480, "1")
+    assert (task["width"], task["height"], task["model_version"]) == (64, 48, "1")
     assert task["image_url"] == f"/api/v1/frames/{frame_id}/image"
     assert reviewer_client.get(task["image_url"]).status_code == 200
     lease_end = datetime.fromisoformat(task["lease_expires_at"])
@@ -253,7 +269,7 @@ def test_manual_tasks_come_first_and_once(
     app: FastAPI, device_client: TestClient, reviewer_client: TestClient
 ) -> None:
     send_frame(device_client, confidence=0.5, seed=1)  # the most uncertain frame possible
-    plain = send_frame(device_client, reason=None, seed=2)
+    plain = unsampled_frame_with_image(app, device_client, seed=2)
     r = reviewer_client.post(
         "/api/v1/labeling/tasks", json={"frame_id": plain, "note": "missed dent"}, headers=CSRF
     )
@@ -376,3 +392,47 @@ def test_hybrid_strategy_penalises_near_duplicates(
         first, second = conn.execute(text("SELECT priority FROM label_tasks ORDER BY id")).scalars()
     assert first == pytest.approx(1.0)
     assert second == pytest.approx(0.5)  # 1 - 0.5 * 1 (identical hash) + 0.25 * 0 (same class)
+
+
+@pytest.mark.parametrize("task_id", ["0", "-1", str(2**64), "abc"])
+def test_impossible_task_ids_are_422(reviewer_client: TestClient, task_id: str) -> None:
+    r = reviewer_client.post(f"/api/v1/labeling/tasks/{task_id}/release", headers=CSRF)
+    assert r.status_code == 422
+    assert r.json()["detail"]
+
+
+def test_without_a_production_model_the_class_list_starts_empty(
+    app: FastAPI, viewer_client: TestClient, admin_client: TestClient
+) -> None:
+    class _Empty:
+        def production(self) -> None:
+            return None
+
+    app.state.model_catalog = ModelCatalog(
+        app_state(app).settings, registry_factory=lambda _s: _Empty()
+    )
+    assert viewer_client.get("/api/v1/classes").json() == []
+    r = admin_client.post("/api/v1/classes", json={"name": "chip"}, headers=CSRF)
+    assert r.json() == {"id": 0, "name": "chip"}
+    assert viewer_client.get("/api/v1/classes").json() == [{"id": 0, "name": "chip"}]
+    assert viewer_client.get("/api/v1/labeling/stats").json()["since_production"] is None
+
+
+def test_text_with_nul_characters_is_422(
+    app: FastAPI, device_client: TestClient, reviewer_client: TestClient, admin_client: TestClient
+) -> None:
+    frame_id = unsampled_frame_with_image(app, device_client)
+    r = admin_client.post("/api/v1/classes", json={"name": "a\x00b"}, headers=CSRF)
+    assert r.status_code == 422
+    r = reviewer_client.post(
+        "/api/v1/labeling/tasks", json={"frame_id": frame_id, "note": "\x00"}, headers=CSRF
+    )
+    assert r.status_code == 422
+    task = reviewer_client.post(
+        "/api/v1/labeling/tasks", json={"frame_id": frame_id}, headers=CSRF
+    ).json()
+    assert lease(reviewer_client)["task"]["id"] == task["id"]
+    r = reviewer_client.post(
+        f"/api/v1/labeling/tasks/{task['id']}/skip", json={"reason": "x\x00"}, headers=CSRF
+    )
+    assert r.status_code == 422

@@ -1,5 +1,7 @@
 """Eight reviewers leasing and submitting at once against one live server: every task is leased
-to one reviewer at a time and none is lost, on SQLite and PostgreSQL.
+to one reviewer at a time and none is lost, on SQLite and PostgreSQL. Every fourth lease is
+released, so tasks also change hands; a task held by two reviewers at once would show as a
+failed submit (409) or two submissions of one task.
 
 The default run does 8 threads x 25 cycles; the full 8 x 100 of the issue runs under the ``slow``
 marker (``pytest -m slow tests/server/test_labeling_concurrency.py``).
@@ -8,6 +10,7 @@ marker (``pytest -m slow tests/server/test_labeling_concurrency.py``).
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -74,7 +77,8 @@ def reviewer_token(app: FastAPI, name: str) -> str:
 
 
 def run_reviewers(app: FastAPI, url: str, cycles: int) -> list[tuple[str, int]]:
-    """Each thread leases and submits ``cycles`` times; returns (reviewer, task id) per lease."""
+    """Each thread submits ``cycles`` tasks (releasing every fourth lease); returns
+    (reviewer, task id) per lease."""
     tokens = [reviewer_token(app, f"reviewer-{i}") for i in range(THREADS)]
     leases: list[tuple[str, int]] = []
     errors: list[str] = []
@@ -89,19 +93,31 @@ def run_reviewers(app: FastAPI, url: str, cycles: int) -> list[tuple[str, int]]:
             timeout=60,
         ) as client:
             start.wait()
-            for _ in range(cycles):
+            done = attempt = 0
+            while done < cycles:
+                attempt += 1
                 r = client.post("/api/v1/labeling/next")
+                if r.status_code == 204 and attempt < 100 * cycles:
+                    time.sleep(0.01)  # the last open tasks are held, one about to be released
+                    continue
                 if r.status_code != 200:
                     errors.append(f"next: {r.status_code} {r.text}")
                     return
                 task_id = r.json()["task"]["id"]
                 with lock:
                     leases.append((f"reviewer-{i}", task_id))
+                if attempt % 4 == 0:  # give every fourth task back: someone else leases it
+                    r = client.post(f"/api/v1/labeling/tasks/{task_id}/release")
+                    if r.status_code != 204:
+                        errors.append(f"release {task_id}: {r.status_code} {r.text}")
+                        return
+                    continue
                 labels = [{"class_id": i % 2, "xyxyn": [0.1, 0.1, 0.5, 0.5]}]
                 r = client.post(f"/api/v1/labeling/tasks/{task_id}/submit", json={"labels": labels})
                 if r.status_code != 200:
                     errors.append(f"submit {task_id}: {r.status_code} {r.text}")
                     return
+                done += 1
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(THREADS)]
     for t in threads:
@@ -116,10 +132,11 @@ def check(app: FastAPI, url: str, cycles: int) -> None:
     n = THREADS * cycles
     seed_tasks(app, n)
     leases = run_reviewers(app, url, cycles)
-    assert len(leases) == n
-    twice = [task for task, count in Counter(t for _, t in leases).items() if count > 1]
-    assert twice == [], "tasks leased to two reviewers"
-    assert Counter(who for who, _ in leases) == {f"reviewer-{i}": cycles for i in range(THREADS)}
+    # A released task is leased again (by anyone); a submitted one never: so every task was
+    # leased at most once per release, and its submit (only by the holder) never failed.
+    times_leased = Counter(task for _, task in leases)
+    assert len(times_leased) == n
+    assert len(leases) > n
     assert count_rows(app, "label_submissions") == n
     with app_state(app).engine.connect() as conn:
         statuses = dict(

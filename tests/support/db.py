@@ -9,8 +9,8 @@ Fixtures (function scope unless said):
   a message; with ``CI=true`` it fails them. Select one side with ``-k sqlite`` or
   ``-m "not postgres"``.
 - ``sqlite_url``: the SQLite side only, for tests that need no second database.
-- ``settings``: ``Settings`` with ``data_dir=tmp_path`` and ``database_url=db_url``; other
-  ``VISIONLOOP_*`` variables of the environment are cleared.
+- ``settings``: ``Settings`` with ``data_dir=tmp_path`` and ``database_url=db_url`` (the
+  autouse ``clean_environ`` of tests/conftest.py has cleared ``VISIONLOOP_*`` and ``MLFLOW_*``).
 - ``app``: ``create_app(settings)``; ``client``: a ``TestClient`` on it, with no credentials but
   the dashboard's CSRF header (``CSRF_HEADERS``), so that it can sign in.
 - ``device``: a ``DeviceCredentials`` (id, name, token) of an enabled device named ``cam1``;
@@ -25,7 +25,8 @@ Helpers: ``CSRF_HEADERS``, ``add_device``, ``add_user``, ``signed_in_client``, `
 (one valid frame record as a JSON-ready dict), ``frame_batch``, ``count_rows``, ``app_state``
 (an app's ``ServerState``: engine, session factories, settings), ``free_port``.
 ``VISIONLOOP_TEST_PG_URL`` points the PostgreSQL side at another server (default
-postgres@127.0.0.1:5432).
+postgres@127.0.0.1:5432); it is read when this module loads, before each test's environment is
+cleared.
 """
 
 from __future__ import annotations
@@ -175,11 +176,8 @@ def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Settings over ``tmp_path`` and ``db_url``, untouched by the caller's environment."""
-    for key in list(os.environ):
-        if key.startswith("VISIONLOOP_") and key != "VISIONLOOP_TEST_PG_URL":
-            monkeypatch.delenv(key)
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    """Settings over ``tmp_path`` and ``db_url`` (tests/conftest.py clears the environment)."""
     return Settings(data_dir=tmp_path, database_url=db_url)
 
 
@@ -358,7 +356,7 @@ def frame_record(
     model_version: str = "1",
     **overrides: Any,
 ) -> dict[str, Any]:
-    """One valid frame record as a JSON-ready dict (see DESIGN.md "Frame record")."""
+    """One valid frame record as a JSON-ready dict (see docs/design.md, "Frame record")."""
     ts = captured_at or datetime.now(UTC)
     record: dict[str, Any] = {
         "id": str(frame_id or uuid.uuid4()),

@@ -184,6 +184,14 @@ def test_empty_registry(tmp_path: Path) -> None:
         registry.get("1")
 
 
+@pytest.mark.parametrize("version", ["9" * 30, "9223372036854775808", "\u00b2", "\u0661", "-1", ""])
+def test_a_version_that_cannot_exist_is_not_found(tmp_path: Path, version: str) -> None:
+    # Found by the fuzzer: a 30-digit version reached MLflow's store and came back as a 503.
+    registry = Registry.from_settings(Settings(data_dir=tmp_path / "var"))
+    with pytest.raises(NotFoundError, match="versions are numbers"):
+        registry.get(version)
+
+
 def test_ensure_baseline_only_fills_an_empty_registry(tmp_path: Path) -> None:
     registry = Registry.from_settings(Settings(data_dir=tmp_path / "var"))
     assert ensure_baseline(registry, tmp_path / "missing.onnx") is None

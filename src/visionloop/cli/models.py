@@ -6,14 +6,18 @@ MLflow and the evaluation code are imported inside the commands (seconds of impo
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -129,6 +133,12 @@ def register_command(
             typer.echo(f"error: --tag must be KEY=VALUE, got {item!r}", err=True)
             raise typer.Exit(2)
         tags[key] = value
+    from visionloop.training.registry import ALIASES
+
+    if alias is not None and alias not in ALIASES:  # checked before anything is registered
+        raise typer.BadParameter(
+            f"must be one of {', '.join(ALIASES)}, got {alias!r}", param_hint="'--alias'"
+        )
     try:
         registry = _registry()
         version = registry.register(onnx, tags=tags, description=description)
@@ -215,7 +225,7 @@ def evaluate_command(
 
 def mlflow_ui_command(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 5000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 5000,
 ) -> None:
     """Open MLflow's own UI on visionloop's store (one worker, no job execution)."""
     settings = load_settings()
@@ -231,11 +241,46 @@ def mlflow_ui_command(
         command += ["--default-artifact-root", settings.mlflow_artifacts_path.resolve().as_uri()]
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     typer.echo(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C stops it")
-    proc = subprocess.Popen(command, env=env)
+    # Its own process group, so that stopping reaches every process MLflow starts (its web
+    # workers), and we decide when: on SIGTERM, SIGINT or SIGHUP to this process.
+    proc = subprocess.Popen(command, env=env, start_new_session=True)
+    code = 0
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        raise _Stop(signum)
+
+    handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {s: signal.signal(s, on_signal) for s in handled}
     try:
         code = proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()  # also when only this process got the signal
-        proc.wait(timeout=30)
+    except _Stop:
         code = 0
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        _stop_group(proc)
     raise typer.Exit(code)
+
+
+class _Stop(Exception):
+    """A stop signal arrived while waiting for the MLflow server."""
+
+
+def _stop_group(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
+    """SIGTERM to the server's whole process group; SIGKILL to what is left after ``timeout_s``."""
+    group = proc.pid  # start_new_session: the group id is the leader's pid
+    try:
+        os.killpg(group, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the leader so that it does not linger as a zombie
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
+    proc.wait()

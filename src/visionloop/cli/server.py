@@ -54,11 +54,17 @@ def _engine(settings: Settings) -> Engine:
 
 
 def _migrate(settings: Settings) -> None:
+    """Apply pending migrations; a database that cannot be opened is a one-line error."""
+    from sqlalchemy.exc import OperationalError
+
+    from visionloop.server.db import connect_error
     from visionloop.server.migrate import upgrade
 
     engine = _engine(settings)
     try:
         upgrade(engine)
+    except OperationalError as exc:
+        raise connect_error(settings.database_url, exc) from exc
     finally:
         engine.dispose()
 
@@ -126,7 +132,7 @@ def _safe_url(settings: Settings) -> str:
 
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
     reload: Annotated[bool, typer.Option(help="Restart on code changes (development).")] = False,
 ) -> None:
@@ -351,7 +357,7 @@ def _print_demo_credentials(creds: DemoCredentials, url: str) -> None:
 
 def demo(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = DEMO_HOST,
-    port: Annotated[int, typer.Option(help="TCP port.")] = DEMO_PORT,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = DEMO_PORT,
 ) -> None:
     """Set up a demo store (admin, device; credentials printed once), start a job worker and serve
     on :8000. Ctrl-C (or SIGTERM) stops the server and the worker."""

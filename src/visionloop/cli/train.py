@@ -69,6 +69,7 @@ def train_command(
             "error: training needs the 'train' extra (pip install 'visionloop[train]')", err=True
         )
         raise typer.Exit(2)
+    _check_device(device)
     from visionloop.training.train import BatchReport, EpochReport, train
 
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -133,6 +134,30 @@ def train_command(
     _evaluate_and_register(
         result, data=data, split=split, register_model=register_model, console=console
     )
+
+
+def _check_device(device: str) -> None:
+    """Refuse a device this machine lacks before anything starts (Ultralytics would raise deep
+    inside training)."""
+    if device.strip().lower() in ("cpu", "mps"):
+        return
+    indexes = [d.strip() for d in device.split(",")]
+    if not all(d.isdigit() for d in indexes):
+        raise typer.BadParameter(
+            f"expected cpu or CUDA device indexes such as 0 or 0,1, got {device!r}",
+            param_hint="'--device'",
+        )
+    import torch
+
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    missing = [d for d in indexes if int(d) >= available]
+    if missing:
+        where = (
+            f"this machine has {available} CUDA device(s)"
+            if available
+            else "CUDA is not available here"
+        )
+        raise typer.BadParameter(f"{device}: {where}; use --device cpu", param_hint="'--device'")
 
 
 def _evaluate_and_register(

@@ -1,4 +1,4 @@
-"""Building the frame record (DESIGN.md "Frame record") from one frame's detections and stats."""
+"""Building the frame record (docs/design.md) from one frame's detections and stats."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from visionloop.server.blobs import BlobStore, LocalBlobStore
 from visionloop.server.bodies import BodyLimitMiddleware, BodyLimits
 from visionloop.server.csrf import CsrfMiddleware
 from visionloop.server.db import create_db_engine, is_sqlite, write_engine
+from visionloop.server.docs import install_docs
 from visionloop.server.http_errors import install_error_handlers
 from visionloop.server.metrics import LatencyMiddleware, Metrics
 from visionloop.server.routes import (
@@ -77,9 +78,12 @@ def create_app(
         title="visionloop",
         version=__version__,
         summary="Edge detections in, a labeled and retrained model out.",
+        docs_url=None,  # served from packaged assets by install_docs, not from a CDN
+        redoc_url=None,
     )
     app.state.server = state
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(health.router)
     app.include_router(api_router())
     install_openapi(app)

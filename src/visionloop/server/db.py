@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from visionloop.errors import UnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +41,24 @@ def create_db_engine(url: str, *, pool_size: int = 8) -> Engine:
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def connect_error(url: str, exc: OperationalError) -> UnavailableError:
+    """A one-line, actionable error for a database that cannot be opened (a PostgreSQL database
+    nobody created, a server that is down, a SQLite file that cannot be opened)."""
+    parsed = make_url(url)
+    lines = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+    reason = lines[0] if lines else type(exc).__name__
+    missing = re.search(r'database "([^"]+)" does not exist', str(exc))
+    if parsed.get_backend_name() == "postgresql" and missing:
+        host, port = parsed.host or "localhost", parsed.port or 5432
+        user = f" -U {parsed.username}" if parsed.username else ""
+        return UnavailableError(
+            f'PostgreSQL database "{missing.group(1)}" does not exist on {host}:{port}; '
+            f"create it with: createdb -h {host} -p {port}{user} {missing.group(1)}"
+        )
+    safe = parsed.render_as_string(hide_password=True)
+    return UnavailableError(f"cannot open the database {safe}: {reason}")
 
 
 def write_engine(engine: Engine) -> Engine:

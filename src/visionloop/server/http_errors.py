@@ -100,9 +100,53 @@ async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal server error"}, status_code=500)
 
 
+# What the 422 answers above look like, replacing FastAPI's default (a list of pydantic errors)
+# in the OpenAPI schema, so that clients and fuzzers check answers against the real shape.
+_ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {"type": "string", "description": "What was wrong, in words a user acts on."},
+        "errors": {
+            "type": "array",
+            "items": {"$ref": "#/components/schemas/ValidationError"},
+            "description": "Each bad field (validation errors only).",
+        },
+    },
+}
+_FIELD_ERROR_SCHEMA: dict[str, Any] = {
+    "title": "FieldError",
+    "type": "object",
+    "required": ["loc", "msg", "type"],
+    "properties": {
+        "loc": {"type": "string", "description": "The field, e.g. frames[3].stats.brightness"},
+        "msg": {"type": "string"},
+        "type": {"type": "string"},
+    },
+}
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Make the OpenAPI schema describe the error bodies this module writes."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()  # cached by FastAPI; the edit below is idempotent
+        components = schema.get("components", {}).get("schemas", {})
+        if "HTTPValidationError" in components:
+            components["HTTPValidationError"] = _ERROR_SCHEMA
+            components["ValidationError"] = _FIELD_ERROR_SCHEMA
+        return schema
+
+    # FastAPI's documented way to change the schema ("Extending OpenAPI").
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the translations above on ``app``."""
+    """Register the translations above on ``app`` and document their shape in its schema."""
     app.add_exception_handler(VisionloopError, _visionloop_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(Exception, _unexpected)
+    _document_errors(app)

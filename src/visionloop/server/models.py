@@ -249,6 +249,7 @@ class ClassRollup(Base):
 
 # Task states that hold a frame's one active task (the unique partial index below).
 ACTIVE_TASK_WHERE = "status IN ('open', 'leased')"
+ACTIVE_AUDIT_WHERE = "status IN ('open', 'leased') AND reason = 'audit'"
 
 
 class LabelClass(Base):
@@ -307,13 +308,13 @@ class LabelTask(Base):
             sqlite_where=text(ACTIVE_TASK_WHERE),
             postgresql_where=text(ACTIVE_TASK_WHERE),
         ),
-        # The audit share: the oldest active audit task.
+        # The audit share: the oldest active audit task. Only those rows, so that planners pick
+        # it even when there are none (an index on reason let SQLite scan every task instead).
         Index(
-            "ix_label_tasks_reason_queue",
-            "reason",
+            "ix_label_tasks_audit_queue",
             "id",
-            sqlite_where=text(ACTIVE_TASK_WHERE),
-            postgresql_where=text(ACTIVE_TASK_WHERE),
+            sqlite_where=text(ACTIVE_AUDIT_WHERE),
+            postgresql_where=text(ACTIVE_AUDIT_WHERE),
         ),
         Index("ix_label_tasks_device_id", "device_id", "id"),
     )

@@ -149,6 +149,7 @@ def parse_window(text: str) -> timedelta:
 # --- labeling ------------------------------------------------------------------------------------
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL characters
 
 
 class ClassOut(BaseModel):
@@ -157,12 +158,16 @@ class ClassOut(BaseModel):
 
 
 class ClassCreate(_In):
-    name: str = Field(min_length=1, max_length=64, description="A new class, e.g. 'chip'.")
+    name: str = Field(
+        min_length=1, max_length=64, pattern=NO_NUL, description="A new class, e.g. 'chip'."
+    )
 
 
 class ManualTaskCreate(_In):
     frame_id: uuid.UUID = Field(description="A frame that has an image.")
-    note: str | None = Field(default=None, max_length=2000, description="Why it needs review.")
+    note: str | None = Field(
+        default=None, max_length=2000, pattern=NO_NUL, description="Why it needs review."
+    )
 
 
 class TaskOut(BaseModel):
@@ -202,7 +207,9 @@ class LeaseOut(BaseModel):
 
 
 class SkipRequest(_In):
-    reason: str = Field(min_length=1, max_length=500, description="Why it cannot be labeled.")
+    reason: str = Field(
+        min_length=1, max_length=500, pattern=NO_NUL, description="Why it cannot be labeled."
+    )
 
 
 class LabelIn(_In):

@@ -37,6 +37,7 @@ STAGING = "staging"
 ALIASES = (PRODUCTION, STAGING)
 REGISTER_EXPERIMENT = "visionloop-registry"
 HISTORY_LIMIT = 50
+MAX_VERSION = 2**63 - 1
 METRIC_TAGS = ("map50", "map50_95", "precision", "recall")
 """Tags read back as float metrics (plus any ``<class>_ap50`` / ``<class>_recall``)."""
 
@@ -120,6 +121,9 @@ class Registry:
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
             from mlflow.tracking import MlflowClient
 
+            # "Creating initial MLflow database tables..." on every new local store is noise on
+            # a command's stderr (where a failing command prints its one-line error).
+            logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
             self._client_obj = MlflowClient(
                 tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
             )
@@ -264,7 +268,9 @@ class Registry:
         from mlflow.exceptions import MlflowException
 
         version = str(version).strip()
-        if not version.isdigit():
+        # ASCII digits only ("²" is a digit to str.isdigit), and within the 64-bit integer MLflow
+        # stores: anything else cannot name a version (it reached the store as a 503 before).
+        if not (version.isascii() and version.isdigit()) or int(version) > MAX_VERSION:
             raise NotFoundError(f"model version {version!r} does not exist (versions are numbers)")
         try:
             mv = self._client.get_model_version(self.name, version)

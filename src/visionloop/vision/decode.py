@@ -1,6 +1,6 @@
 """Decoding of Ultralytics detector outputs into boxes, with class-aware NMS (pure numpy + OpenCV).
 
-Two output layouts exist (see DESIGN.md, "Model artifact"):
+Two output layouts exist (see docs/design.md, "Model artifact"):
 
 - ``raw``: ``[1, 4 + nc, N]`` from YOLOv8/YOLO11 heads: rows ``cx, cy, w, h`` in model-input
   pixels then one score per class; needs NMS. Decoded exactly as Ultralytics'

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 
 from visionloop.errors import VisionloopError
 from visionloop.server.deps import (
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["labeling"])
 
 CatalogDep = Annotated[ModelCatalog, Depends(model_catalog)]
+TaskId = Annotated[int, Path(ge=1, le=2**63 - 1, description="A labeling task's id.")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +202,7 @@ def lease_next(
     summary="Give a leased task back, unlabeled",
     responses={409: {"description": "Not leased to you"}},
 )
-def release_task(task_id: int, session: WriteSessionDep, user: ReviewerUser) -> None:
+def release_task(task_id: TaskId, session: WriteSessionDep, user: ReviewerUser) -> None:
     store.release(session, task_id=task_id, user_id=user.id)
 
 
@@ -212,7 +213,7 @@ def release_task(task_id: int, session: WriteSessionDep, user: ReviewerUser) -> 
     responses={409: {"description": "Not leased to you"}},
 )
 def skip_task(
-    task_id: int, body: SkipRequest, session: WriteSessionDep, user: ReviewerUser
+    task_id: TaskId, body: SkipRequest, session: WriteSessionDep, user: ReviewerUser
 ) -> None:
     store.skip(session, task_id=task_id, user_id=user.id, reason=body.reason)
 
@@ -224,7 +225,7 @@ def skip_task(
     responses={409: {"description": "Not leased to you (the lease was lost)"}},
 )
 def submit_task(
-    task_id: int, body: SubmitRequest, session: WriteSessionDep, user: ReviewerUser
+    task_id: TaskId, body: SubmitRequest, session: WriteSessionDep, user: ReviewerUser
 ) -> SubmissionOut:
     result = store.submit(
         session,
@@ -252,7 +253,7 @@ def submit_task(
     summary="Put a done or skipped task back in the queue",
     responses={409: {"description": "The task is not done, or its frame has an open task"}},
 )
-def reopen_task(task_id: int, session: WriteSessionDep, _user: AdminUser) -> TaskOut:
+def reopen_task(task_id: TaskId, session: WriteSessionDep, _user: AdminUser) -> TaskOut:
     return _task_out(store.reopen(session, task_id=task_id))
 
 

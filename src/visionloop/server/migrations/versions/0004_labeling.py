@@ -16,6 +16,7 @@ branch_labels = None
 depends_on = None
 
 ACTIVE = "status IN ('open', 'leased')"
+ACTIVE_AUDIT = "status IN ('open', 'leased') AND reason = 'audit'"
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
@@ -68,18 +69,18 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_label_tasks_frame_pk"), "label_tasks", ["frame_pk"])
     op.create_index("ix_label_tasks_device_id", "label_tasks", ["device_id", "id"])
-    for name, columns, unique in (
-        ("ux_label_tasks_active_frame", ["frame_pk"], True),
-        ("ix_label_tasks_queue", ["priority", "id"], False),
-        ("ix_label_tasks_reason_queue", ["reason", "id"], False),
+    for name, columns, unique, where in (
+        ("ux_label_tasks_active_frame", ["frame_pk"], True, ACTIVE),
+        ("ix_label_tasks_queue", ["priority", "id"], False, ACTIVE),
+        ("ix_label_tasks_audit_queue", ["id"], False, ACTIVE_AUDIT),
     ):
         op.create_index(
             name,
             "label_tasks",
             columns,
             unique=unique,
-            sqlite_where=sa.text(ACTIVE),
-            postgresql_where=sa.text(ACTIVE),
+            sqlite_where=sa.text(where),
+            postgresql_where=sa.text(where),
         )
     op.create_table(
         "label_submissions",
