@@ -11,7 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from visionloop.server.auth import Role
 from visionloop.server.store.jobs import JobStatus
-from visionloop.types import FrameStats, Heartbeat, SampleReason
+from visionloop.types import (
+    CAPTURED_AT_MAX,
+    CAPTURED_AT_MIN,
+    FrameStats,
+    Heartbeat,
+    SampleReason,
+)
 
 
 class _In(BaseModel):
@@ -335,6 +341,14 @@ class JobPageOut(BaseModel):
 # --- drift monitoring
 
 
+def check_window_time(ts: datetime) -> None:
+    """A time bounding a drift window: aware, within the capture times frames may carry."""
+    if ts.tzinfo is None:
+        raise ValueError("times need a time zone (e.g. a trailing Z)")
+    if not CAPTURED_AT_MIN <= ts <= CAPTURED_AT_MAX:
+        raise ValueError(f"times must be within {CAPTURED_AT_MIN.year}..{CAPTURED_AT_MAX.year}")
+
+
 class DriftReferenceIn(_In):
     device_id: int = Field(ge=1, le=2**31 - 1)
     since: datetime = Field(description="Start of the reference window (capture time, aware).")
@@ -342,8 +356,8 @@ class DriftReferenceIn(_In):
 
     @model_validator(mode="after")
     def _ordered_and_aware(self) -> DriftReferenceIn:
-        if self.since.tzinfo is None or self.until.tzinfo is None:
-            raise ValueError("since and until need a time zone (e.g. a trailing Z)")
+        for ts in (self.since, self.until):
+            check_window_time(ts)
         if self.since >= self.until:
             raise ValueError("since must be before until")
         return self

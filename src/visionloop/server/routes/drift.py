@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from visionloop.errors import InvalidInputError, NotFoundError
 from visionloop.monitoring.jobs import queue_check
@@ -21,6 +21,7 @@ from visionloop.server.schemas import (
     DriftReferenceIn,
     DriftReferenceOut,
     FeatureDrift,
+    check_window_time,
 )
 from visionloop.server.store import devices as device_store
 from visionloop.server.store import drift as drift_store
@@ -28,6 +29,8 @@ from visionloop.server.store import drift as drift_store
 router = APIRouter(prefix="/drift", tags=["drift"])
 
 MAX_PAGE = 500
+DeviceId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+CheckId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def check_out(check: DriftCheck) -> DriftCheckOut:
@@ -78,7 +81,7 @@ def pin_reference(
     response_class=Response,
     summary="Unpin a device's reference (admin): back to the automatic one",
 )
-def unpin_reference(device_id: int, session: WriteSessionDep, _admin: AdminUser) -> None:
+def unpin_reference(device_id: DeviceId, session: WriteSessionDep, _admin: AdminUser) -> None:
     drift_store.unpin_reference(session, device_id=device_id)
 
 
@@ -115,8 +118,11 @@ def list_checks(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=20, description="next_cursor.")] = None,
 ) -> DriftCheckPageOut:
-    if since is not None and since.tzinfo is None:
-        raise InvalidInputError("since needs a time zone (e.g. a trailing Z)")
+    if since is not None:
+        try:
+            check_window_time(since)
+        except ValueError as exc:
+            raise InvalidInputError(f"since: {exc}") from exc
     page = drift_store.list_checks(
         session, device_id=device_id, since=since, limit=limit, cursor=cursor
     )
@@ -126,7 +132,7 @@ def list_checks(
 
 
 @router.get("/checks/{check_id}", response_model=DriftCheckOut, summary="One drift check")
-def get_check(check_id: int, session: SessionDep, _user: CurrentUser) -> DriftCheckOut:
+def get_check(check_id: CheckId, session: SessionDep, _user: CurrentUser) -> DriftCheckOut:
     return check_out(drift_store.get_check(session, check_id=check_id))
 
 
@@ -137,7 +143,7 @@ def get_check(check_id: int, session: SessionDep, _user: CurrentUser) -> DriftCh
     summary="A drift check's Evidently HTML report",
 )
 def get_check_report(
-    check_id: int, session: SessionDep, state: StateDep, _user: CurrentUser
+    check_id: CheckId, session: SessionDep, state: StateDep, _user: CurrentUser
 ) -> Response:
     """Served as stored, gzip-encoded (browsers and HTTP clients decode it)."""
     check = drift_store.get_check(session, check_id=check_id)

@@ -32,6 +32,7 @@ from visionloop.server.store.jobs import db_now, decode_cursor
 REFERENCE_MAX_FRAMES = 20_000
 """A pinned reference window is read as its newest this-many frames."""
 _IN_CHUNK = 1000
+MAX_ID = 2**63 - 1
 
 
 class ReferenceKind(enum.StrEnum):
@@ -232,7 +233,10 @@ def list_checks(
     if since is not None:
         conditions.append(DriftCheck.checked_at >= since)
     if cursor is not None:
-        conditions.append(DriftCheck.id < decode_cursor(cursor))
+        after = decode_cursor(cursor)
+        if after > MAX_ID:
+            raise InvalidInputError("invalid cursor: pass back a next_cursor from this API")
+        conditions.append(DriftCheck.id < after)
     checks = list(
         session.scalars(
             select(DriftCheck).where(*conditions).order_by(DriftCheck.id.desc()).limit(limit + 1)
