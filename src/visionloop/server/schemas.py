@@ -423,13 +423,3 @@ class DeviceDriftOut(BaseModel):
     last_check: DriftCheckOut | None
     drifted_features: list[str] = Field(description="Drifted features of the latest check.")
     reference: DriftReferenceOut | None = Field(description="The pinned reference, if any.")
-
-
-class HeartbeatAnswer(BaseModel):
-    """What the server asks of a device in answer to its heartbeat."""
-
-    drift_alarm: bool = Field(description="The device's drift alarm is open.")
-    audit_rate_factor: float = Field(
-        description="Multiply the audit sampling rate by this (1: as configured); the "
-        "per-minute cap still holds. Frames sampled under it are marked sample_reason 'drift'."
-    )

@@ -15,9 +15,9 @@ from visionloop.server.deps import (
     WriteSessionDep,
 )
 from visionloop.server.models import Device
-from visionloop.server.schemas import DeviceCreate, DeviceCreated, DeviceOut, HeartbeatAnswer
+from visionloop.server.schemas import DeviceCreate, DeviceCreated, DeviceOut
 from visionloop.server.store import devices as device_store
-from visionloop.types import Heartbeat
+from visionloop.types import Heartbeat, HeartbeatAnswer
 
 router = APIRouter(tags=["devices"])
 
