@@ -125,6 +125,8 @@ def test_the_worker_checks_opens_the_alarm_and_the_device_is_told(
 
     beat = client.post("/api/v1/devices/heartbeat", json={})
     assert beat.json() == {"drift_alarm": True, "audit_rate_factor": 10.0}
+    metrics = viewer_client.get("/metrics").text
+    assert 'visionloop_drift_alarm{device="cam1"} 1.0' in metrics
 
     checks = viewer_client.get("/api/v1/drift/checks", params={"device_id": device.id}).json()
     assert len(checks["items"]) == 2 and checks["next_cursor"] is None
@@ -143,6 +145,7 @@ def test_the_heartbeat_answer_is_plain_without_an_alarm(
     _, client = cam
     beat = client.post("/api/v1/devices/heartbeat", json={})
     assert beat.json() == {"drift_alarm": False, "audit_rate_factor": 1.0}
+    assert 'visionloop_drift_alarm{device="cam1"} 0.0' in client.get("/metrics").text
 
 
 def test_pin_and_unpin_a_reference(
