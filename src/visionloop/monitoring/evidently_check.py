@@ -21,17 +21,6 @@ from visionloop.monitoring.features import CATEGORICAL_FEATURES, NUMERICAL_FEATU
 
 
 @dataclass(frozen=True, slots=True)
-class StatTestChoice:
-    """Evidently stat tests (by its names, e.g. ``wasserstein``, ``jensenshannon``, ``ks``,
-    ``chisquare``) and their thresholds, instead of its choice by sample size."""
-
-    numerical: str
-    numerical_threshold: float
-    categorical: str
-    categorical_threshold: float
-
-
-@dataclass(frozen=True, slots=True)
 class FeatureVerdict:
     """Evidently's test of one feature: its method, score, threshold and whether it drifted."""
 
@@ -77,7 +66,6 @@ def compare(
     current: FeatureTable,
     *,
     drift_share: float,
-    method: StatTestChoice | None = None,
 ) -> Comparison:
     """Evidently's ``DataDriftPreset`` of ``current`` against ``reference`` with its tests; a
     check is drifted when the share of drifted features is at least ``drift_share``."""
@@ -87,7 +75,7 @@ def compare(
     # detection, say) and say so in RuntimeWarnings; its verdict for such a column is "no drift".
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _compare(reference, current, drift_share=drift_share, method=method)
+        return _compare(reference, current, drift_share=drift_share)
 
 
 def _compare(
@@ -95,7 +83,6 @@ def _compare(
     current: FeatureTable,
     *,
     drift_share: float,
-    method: StatTestChoice | None,
 ) -> Comparison:
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
@@ -103,15 +90,7 @@ def _compare(
     definition = DataDefinition(
         numerical_columns=list(NUMERICAL_FEATURES), categorical_columns=list(CATEGORICAL_FEATURES)
     )
-    options: dict[str, Any] = {}
-    if method is not None:
-        options = {
-            "num_method": method.numerical,
-            "num_threshold": method.numerical_threshold,
-            "cat_method": method.categorical,
-            "cat_threshold": method.categorical_threshold,
-        }
-    report = Report([DataDriftPreset(drift_share=drift_share, **options)], include_tests=True)
+    report = Report([DataDriftPreset(drift_share=drift_share)], include_tests=True)
     snapshot = report.run(
         Dataset.from_pandas(_frame(current), data_definition=definition),
         Dataset.from_pandas(_frame(reference), data_definition=definition),
