@@ -132,6 +132,17 @@ def test_a_pinned_reference_is_the_new_normal(
         assert check.reference_kind == "pinned" and check.reference_frames == WINDOW
 
 
+def test_no_new_frames_no_second_verdict(
+    app: FastAPI, cam: tuple[DeviceCredentials, TestClient]
+) -> None:
+    device, client = cam
+    _ingest(client, window_records(0, count=WINDOW))
+    _ingest(client, window_records(1, "lighting", 0.6, count=WINDOW))
+    assert _check(app, device.id).drifted is True
+    again = _check(app, device.id)
+    assert again.check_id is None and again.skipped == "no new frames since the last check"
+
+
 @pytest.mark.parametrize(
     ("windows", "reason"),
     [

@@ -84,6 +84,11 @@ def drift_schedule(settings: Settings) -> list[Periodic]:
     """The periodic drift check: one job per interval for the devices seen in it."""
 
     def queue_due(session: Session) -> None:
+        waiting = job_store.list_jobs(
+            session, kind=DRIFT_CHECK.name, status=job_store.JobStatus.QUEUED, limit=1
+        )
+        if waiting.jobs:  # the workers are behind: one waiting round is enough
+            return
         seen_since = job_store.db_now(session) - timedelta(seconds=settings.drift_interval)
         queue_check(
             session,
