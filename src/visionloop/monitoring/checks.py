@@ -4,8 +4,8 @@ Evidently, store the check and its HTML report, and move the device's alarm.
 The reference is the device's pinned window if an admin pinned one, else the automatic one:
 the first ``drift_window`` frames the device sent with the model version it runs now. The
 current window is the device's latest ``drift_window`` frames captured after the reference
-ends. A check with under ``MIN_FRAMES`` frames in either window, or with no frame newer than the
-previous check's window, is skipped (nothing stored).
+ends. A check with under ``MIN_FRAMES`` frames in either window, or with the same reference and
+no frame newer than the previous check's window, is skipped (nothing stored).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def check_device(
     with read_sessions() as session, session.begin():
         drift_store.get_device(session, device_id=device_id)
         kind, reference, current = _windows(session, device_id=device_id, settings=settings)
-        checked_up_to = drift_store.last_window_end(session, device_id=device_id)
+        previous = drift_store.last_check(session, device_id=device_id)
     if reference is None or reference.frames < MIN_FRAMES:
         found = reference.frames if reference else 0
         return CheckOutcome(
@@ -102,8 +102,12 @@ def check_device(
             device_id=device_id,
             skipped=f"{found} frames after the reference window (needs {MIN_FRAMES})",
         )
-    if checked_up_to is not None and current.end <= checked_up_to:
-        # The same frames again would count twice towards the alarm's hysteresis.
+    if (
+        previous is not None
+        and current.end <= previous.window_end
+        and (reference.start, reference.end) == (previous.reference_start, previous.reference_end)
+    ):
+        # The same frames against the same reference would count twice towards the alarm.
         return CheckOutcome(device_id=device_id, skipped="no new frames since the last check")
     comparison = compare(
         reference.features, current.features, drift_share=settings.drift_alarm_share

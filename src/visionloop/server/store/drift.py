@@ -205,14 +205,14 @@ def add_check(session: Session, check: DriftCheck) -> DriftCheck:
     return check
 
 
-def last_window_end(session: Session, *, device_id: int) -> datetime | None:
-    """The end of the device's latest check's current window (None: never checked)."""
-    return session.execute(
-        select(DriftCheck.window_end)
+def last_check(session: Session, *, device_id: int) -> DriftCheck | None:
+    """The device's latest check (None: never checked)."""
+    return session.scalars(
+        select(DriftCheck)
         .where(DriftCheck.device_id == device_id)
         .order_by(DriftCheck.id.desc())
         .limit(1)
-    ).scalar_one_or_none()
+    ).first()
 
 
 def get_check(session: Session, *, check_id: int) -> DriftCheck:
