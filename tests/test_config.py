@@ -107,7 +107,7 @@ def test_database_urls(tmp_path: Path, url: str, ok: str | None) -> None:
     [
         (
             {"VISIONLOOP_JOB_LEASE_SECONDS": "6", "VISIONLOOP_JOB_HEARTBEAT_SECONDS": "3"},
-            "VISIONLOOP_JOB_HEARTBEAT_SECONDS: Value error, must be under a third of "
+            "VISIONLOOP_JOB_HEARTBEAT_SECONDS: must be under a third of "
             "VISIONLOOP_JOB_LEASE_SECONDS (6)",
         ),
         (

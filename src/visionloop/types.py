@@ -73,6 +73,8 @@ MAX_FRAME_SIDE = 16384
 
 # Capture times a frame record may carry, compared in UTC: a clock set to year 1 or 9999 is a
 # broken clock, and such times cannot be converted to UTC or stored on every database.
+# Text the databases can store: PostgreSQL text cannot hold a NUL character.
+NO_NUL = r"^[^\x00]*$"
 CAPTURED_AT_MIN = datetime(1970, 1, 1, tzinfo=UTC)
 CAPTURED_AT_MAX = datetime(2100, 1, 1, tzinfo=UTC)
 
@@ -102,7 +104,7 @@ class DetectionRecord(_Strict):
     """One detection: normalised ``xyxyn`` box in 0..1 of the original frame."""
 
     class_id: int = Field(ge=0, le=10_000)
-    class_name: str = Field(min_length=1, max_length=64)
+    class_name: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
     confidence: Unit
     xyxyn: BoxXyxyn
 
@@ -126,7 +128,7 @@ class FrameRecord(_Strict):
         lt=CAPTURED_AT_MAX,
         description="When the frame was captured, with a time zone; 1970-01-01 <= UTC < 2100.",
     )
-    model_version: str = Field(min_length=1, max_length=64)
+    model_version: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
     width: int = Field(gt=0, le=MAX_FRAME_SIDE)
     height: int = Field(gt=0, le=MAX_FRAME_SIDE)
     stats: FrameStats
@@ -155,7 +157,7 @@ def utc_iso(ts: datetime) -> str:
 class Heartbeat(_Strict):
     """Body of ``POST /api/v1/devices/heartbeat``: an edge agent's health and metrics."""
 
-    model_version: str | None = Field(default=None, max_length=64)
+    model_version: str | None = Field(default=None, max_length=64, pattern=NO_NUL)
     fps: FiniteNonNegative = 0.0
     latency_ms: dict[str, FiniteNonNegative] = Field(
         default_factory=dict, description="Median latency per pipeline stage, in ms."

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -125,3 +125,10 @@ DeviceDep = Annotated[AuthenticatedDevice, Depends(current_device_async)]
 CurrentUser = Annotated[AuthenticatedUser, Depends(current_user)]
 ReviewerUser = Annotated[AuthenticatedUser, Depends(require_role(Role.REVIEWER))]
 AdminUser = Annotated[AuthenticatedUser, Depends(require_role(Role.ADMIN))]
+
+
+# Ids in paths, bounded by their column (INTEGER: 32 bits, BIGINT: 64), so an id no row can
+# have is a 422 naming it, never a database overflow.
+INT32_MAX = 2**31 - 1
+DeviceIdPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="A device's id.")]
+JobIdPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="A job's id.")]

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic_core import ErrorDetails
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from visionloop.errors import (
@@ -95,6 +96,17 @@ async def _http_exception(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
+async def _data_error(_request: Request, exc: Exception) -> JSONResponse:
+    # The database refused a value that passed validation (PostgreSQL: a NUL character in text,
+    # a number out of its column's range). The transaction is rolled back: nothing is stored.
+    logger.warning("database refused a value: %s", exc)
+    return error_response(
+        InvalidInputError(
+            "a value cannot be stored: text with a NUL character, or a number out of range"
+        )
+    )
+
+
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error", exc_info=exc)
     return JSONResponse({"detail": "internal server error"}, status_code=500)
@@ -148,5 +160,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(VisionloopError, _visionloop_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(Exception, _unexpected)
     _document_errors(app)

@@ -14,6 +14,7 @@ from visionloop.server.store.jobs import JobStatus
 from visionloop.types import (
     CAPTURED_AT_MAX,
     CAPTURED_AT_MIN,
+    NO_NUL,
     FrameStats,
     Heartbeat,
     SampleReason,
@@ -25,7 +26,7 @@ class _In(BaseModel):
 
 
 class LoginRequest(_In):
-    username: str = Field(min_length=1, max_length=128)
+    username: str = Field(min_length=1, max_length=128, pattern=NO_NUL)
     password: str = Field(min_length=1, max_length=1024)
 
 
@@ -36,7 +37,12 @@ class UserOut(BaseModel):
 
 
 class DeviceCreate(_In):
-    name: str = Field(min_length=1, max_length=128, description="A unique name, e.g. 'line1-cam2'.")
+    name: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=NO_NUL,
+        description="A unique name, e.g. 'line1-cam2'.",
+    )
 
 
 class DeviceOut(BaseModel):
@@ -155,7 +161,6 @@ def parse_window(text: str) -> timedelta:
 # --- labeling ------------------------------------------------------------------------------------
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
-NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL characters
 
 
 class ClassOut(BaseModel):

@@ -10,6 +10,7 @@ from visionloop.server.deps import (
     AdminUser,
     CurrentUser,
     DeviceDep,
+    DeviceIdPath,
     SessionDep,
     StateDep,
     WriteSessionDep,
@@ -76,7 +77,7 @@ def heartbeat(
     summary="Disable a device (admin): its tokens get 403 from then on",
 )
 def disable_device(
-    device_id: int, session: WriteSessionDep, state: StateDep, _admin: AdminUser
+    device_id: DeviceIdPath, session: WriteSessionDep, state: StateDep, _admin: AdminUser
 ) -> DeviceOut:
     device = device_store.disable_device(session, device_id=device_id)
     session.commit()
@@ -90,7 +91,7 @@ def disable_device(
     summary="Enable a disabled device (admin): its live token works again",
 )
 def enable_device(
-    device_id: int, session: WriteSessionDep, state: StateDep, _admin: AdminUser
+    device_id: DeviceIdPath, session: WriteSessionDep, state: StateDep, _admin: AdminUser
 ) -> DeviceOut:
     device = device_store.enable_device(session, device_id=device_id)
     session.commit()
@@ -104,7 +105,7 @@ def enable_device(
     summary="Give a device a new token (admin); the old one is refused (401) at once",
 )
 def rotate_device_token(
-    device_id: int, session: WriteSessionDep, state: StateDep, _admin: AdminUser
+    device_id: DeviceIdPath, session: WriteSessionDep, state: StateDep, _admin: AdminUser
 ) -> DeviceCreated:
     """The answer holds the new token, shown once. Servers other than this one may accept the old
     token for up to two seconds (their token cache)."""

@@ -10,7 +10,14 @@ from fastapi import APIRouter, Path, Query, Response, status
 
 from visionloop.errors import InvalidInputError, NotFoundError
 from visionloop.monitoring.jobs import queue_check
-from visionloop.server.deps import AdminUser, CurrentUser, SessionDep, StateDep, WriteSessionDep
+from visionloop.server.deps import (
+    AdminUser,
+    CurrentUser,
+    DeviceIdPath,
+    SessionDep,
+    StateDep,
+    WriteSessionDep,
+)
 from visionloop.server.models import DriftCheck, DriftReference
 from visionloop.server.schemas import (
     DeviceDriftOut,
@@ -29,7 +36,6 @@ from visionloop.server.store import drift as drift_store
 router = APIRouter(prefix="/drift", tags=["drift"])
 
 MAX_PAGE = 500
-DeviceId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 CheckId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
@@ -81,7 +87,7 @@ def pin_reference(
     response_class=Response,
     summary="Unpin a device's reference (admin): back to the automatic one",
 )
-def unpin_reference(device_id: DeviceId, session: WriteSessionDep, _admin: AdminUser) -> None:
+def unpin_reference(device_id: DeviceIdPath, session: WriteSessionDep, _admin: AdminUser) -> None:
     drift_store.unpin_reference(session, device_id=device_id)
 
 

@@ -22,13 +22,13 @@ from visionloop.errors import (
     PayloadTooLargeError,
     UnsupportedMediaError,
 )
-from visionloop.server.deps import CurrentUser, DeviceDep, SessionDep, StateDep
+from visionloop.server.deps import INT32_MAX, CurrentUser, DeviceDep, SessionDep, StateDep
 from visionloop.server.models import Detection, Frame
 from visionloop.server.schemas import DetectionOut, FrameDetail, FrameOut, FramePageOut, ImageStored
 from visionloop.server.state import ServerState
 from visionloop.server.store import frames as frame_store
 from visionloop.server.store import labeling as labeling_store
-from visionloop.types import FrameStats
+from visionloop.types import CAPTURED_AT_MAX, CAPTURED_AT_MIN, FrameStats
 
 router = APIRouter(tags=["frames"])
 
@@ -70,7 +70,9 @@ def _detection_out(d: Detection) -> DetectionOut:
 def list_frames(
     session: SessionDep,
     _user: CurrentUser,
-    device_id: Annotated[int | None, Query(description="Only this device's frames.")] = None,
+    device_id: Annotated[
+        int | None, Query(ge=1, le=INT32_MAX, description="Only this device's frames.")
+    ] = None,
     since: Annotated[datetime | None, Query(description="Captured at or after (ISO 8601).")] = None,
     until: Annotated[datetime | None, Query(description="Captured before (ISO 8601).")] = None,
     class_name: Annotated[
@@ -87,8 +89,12 @@ def list_frames(
     """Frames matching every given filter. Class and confidence bounds select frames with at least
     one detection meeting all of them. Pages are keyset-paginated: follow ``next_cursor``."""
     for name, ts in (("since", since), ("until", until)):
-        if ts is not None and ts.tzinfo is None:
+        if ts is None:
+            continue
+        if ts.tzinfo is None:
             raise InvalidInputError(f"{name} needs a time zone, e.g. 2026-11-26T10:00:00Z")
+        if not CAPTURED_AT_MIN <= ts <= CAPTURED_AT_MAX:
+            raise InvalidInputError(f"{name} must lie between 1970-01-01 and 2100-01-01 (UTC)")
     where = frame_store.FrameFilter(
         device_id=device_id,
         since=since,

@@ -7,7 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from fastapi.responses import PlainTextResponse
 
-from visionloop.server.deps import AdminUser, CurrentUser, SessionDep, StateDep, WriteSessionDep
+from visionloop.server.deps import (
+    AdminUser,
+    CurrentUser,
+    JobIdPath,
+    SessionDep,
+    StateDep,
+    WriteSessionDep,
+)
 from visionloop.server.models import Job
 from visionloop.server.schemas import JobCreate, JobDetail, JobOut, JobPageOut
 from visionloop.server.store import jobs as job_store
@@ -62,7 +69,7 @@ def list_jobs(
 
 
 @router.get("/jobs/{job_id}", response_model=JobDetail, summary="One job, with its log tail")
-def get_job(job_id: int, session: SessionDep, _user: CurrentUser) -> JobDetail:
+def get_job(job_id: JobIdPath, session: SessionDep, _user: CurrentUser) -> JobDetail:
     return job_detail(job_store.get_job(session, job_id=job_id))
 
 
@@ -71,7 +78,7 @@ def get_job(job_id: int, session: SessionDep, _user: CurrentUser) -> JobDetail:
     response_class=PlainTextResponse,
     summary="A job's whole log (text/plain)",
 )
-def get_job_log(job_id: int, session: SessionDep, _user: CurrentUser) -> PlainTextResponse:
+def get_job_log(job_id: JobIdPath, session: SessionDep, _user: CurrentUser) -> PlainTextResponse:
     return PlainTextResponse(job_store.job_log(session, job_id=job_id))
 
 
@@ -80,7 +87,7 @@ def get_job_log(job_id: int, session: SessionDep, _user: CurrentUser) -> PlainTe
     response_model=JobDetail,
     summary="Cancel a job (admin): a queued one never starts, a running one is stopped",
 )
-def cancel_job(job_id: int, session: WriteSessionDep, _admin: AdminUser) -> JobDetail:
+def cancel_job(job_id: JobIdPath, session: WriteSessionDep, _admin: AdminUser) -> JobDetail:
     """A queued job is ``cancelled`` at once. A running one gets ``cancel_requested``; its worker
     stops its process within seconds and marks it ``cancelled``. A finished job: 409."""
     return job_detail(job_store.request_cancel(session, job_id=job_id))
