@@ -15,6 +15,7 @@ from visionloop.jobs.kinds import JobKinds, default_kinds
 from visionloop.server.blobs import BlobStore, LocalBlobStore
 from visionloop.server.bodies import BodyLimitMiddleware, BodyLimits
 from visionloop.server.csrf import CsrfMiddleware
+from visionloop.server.dashboard import install_dashboard
 from visionloop.server.db import create_db_engine, is_sqlite, write_engine
 from visionloop.server.docs import install_docs
 from visionloop.server.http_errors import install_error_handlers
@@ -87,6 +88,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(api_router())
     install_openapi(app)
+    install_dashboard(app)  # last: it answers only what no route matched
     # The last added runs first: time everything, refuse cross-site requests, then bound bodies.
     app.add_middleware(BodyLimitMiddleware, limits=BodyLimits(settings))
     app.add_middleware(CsrfMiddleware)

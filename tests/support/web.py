@@ -1,0 +1,263 @@
+"""Browser end-to-end fixtures: Debian's Chromium driven by Playwright against a live server
+that serves the built dashboard.
+
+- ``browser``: one headless Chromium per test session (``/usr/bin/chromium``, installed by
+  ``scripts/install-browser.sh``; never ``playwright install``).
+- ``dashboard``: a ``Dashboard``: a live server on a fresh SQLite store seeded like a running line
+  (a device with a heartbeat, frames from the synthetic line with images, so review tasks exist,
+  a running and a queued job, and an admin, a reviewer and a viewer, password
+  ``TEST_PASSWORD``); ``.url``, ``.app``, ``.api(role)`` (a signed-in TestClient).
+
+``screenshot(page, name)`` keeps a screenshot in ``$DASHBOARD_SCREENSHOTS`` (``make
+web-screenshots``: docs/screenshots/). Without the web build (``make web``) or Chromium these
+tests skip with the reason, except with ``CI=true``, where they fail: CI must run them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from support.db import (
+    TEST_PASSWORD,
+    LiveServer,
+    add_device,
+    add_user,
+    app_state,
+    frame_record,
+    signed_in_client,
+)
+from visionloop.config import Settings
+from visionloop.server.app import create_app
+from visionloop.server.dashboard import STATIC_DIR, dashboard_built
+from visionloop.server.model_catalog import ModelCatalog
+from visionloop.server.store import devices as device_store
+from visionloop.server.store import jobs as job_store
+from visionloop.training.registry import ModelVersion
+from visionloop.types import Heartbeat
+from visionloop.vision.synthetic.defects import CLASS_NAMES
+from visionloop.vision.synthetic.line import SyntheticLine
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+# `make web-screenshots` sets it to docs/screenshots; otherwise screenshots are taken, not kept
+# (so that a test run leaves the working tree clean).
+SCREENSHOTS_ENV = "DASHBOARD_SCREENSHOTS"
+VIEWPORT = {"width": 1280, "height": 800}
+USERS = {"admin": "alice-admin", "reviewer": "rita-reviewer", "viewer": "victor-viewer"}
+PRODUCTION_VERSION = "3"
+SEEDED_FRAMES = 6
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: the browser tests must run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not dashboard_built():
+        _missing(f"the dashboard is not built in {STATIC_DIR}: run `make web`")
+    if not CHROMIUM.is_file():
+        _missing(f"{CHROMIUM} is missing: run scripts/install-browser.sh")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("playwright is not installed (the dev extra)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class _ProductionRegistry:
+    """A registry whose production version labels the synthetic line's classes."""
+
+    def production(self) -> ModelVersion:
+        return ModelVersion(
+            version=PRODUCTION_VERSION,
+            aliases=["production"],
+            sha256="0" * 64,
+            size_bytes=1,
+            metrics={},
+            tags={"classes": ",".join(CLASS_NAMES)},
+            created_at=datetime.now(UTC) - timedelta(days=1),
+        )
+
+
+@dataclass
+class Dashboard:
+    url: str
+    app: FastAPI
+    device_name: str
+
+    def api(self, role: str) -> TestClient:
+        """A TestClient signed in as a new person with ``role`` (close it after use)."""
+        return signed_in_client(self.app, f"api-{role}-{uuid.uuid4().hex[:6]}", role)
+
+
+def _jpeg(frame_bgr: np.ndarray[Any, Any]) -> bytes:
+    ok, buf = cv2.imencode(".jpg", frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    assert ok
+    return buf.tobytes()
+
+
+def seed_line(app: FastAPI, *, frames: int = SEEDED_FRAMES) -> str:
+    """A device named ``line1-cam1`` with a heartbeat and ``frames`` uncertain frames of the
+    synthetic line (ground-truth boxes as the model's predictions, images uploaded); returns
+    the device's name."""
+    device = add_device(app, "line1-cam1")
+    add_device(app, "line2-cam1")  # never seen: the overview shows it as such
+    state = app_state(app)
+    with state.write_sessions() as session, session.begin():
+        device_store.record_heartbeat(
+            session,
+            device_id=device.id,
+            heartbeat=Heartbeat(
+                model_version=PRODUCTION_VERSION,
+                fps=38.24,
+                latency_ms={"preprocess": 1.8, "infer": 21.4, "postprocess": 0.9},
+                outbox_backlog=12,
+                dropped_frames=3,
+                sent_at=datetime.now(UTC) - timedelta(seconds=0.2),
+            ),
+        )
+    line = SyntheticLine(seed=7)
+    rng = np.random.default_rng(7)
+    now = datetime.now(UTC)
+    with TestClient(app, headers=device.headers) as client:
+        for i in range(frames):
+            scene = line.render(40 + 37 * i)
+            h, w = scene.frame_bgr.shape[:2]
+            detections = [
+                {
+                    "class_id": int(c),
+                    "class_name": CLASS_NAMES[int(c)],
+                    "confidence": round(float(rng.uniform(0.3, 0.7)), 3),
+                    "xyxyn": [
+                        float(np.clip(v / (w if k % 2 == 0 else h), 0, 1))
+                        for k, v in enumerate(box)
+                    ],
+                }
+                for box, c in zip(scene.xyxy.tolist(), scene.class_id.tolist(), strict=True)
+            ]
+            record = frame_record(
+                captured_at=now - timedelta(minutes=frames - i),
+                sample_reason="uncertain",
+                model_version=PRODUCTION_VERSION,
+                width=w,
+                height=h,
+            )
+            record["detections"] = detections
+            r = client.post("/api/v1/ingest", json={"frames": [record]})
+            assert r.status_code == 200, r.text
+            r = client.put(f"/api/v1/frames/{record['id']}/image", content=_jpeg(scene.frame_bgr))
+            assert r.status_code == 200, r.text
+    return device.name
+
+
+def seed_jobs(app: FastAPI) -> None:
+    """Two evaluate jobs: job 1 running at 40 % with a log, job 2 queued behind it."""
+    state = app_state(app)
+    params = {"model_version": PRODUCTION_VERSION, "dataset": "/data/golden", "split": "val"}
+    with state.write_sessions() as session, session.begin():
+        for _ in range(2):
+            job_store.enqueue(
+                session, kind="evaluate", params=params, created_by="alice-admin", max_attempts=3
+            )
+    with state.write_sessions() as session, session.begin():
+        claimed = job_store.claim(
+            session, worker_id="worker-e2e", kinds=["evaluate"], lease_seconds=600
+        )
+        assert claimed is not None
+        job_store.heartbeat(
+            session,
+            claimed=claimed,
+            progress=0.4,
+            message="40/100 images",
+            log_chunk="loading model 3\nevaluating 100 images\n",
+            log_tail="loading model 3\nevaluating 100 images\n",
+        )
+
+
+@pytest.fixture
+def dashboard(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Dashboard]:
+    for key in list(os.environ):
+        if key.startswith("VISIONLOOP_") and key != "VISIONLOOP_TEST_PG_URL":
+            monkeypatch.delenv(key)
+    app = create_app(Settings(data_dir=tmp_path, database_url=sqlite_url))
+    app.state.model_catalog = ModelCatalog(
+        app_state(app).settings, registry_factory=lambda _s: _ProductionRegistry()
+    )
+    for role, name in USERS.items():
+        add_user(app, name, role)
+    device_name = seed_line(app)
+    seed_jobs(app)
+    server = LiveServer(app)
+    server.start()
+    try:
+        yield Dashboard(url=server.url, app=app, device_name=device_name)
+    finally:
+        server.stop()
+        app_state(app).engine.dispose()
+
+
+def sign_in(page: Any, base_url: str, role: str, *, start: str = "/") -> None:
+    """Open ``start`` (which sends the browser to sign-in), sign in as ``role``, and wait to be
+    back on ``start``."""
+    page.goto(base_url + start)
+    page.wait_for_url("**/signin/**")
+    page.get_by_label("User name").fill(USERS[role])
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/signin" not in url)
+
+
+AXE = Path(__file__).resolve().parents[2] / "web" / "node_modules" / "axe-core" / "axe.min.js"
+AXE_FAILING_IMPACTS = ("serious", "critical")
+
+
+def accessibility_problems(page: Any) -> list[str]:
+    """axe-core's serious and critical violations on the page as it is now, one line each."""
+    if not AXE.is_file():
+        _missing(f"{AXE} is missing: run `make web` (npm ci)")
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("() => axe.run(document, { resultTypes: ['violations'] })")
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in result["violations"]
+        if v["impact"] in AXE_FAILING_IMPACTS
+    ]
+
+
+def screenshot(page: Any, name: str) -> None:
+    """A full-page screenshot, kept as ``<$DASHBOARD_SCREENSHOTS>/<name>.png`` when that is set."""
+    page.wait_for_function("[...document.images].every((i) => i.complete && i.naturalWidth > 0)")
+    folder = os.environ.get(SCREENSHOTS_ENV)
+    if not folder:
+        page.screenshot(full_page=True)
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
