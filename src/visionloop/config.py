@@ -25,6 +25,24 @@ SUPPORTED_DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
 LabelingStrategy = Literal["uncertainty", "random", "hybrid"]
 
 
+def parse_recall_floors(text: str) -> dict[str, float]:
+    """``"crack=0.9, dent=0.8"`` -> ``{"crack": 0.9, "dent": 0.8}``; ValueError names a bad
+    entry (a floor is in 0..1)."""
+    floors: dict[str, float] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, sep, raw = item.partition("=")
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not sep or not name.strip() or not 0.0 <= value <= 1.0:
+            raise ValueError(f"{item!r} is not NAME=VALUE with VALUE in 0..1 (crack=0.9)")
+        floors[name.strip()] = value
+    return floors
+
+
 class Settings(BaseSettings):
     """The one settings tree. Every field can be set as ``VISIONLOOP_<FIELD>`` in the environment.
 
@@ -202,6 +220,88 @@ class Settings(BaseSettings):
         ),
     )
 
+    retrain_min_labels: int = Field(
+        default=200,
+        ge=1,
+        description=(
+            "The retraining policy queues a train job once this many frames were reviewed since "
+            "the last training's data was cut (the production model's, or the last train job's)."
+        ),
+    )
+    retrain_drift_min_labels: int = Field(
+        default=50,
+        ge=1,
+        description="The same threshold while a drift alarm is on (fewer labels suffice).",
+    )
+    retrain_cooldown: float = Field(
+        default=3600.0,
+        ge=0,
+        description=(
+            "Least time in seconds between two automatic train jobs (after the last one was "
+            "queued); a person's trigger ignores it."
+        ),
+    )
+    retrain_auto_promote: bool = Field(
+        default=True,
+        description="A candidate that passes the promotion gate becomes production at once.",
+    )
+    retrain_epochs: int = Field(default=3, ge=1, le=1000, description="Fine-tuning epochs.")
+    retrain_imgsz: int = Field(
+        default=640,
+        ge=32,
+        le=4096,
+        multiple_of=32,
+        description="Fine-tuning and export image size (pixels, square, a multiple of 32).",
+    )
+    retrain_freeze: int = Field(
+        default=10,
+        ge=0,
+        le=50,
+        description="Layers frozen while fine-tuning (10: the whole YOLO11 backbone).",
+    )
+    retrain_replay: float = Field(
+        default=1.0,
+        ge=0,
+        le=20,
+        description=(
+            "Replay images of the production model's earlier training data added per new "
+            "training image, so that the model does not forget nominal parts."
+        ),
+    )
+    retrain_batch: int = Field(default=16, ge=1, le=1024, description="Fine-tuning batch size.")
+    retrain_device: str = Field(
+        default="cpu",
+        max_length=32,
+        description="Where train jobs train: cpu, or a CUDA device index such as 0.",
+    )
+    golden_set: Path | None = Field(
+        default=None,
+        description=(
+            "A fixed labeled YOLO dataset folder every candidate and the production model are "
+            "evaluated on (its test split). Default <data_dir>/golden, which visionloop demo "
+            "writes from the synthetic line (nominal, seed 1) when it is missing."
+        ),
+    )
+    gate_max_golden_drop: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Most mAP50 a candidate may lose against production on the golden set.",
+    )
+    gate_recall_floors: str = Field(
+        default="",
+        max_length=2000,
+        description=(
+            "Per-class recall floors on both gate sets, comma-separated NAME=VALUE (crack=0.9)."
+        ),
+    )
+
+    @field_validator("gate_recall_floors")
+    @classmethod
+    def _floors(cls, value: str) -> str:
+        parse_recall_floors(value)
+        return value
+
     @field_validator("job_heartbeat_seconds")
     @classmethod
     def _heartbeat_within_lease(cls, value: float, info: ValidationInfo) -> float:
@@ -284,6 +384,16 @@ class Settings(BaseSettings):
         """The blob folder, resolved (never None after validation)."""
         assert self.blob_dir is not None
         return self.blob_dir
+
+    @property
+    def golden_set_path(self) -> Path:
+        """The golden set folder (``golden_set``, default ``<data_dir>/golden``)."""
+        return self.golden_set if self.golden_set is not None else self.data_dir / "golden"
+
+    @property
+    def recall_floors(self) -> dict[str, float]:
+        """``gate_recall_floors`` as class name -> floor."""
+        return parse_recall_floors(self.gate_recall_floors)
 
     @property
     def mlflow_artifacts_path(self) -> Path:

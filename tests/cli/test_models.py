@@ -123,3 +123,36 @@ def test_mlflow_ui_stops_its_children_on_sigterm(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_failed_gate_needs_force_and_list_shows_the_verdict(env: Path) -> None:
+    from visionloop.config import Settings
+    from visionloop.training.gate import gate_report
+    from visionloop.training.registry import Registry
+
+    a = write_constant_model(env / "a.onnx", np.full((1, 8, 4), 0.1, np.float32))
+    b = write_constant_model(env / "b.onnx", np.full((1, 8, 4), 0.2, np.float32))
+    _run("models", "register", str(a), "--alias", "production")
+    _run("models", "register", str(b))
+    registry = Registry.from_settings(Settings())
+    report = gate_report(
+        candidate={"golden": {"map50": 0.5, "map50_95": 0.3}, "recent": None},
+        production={"golden": {"map50": 0.9, "map50_95": 0.6}, "recent": None},
+        max_golden_drop=0.01,
+        recall_floors={},
+    )
+    registry.set_gate("2", report, run_id=None)
+
+    refused = CliRunner().invoke(app, ["models", "promote", "2", "--reason", "try"])
+    assert refused.exit_code == 1
+    assert "failed its promotion gate" in refused.output
+    listed = json.loads(_run("models", "list", "--json"))
+    assert listed[1]["gate_passed"] is False
+    assert listed[1]["gate"]["rules"][1]["rule"] == "golden_drop"
+    assert "FAILED" in _run("models", "list")
+
+    assert "production -> version 2" in _run(
+        "models", "promote", "2", "--reason", "I know", "--force", "--by", "alice"
+    )
+    forced = registry.get("2").tags
+    assert "alice" in forced["production.forced"]

@@ -28,14 +28,15 @@ def test_validate_fills_defaults_and_names_bad_fields() -> None:
 
 def test_kinds_are_unique_and_lookups_name_the_known_ones() -> None:
     kinds = test_kinds()
-    shipped = ["evaluate", "drift_check", "alert_webhook"]
-    assert list(kinds) == [*shipped, "sleep"] and list(default_kinds()) == shipped
+    shipped = ["evaluate", "train", "drift_check", "alert_webhook"]
+    assert list(kinds) == [*shipped, "sleep"]
+    assert list(default_kinds()) == shipped
     with pytest.raises(ValueError, match="registered twice"):
         kinds.add(SLEEP)
-    with pytest.raises(InvalidInputError, match=r"unknown job kind 'train' \(known: evaluate"):
-        kinds.kind("train")
-    with pytest.raises(InvalidInputError, match="unknown job kind train"):
-        kinds.only(["sleep", "train"])
+    with pytest.raises(InvalidInputError, match=r"unknown job kind 'drift' \(known: evaluate"):
+        kinds.kind("drift")
+    with pytest.raises(InvalidInputError, match="unknown job kind drift"):
+        kinds.only(["sleep", "drift"])
     assert list(kinds.only(["sleep"])) == ["sleep"]
     assert list(JobKinds()) == []
 

@@ -10,27 +10,24 @@ import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import cv2
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from support.db import app_state
+from support.labeling import review_everything, send_frames
 from visionloop.cli import app as cli
 from visionloop.config import Settings
 from visionloop.datasets.labels import SPLITS
-from visionloop.datasets.split import id_in_split, split_of
+from visionloop.datasets.split import split_of
 from visionloop.server.model_catalog import ModelCatalog
 from visionloop.training.registry import ModelVersion
-from visionloop.vision.synthetic import CLASS_NAMES, SyntheticLine
+from visionloop.vision.synthetic import CLASS_NAMES
 
-CSRF = {"X-Visionloop-CSRF": "1"}
 BASELINE = Path(__file__).resolve().parents[2] / "models" / "baseline" / "model.onnx"
 PER_SPLIT = {"train": 10, "val": 3, "test": 3}
-NS = uuid.UUID("9d1f7f0e-1c1b-4c55-8a56-6b3f0f6d2a10")
 
 
 class _ProductionRegistry:
@@ -46,62 +43,6 @@ class _ProductionRegistry:
             tags={"classes": ",".join(CLASS_NAMES)},
             created_at=datetime(2026, 11, 1, tzinfo=UTC),
         )
-
-
-def _send_frames(device_client: TestClient) -> dict[str, list[dict[str, Any]]]:
-    """Ingest uncertain frames of the synthetic line with their images; frame ids are picked so
-    that each split gets ``PER_SPLIT`` of them. Returns frame id -> true labels."""
-    line = SyntheticLine(seed=11)
-    w, h = line.size_wh
-    truth: dict[str, list[dict[str, Any]]] = {}
-    k = 0
-    for split, count in PER_SPLIT.items():
-        for _ in range(count):
-            scene = line.render(k * line.frames_per_view)
-            frame_id = str(id_in_split(NS, str(k), split))  # type: ignore[arg-type]
-            k += 1
-            labels = [
-                {"class_id": int(c), "xyxyn": [x1 / w, y1 / h, x2 / w, y2 / h]}
-                for (x1, y1, x2, y2), c in zip(
-                    scene.xyxy.tolist(), scene.class_id.tolist(), strict=True
-                )
-            ]
-            record = {
-                "id": frame_id,
-                "captured_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-                "model_version": "1",
-                "width": w,
-                "height": h,
-                "stats": {"brightness": 0.5, "contrast": 0.2, "sharpness": 100.0},
-                "detections": [
-                    {"class_id": 0, "class_name": CLASS_NAMES[0], "confidence": 0.5,
-                     "xyxyn": [0.1, 0.1, 0.2, 0.2]}
-                ],
-                "sample_reason": "uncertain",
-            }  # fmt: skip
-            r = device_client.post("/api/v1/ingest", json={"frames": [record]})
-            assert r.status_code == 200, r.text
-            ok, jpeg = cv2.imencode(".jpg", scene.frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
-            assert ok
-            r = device_client.put(f"/api/v1/frames/{frame_id}/image", content=jpeg.tobytes())
-            assert r.status_code == 200, r.text
-            truth[frame_id] = labels
-    return truth
-
-
-def _review_everything(reviewer_client: TestClient, truth: dict[str, list[dict[str, Any]]]) -> None:
-    reviewed = set()
-    while (r := reviewer_client.post("/api/v1/labeling/next", headers=CSRF)).status_code == 200:
-        task = r.json()["task"]
-        assert task["frame_id"] not in reviewed
-        labels = truth[task["frame_id"]]
-        done = reviewer_client.post(
-            f"/api/v1/labeling/tasks/{task['id']}/submit", json={"labels": labels}, headers=CSRF
-        )
-        assert done.status_code == 200, done.text
-        reviewed.add(task["frame_id"])
-    assert r.status_code == 204
-    assert reviewed == set(truth)
 
 
 NEEDS_EVALUATE = pytest.mark.skipif(
@@ -122,8 +63,8 @@ def _loop_to_dataset(
     app.state.model_catalog = ModelCatalog(
         app_state(app).settings, registry_factory=lambda _s: _ProductionRegistry()
     )
-    truth = _send_frames(device_client)
-    _review_everything(reviewer_client, truth)
+    truth = send_frames(device_client, PER_SPLIT)
+    review_everything(reviewer_client, truth)
 
     env = {
         "VISIONLOOP_DATA_DIR": str(settings.data_dir),

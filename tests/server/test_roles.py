@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from support.db import CSRF_HEADERS, add_device, app_state, frame_record, signed_in_client
-from visionloop.errors import NotFoundError
+from visionloop.errors import ConflictError, NotFoundError
 from visionloop.server.model_catalog import ModelCatalog
 from visionloop.server.store import jobs as job_store
 
@@ -202,6 +202,26 @@ ROLE_TABLE: list[RouteCase] = [
     RouteCase("GET", "/api/v1/drift/checks/{check_id}", _statuses(401, 403, 404, 404, 404)),
     RouteCase("GET", "/api/v1/drift/checks/{check_id}/report", _statuses(401, 403, 404, 404, 404)),
     RouteCase("GET", "/api/v1/drift/status", PERSON_READ),
+    RouteCase("GET", "/api/v1/models", PERSON_READ),
+    RouteCase(
+        "POST",
+        "/api/v1/models/{version}/promote",
+        {**ADMIN_ONLY, "admin": 404},  # the registry here is empty
+        lambda ctx, role: {"json": {"reason": "r"}},
+    ),
+    RouteCase(
+        "POST",
+        "/api/v1/models/rollback",
+        {**ADMIN_ONLY, "admin": 409},  # nothing to roll back
+        lambda ctx, role: {"json": {"reason": "r"}},
+    ),
+    RouteCase("GET", "/api/v1/retraining/status", PERSON_READ),
+    RouteCase(
+        "POST",
+        "/api/v1/retraining/trigger",
+        {**ADMIN_ONLY, "admin": 202},
+        lambda ctx, role: {"json": {"reason": "r"}},
+    ),
 ]
 
 
@@ -216,6 +236,15 @@ class _EmptyRegistry:
 
     def onnx_path(self, version: str) -> Any:
         raise NotFoundError(f"no model version {version}")
+
+    def versions(self) -> list[Any]:
+        return []
+
+    def promote(self, version: str, **_: Any) -> None:
+        raise NotFoundError(f"no model version {version}")
+
+    def rollback(self, **_: Any) -> Any:
+        raise ConflictError("nothing is production: there is nothing to roll back")
 
 
 @pytest.fixture

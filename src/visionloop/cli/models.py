@@ -86,6 +86,8 @@ def list_command(
                         "metrics": v.metrics,
                         "created_at": v.created_at.isoformat(),
                         "description": v.description,
+                        "gate_passed": _gate_passed(v.tags),
+                        "gate": _gate(v.tags),
                     }
                     for v in versions
                 ],
@@ -96,21 +98,40 @@ def list_command(
     if not versions:
         typer.echo("no registered versions (visionloop models register FILE.onnx adds one)")
         return
-    table = Table(title="visionloop-detector versions")
-    for column in ("version", "aliases", "sha256", "mAP50", "mAP50-95", "dataset", "created"):
-        table.add_column(column)
+    table = Table(title="visionloop-detector versions", expand=False)
+    # aliases and times never wrap: narrow terminals squeeze the hash columns instead
+    for column in ("version", "aliases", "sha256", "mAP50", "mAP50-95", "gate", "dataset"):
+        table.add_column(column, no_wrap=column == "aliases")
+    table.add_column("created", no_wrap=True)
     for v in reversed(versions):
         m = v.metrics
         table.add_row(
             v.version,
             ", ".join(v.aliases) or "-",
-            v.sha256[:12],
+            v.sha256[:8],
             f"{m['map50']:.3f}" if "map50" in m else "-",
             f"{m['map50_95']:.3f}" if "map50_95" in m else "-",
-            v.tags.get("dataset_digest", "-")[:12],
-            v.created_at.strftime("%Y-%m-%d %H:%M"),
+            {True: "passed", False: "FAILED", None: "-"}[_gate_passed(v.tags)],
+            v.tags.get("dataset_digest", "-")[:8],
+            v.created_at.strftime("%m-%d %H:%M"),
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for v in reversed(versions):
+        if "gate_summary" in v.tags:
+            console.print(f"version {v.version} gate {v.tags['gate_summary']}", soft_wrap=True)
+
+
+def _gate_passed(tags: dict[str, str]) -> bool | None:
+    value = tags.get("gate_passed")
+    return None if value is None else value == "true"
+
+
+def _gate(tags: dict[str, str]) -> object:
+    try:
+        return json.loads(tags["gate"])
+    except (KeyError, ValueError):
+        return None
 
 
 @models_app.command("register")
@@ -157,10 +178,14 @@ def promote_command(
     alias: Annotated[str, typer.Option(help="production or staging.")] = "production",
     reason: Annotated[str, typer.Option(help="Why (recorded on the version).")] = "",
     by: Annotated[str | None, typer.Option(help="Who promotes (default: your user name).")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote a version whose promotion gate failed.")
+    ] = False,
 ) -> None:
-    """Point an alias (default production) at a version; records who and why."""
+    """Point an alias (default production) at a version; records who and why. A version whose
+    promotion gate failed needs --force (recorded on the version)."""
     try:
-        _registry().promote(version, alias=alias, by=_who(by), reason=reason or "-")
+        _registry().promote(version, alias=alias, by=_who(by), reason=reason or "-", force=force)
     except VisionloopError as exc:
         raise _fail(exc) from exc
     typer.echo(f"{alias} -> version {version}")

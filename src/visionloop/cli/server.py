@@ -320,6 +320,7 @@ def _demo_setup(settings: Settings) -> DemoCredentials:
         if not any(d.name == DEMO_DEVICE for d in devices.list_devices(session)):
             _, device_token = devices.create_device(session, name=DEMO_DEVICE)
     _demo_baseline(settings)
+    _demo_golden_set(settings)
     return DemoCredentials(admin_password=admin_password, device_token=device_token)
 
 
@@ -333,6 +334,25 @@ def _demo_baseline(settings: Settings) -> None:
     version = ensure_baseline(Registry.from_settings(settings))
     if version is not None:
         typer.echo(f"registered {BASELINE_ONNX} as model version {version.version} (production)")
+
+
+GOLDEN_IMAGES = 100
+GOLDEN_SEED = 1
+"""The demo's golden set: nominal frames of the synthetic line, not the baseline's seed (0)."""
+
+
+def _demo_golden_set(settings: Settings) -> None:
+    """A missing golden set (VISIONLOOP_GOLDEN_SET) is written from the synthetic line: nominal,
+    seed 1, every image in the test split, which the promotion gate evaluates."""
+    from visionloop.vision.synthetic.dataset import write_dataset
+
+    path = settings.golden_set_path
+    if (path / "data.yaml").is_file():
+        return
+    write_dataset(path, n=GOLDEN_IMAGES, scenario="nominal", seed=GOLDEN_SEED, splits=(0, 0, 1))
+    typer.echo(
+        f"wrote the golden set ({GOLDEN_IMAGES} nominal frames, seed {GOLDEN_SEED}) to {path}"
+    )
 
 
 def _print_demo_credentials(creds: DemoCredentials, url: str) -> None:

@@ -113,7 +113,8 @@ class JobKinds(Mapping[str, JobKind[Any]]):
 def default_kinds() -> JobKinds:
     """Every kind visionloop ships."""
     from visionloop.jobs.evaluate import EVALUATE
+    from visionloop.jobs.train import TRAIN
     from visionloop.monitoring.alarms import ALERT_WEBHOOK
     from visionloop.monitoring.jobs import DRIFT_CHECK
 
-    return JobKinds([EVALUATE, DRIFT_CHECK, ALERT_WEBHOOK])
+    return JobKinds([EVALUATE, TRAIN, DRIFT_CHECK, ALERT_WEBHOOK])

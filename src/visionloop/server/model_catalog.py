@@ -86,6 +86,28 @@ class ModelCatalog:
             self._files[version] = found
             return found
 
+    def versions(self) -> list[ModelVersion]:
+        """Every registered version, oldest first (read through, not cached)."""
+        return self._guard(lambda: self._reg().versions())
+
+    def promote(
+        self, version: str, *, alias: str, by: str, reason: str, force: bool
+    ) -> ModelVersion:
+        """``Registry.promote`` (a failed gate needs ``force``), then the cache is dropped."""
+        registry = self._reg()
+        self._guard(
+            lambda: registry.promote(version, alias=alias, by=by, reason=reason, force=force)
+        )
+        self.invalidate()
+        return self._guard(lambda: registry.get(version))
+
+    def rollback(self, *, alias: str, by: str, reason: str) -> ModelVersion:
+        """``Registry.rollback``, then the cache is dropped."""
+        registry = self._reg()
+        found = self._guard(lambda: registry.rollback(by=by, reason=reason, alias=alias))
+        self.invalidate()
+        return found
+
     def invalidate(self) -> None:
         """Forget the cached production answer (after a promotion made through this server)."""
         with self._lock:

@@ -357,6 +357,9 @@ frames_table = table(Frame)
 detections_table = table(Detection)
 
 
+ACTIVE_TRAIN = text("kind = 'train' AND status IN ('queued', 'running')")
+
+
 class Job(Base):
     """One unit of background work (see ``visionloop.jobs``): queued, then claimed by a worker,
     which heartbeats while a subprocess runs it, and finished as succeeded, failed or cancelled.
@@ -392,6 +395,15 @@ class Job(Base):
         # The claim reads queued and running jobs in id order; lists filter by status or kind.
         Index("ix_jobs_status_id", "status", "id"),
         Index("ix_jobs_kind_id", "kind", "id"),
+        # At most one train job queued or running: the database refuses a second one, so two
+        # triggers (a person, the policy of several workers) can never queue two.
+        Index(
+            "uq_jobs_one_active_train",
+            "kind",
+            unique=True,
+            sqlite_where=ACTIVE_TRAIN,
+            postgresql_where=ACTIVE_TRAIN,
+        ),
     )
 
 

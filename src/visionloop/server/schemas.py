@@ -428,3 +428,55 @@ class DeviceDriftOut(BaseModel):
     last_check: DriftCheckOut | None
     drifted_features: list[str] = Field(description="Drifted features of the latest check.")
     reference: DriftReferenceOut | None = Field(description="The pinned reference, if any.")
+
+
+class RetrainingStatusOut(BaseModel):
+    eligible: bool = Field(description="Whether the policy would queue a train job now.")
+    reason: str = Field(description="Why (or why not), in words.")
+    labels_since_last_training: int = Field(
+        description="Reviewed frames whose labels were submitted since the last training's cut."
+    )
+    min_labels: int = Field(description="The threshold in force (lower while drift is on).")
+    drift_alarm: bool
+    cooldown_until: datetime | None = Field(
+        description="No automatic train job before this time (last queue time + cooldown)."
+    )
+    auto_promote: bool
+    last_job: JobOut | None = Field(description="The newest train job, if any.")
+
+
+class RetrainingTrigger(_In):
+    reason: str = Field(min_length=1, max_length=500, description="Why retrain now (recorded).")
+
+
+class JobQueued(BaseModel):
+    job_id: int
+
+
+class ModelVersionOut(BaseModel):
+    version: str
+    aliases: list[str]
+    sha256: str
+    size_bytes: int
+    metrics: dict[str, float] = Field(description="mAP50, mAP50-95, per-class AP50 and recall.")
+    gate: dict[str, Any] | None = Field(
+        description="The promotion gate report (gate.json), for versions a train job made."
+    )
+    gate_passed: bool | None = Field(description="The gate's verdict; null: not gated.")
+    created_at: datetime
+    description: str
+    train_job_id: int | None = Field(description="The train job that made it, if one did.")
+    tags: dict[str, str] = Field(description="Every tag of the version (who promoted it, why…).")
+
+
+class PromoteRequest(_In):
+    reason: str = Field(min_length=1, max_length=1000, description="Why (recorded with who).")
+    alias: str = Field(default="production", pattern="^(production|staging)$")
+    force: bool = Field(
+        default=False, description="Promote a version whose gate failed (recorded)."
+    )
+
+
+class RollbackRequest(_In):
+    reason: str = Field(min_length=1, max_length=1000, description="Why (recorded with who).")
+    alias: str = Field(default="production", pattern="^(production|staging)$")

@@ -233,9 +233,12 @@ def evaluate(
         detector = model
     nc = len(files.names)
     model_names = detector.info.names
-    if len(model_names) != nc:
+    # A model may know more classes than the dataset (a newer class list that extends it): its
+    # extra classes' detections have no ground truth here and are left out.
+    if len(model_names) < nc or any(model_names.get(k) != files.names[k] for k in range(nc)):
         raise InvalidInputError(
-            f"the model has {len(model_names)} classes, the dataset {nc}: they must match"
+            f"the model's classes {list(model_names.values())} do not start with the dataset's "
+            f"{list(files.names.values())}"
         )
     gt: dict[str, Any] = {
         "images": [],
@@ -266,6 +269,8 @@ def evaluate(
         for xyxy, score, cls in zip(
             found.xyxy.tolist(), found.confidence.tolist(), found.class_id.tolist(), strict=True
         ):
+            if cls >= nc:
+                continue
             x1, y1, x2, y2 = xyxy
             dets.append(
                 {

@@ -37,6 +37,9 @@ STAGING = "staging"
 ALIASES = (PRODUCTION, STAGING)
 REGISTER_EXPERIMENT = "visionloop-registry"
 HISTORY_LIMIT = 50
+GATE_PASSED_TAG = "gate_passed"
+GATE_SUMMARY_TAG = "gate_summary"
+GATE_TAG = "gate"
 MAX_VERSION = 2**63 - 1
 METRIC_TAGS = ("map50", "map50_95", "precision", "recall")
 """Tags read back as float metrics (plus any ``<class>_ap50`` / ``<class>_recall``)."""
@@ -55,6 +58,7 @@ class ModelVersion:
     created_at: datetime
     description: str = ""
     source: str = field(default="", repr=False)
+    run_id: str = ""
 
 
 def _metrics(tags: dict[str, str]) -> dict[str, float]:
@@ -160,6 +164,7 @@ class Registry:
             created_at=datetime.fromtimestamp(int(mv.creation_timestamp) / 1000, UTC),
             description=str(mv.description or ""),
             source=str(mv.source),
+            run_id=str(mv.run_id or ""),
         )
 
     def _experiment_id(self) -> str:
@@ -192,12 +197,15 @@ class Registry:
         run_id: str | None = None,
         tags: dict[str, str] | None = None,
         description: str = "",
+        weights: Path | None = None,
     ) -> ModelVersion:
         """Register an ONNX detector as a new version (it must load as one: ``ModelError``).
 
         With ``run_id`` the file is logged into that run (reusing its ``model/<file>`` artifact
         when the run already holds the same file); without, into a new run of the
-        ``visionloop-registry`` experiment.
+        ``visionloop-registry`` experiment. ``weights`` (the Ultralytics ``.pt`` the ONNX was
+        exported from) is logged beside it under ``weights/``, so that the version can be
+        fine-tuned later (a training run logs its ``best.pt`` there itself).
         """
         onnx_path = Path(onnx_path)
         detector = load_detector(onnx_path, backend="onnxruntime")
@@ -219,10 +227,16 @@ class Registry:
             )
             run_id = str(run.info.run_id)
             client.log_artifact(run_id, str(onnx_path), artifact_path="model")
+            if weights is not None:
+                client.log_artifact(run_id, str(weights), artifact_path="weights")
             client.set_terminated(run_id, status="FINISHED")
             folder = "model"
         else:
             folder = self._folder_with(run_id, onnx_path)
+            if weights is not None:
+                client.log_artifact(run_id, str(weights), artifact_path="weights")
+        if weights is not None:
+            all_tags["weights_file"] = Path(weights).name
         artifact_uri = str(client.get_run(run_id).info.artifact_uri).rstrip("/")
         if self._registered() is None:
             from mlflow.exceptions import MlflowException
@@ -292,13 +306,31 @@ class Registry:
         """The version the edge should run, or None when nothing is promoted."""
         return self.by_alias(PRODUCTION)
 
-    def promote(self, version: str, *, alias: str = PRODUCTION, by: str, reason: str) -> None:
-        """Point ``alias`` at ``version``; record who, when and why on the version."""
+    def promote(
+        self,
+        version: str,
+        *,
+        alias: str = PRODUCTION,
+        by: str,
+        reason: str,
+        force: bool = False,
+    ) -> None:
+        """Point ``alias`` at ``version``; record who, when and why on the version.
+
+        A version whose promotion gate failed (tag ``gate_passed`` = ``false``) is promoted only
+        with ``force`` (ConflictError otherwise); a forced promotion is recorded on the version
+        (``<alias>.forced``)."""
         if alias not in ALIASES:
             raise InvalidInputError(f"alias must be one of {', '.join(ALIASES)}, got {alias!r}")
         if not by.strip():
             raise InvalidInputError("promote needs who is promoting (by)")
         target = self.get(version)
+        if target.tags.get(GATE_PASSED_TAG) == "false" and not force:
+            raise ConflictError(
+                f"version {target.version} failed its promotion gate "
+                f"({target.tags.get(GATE_SUMMARY_TAG, 'see its gate report')}): promote it "
+                "with force to override"
+            )
         current = self.by_alias(alias)
         history = self._history(alias)
         if current is not None and (not history or history[-1] != current.version):
@@ -308,7 +340,62 @@ class Registry:
             history.append(target.version)
         self._set_history(alias, history)
         self._stamp(target.version, alias, action="promoted", by=by, reason=reason)
+        if target.tags.get(GATE_PASSED_TAG) == "false":
+            self._client.set_model_version_tag(
+                self.name, target.version, f"{alias}.forced", f"{_now()} by {by}"[:5000]
+            )
         log.info("%s: %s -> version %s by %s (%s)", self.name, alias, target.version, by, reason)
+
+    def set_gate(self, version: str, report: dict[str, Any], *, run_id: str | None) -> None:
+        """Store a promotion gate report on ``version``: ``gate.json`` in its run's artifacts
+        (``gate/``), and the tags ``gate_passed`` (``true``/``false``), ``gate_summary`` and
+        ``gate`` (the report's JSON, when it fits a tag)."""
+        text = json.dumps(report, indent=2, sort_keys=True)
+        if run_id is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "gate.json"
+                path.write_text(text)
+                self._client.log_artifact(run_id, str(path), artifact_path="gate")
+        compact = json.dumps(report, separators=(",", ":"), sort_keys=True)
+        tags = {
+            GATE_PASSED_TAG: "true" if report.get("passed") else "false",
+            GATE_SUMMARY_TAG: str(report.get("summary", ""))[:5000],
+        }
+        if len(compact) <= 5000:
+            tags[GATE_TAG] = compact
+        for key, value in tags.items():
+            self._client.set_model_version_tag(self.name, version, key, value)
+
+    def weights_path(self, version: str) -> Path | None:
+        """A local path of the version's Ultralytics ``.pt`` (``weights/`` in its run's
+        artifacts), downloaded into the cache; None when the version has none."""
+        mv = self.get(version)
+        run_id = mv.run_id
+        if not run_id:
+            return None
+        name = mv.tags.get("weights_file", "best.pt")
+        target = self.cache_dir / mv.version / name
+        if target.is_file():
+            return target
+        import mlflow.artifacts
+        from mlflow.exceptions import MlflowException
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+                local = Path(
+                    mlflow.artifacts.download_artifacts(
+                        run_id=run_id,
+                        artifact_path=f"weights/{name}",
+                        dst_path=tmp,
+                        tracking_uri=self.tracking_uri,
+                    )
+                )
+                os.replace(local, target)
+        except (MlflowException, OSError) as exc:
+            log.info("version %s has no weights artifact: %s", mv.version, exc)
+            return None
+        return target
 
     def rollback(self, *, by: str, reason: str, alias: str = PRODUCTION) -> ModelVersion:
         """Move ``alias`` back to the version it pointed at before the current one."""
@@ -395,10 +482,12 @@ def ensure_baseline(registry: Registry, onnx_path: Path = BASELINE_ONNX) -> Mode
         tags |= {k: f"{float(nominal[k]):.6f}" for k in ("map50", "map50_95") if k in nominal}
     except (OSError, ValueError, KeyError, TypeError):
         pass
+    weights = onnx_path.parent / "best.pt"
     version = registry.register(
         onnx_path,
         tags=tags,
         description="the shipped baseline (models/baseline/MODEL_CARD.md)",
+        weights=weights if weights.is_file() else None,
     )
     registry.promote(version.version, by="visionloop demo", reason="baseline on an empty registry")
     return registry.get(version.version)

@@ -104,6 +104,7 @@ def train(
     deterministic: bool = True,
     amp: bool | str | None = None,
     threads: int | None = None,
+    freeze: int | None = None,
     config_dir: Path | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
     on_batch: Callable[[BatchReport], None] | None = None,
@@ -115,7 +116,9 @@ def train(
     path to ``.pt`` weights to fine-tune; nothing is ever downloaded. ``device`` is ``cpu`` or a
     CUDA index (``0``). ``time_hours``, when set, is Ultralytics' training-time budget: it
     overrides ``epochs`` and stops training in time. ``threads`` is the torch thread count for
-    CPU training; ``config_dir`` is Ultralytics' settings folder (default ``out_dir/ultralytics``).
+    CPU training; ``freeze`` the number of leading layers kept fixed (10: YOLO11's backbone,
+    for a quick fine-tune); ``config_dir`` is Ultralytics' settings folder (default
+    ``out_dir/ultralytics``).
     ``deterministic=False`` lets cuDNN pick the fastest kernels (GPU runs). ``amp`` defaults to
     bf16 on CUDA cards that have it and fp32 elsewhere (Ultralytics' fp16 AMP check downloads).
     The run lands in ``out_dir/train``; the ONNX export (input ``imgsz``) in
@@ -167,6 +170,8 @@ def train(
     }
     if time_hours is not None:
         args["time"] = time_hours
+    if freeze:
+        args["freeze"] = freeze
     started = time.perf_counter()
     yolo.train(**args)
     trainer: Any = yolo.trainer

@@ -1,16 +1,29 @@
-"""Models: which version is in production, and its ONNX file (device token or signed-in person)."""
+"""Models: which version is in production and its ONNX file (device token or signed-in person);
+every version with its gate report (viewer); promote and roll back (admin, with a reason)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 
 from visionloop.errors import NotFoundError
-from visionloop.server.deps import StateDep, bearer_token, current_device, current_user
+from visionloop.server.deps import (
+    AdminUser,
+    CurrentUser,
+    StateDep,
+    bearer_token,
+    current_device,
+    current_user,
+)
 from visionloop.server.model_catalog import ModelCatalog, model_catalog
+from visionloop.server.schemas import ModelVersionOut, PromoteRequest, RollbackRequest
 from visionloop.types import ProductionModel
+
+if TYPE_CHECKING:
+    from visionloop.training.registry import ModelVersion
 
 router = APIRouter(tags=["models"])
 
@@ -64,3 +77,67 @@ def model_onnx(version: str, catalog: CatalogDep) -> FileResponse:
         filename=f"visionloop-detector-v{found.version}.onnx",
         headers={"ETag": f'"{found.sha256}"', "X-Model-Sha256": found.sha256},
     )
+
+
+def version_out(version: ModelVersion) -> ModelVersionOut:
+    """A registry version as the API shows it (the gate report parsed from its tag)."""
+    gate = None
+    raw = version.tags.get("gate")
+    if raw:
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+        gate = parsed if isinstance(parsed, dict) else None
+    passed = version.tags.get("gate_passed")
+    job = version.tags.get("train_job_id", "")
+    return ModelVersionOut(
+        version=version.version,
+        aliases=version.aliases,
+        sha256=version.sha256,
+        size_bytes=version.size_bytes,
+        metrics=version.metrics,
+        gate=gate,
+        gate_passed=None if passed is None else passed == "true",
+        created_at=version.created_at,
+        description=version.description,
+        train_job_id=int(job) if job.isdigit() else None,
+        tags={k: v for k, v in version.tags.items() if k != "gate"},
+    )
+
+
+@router.get(
+    "/models",
+    response_model=list[ModelVersionOut],
+    summary="Every registered version, newest first, with aliases, metrics and gate verdict",
+)
+def list_models(catalog: CatalogDep, _user: CurrentUser) -> list[ModelVersionOut]:
+    return [version_out(v) for v in reversed(catalog.versions())]
+
+
+@router.post(
+    "/models/{version}/promote",
+    response_model=ModelVersionOut,
+    summary="Point an alias (production) at a version (admin; a failed gate needs force)",
+    responses={404: {"description": "No such version"}, 409: {"description": "Gate failed"}},
+)
+def promote_model(
+    version: str, body: PromoteRequest, catalog: CatalogDep, admin: AdminUser
+) -> ModelVersionOut:
+    """Records who (the signed-in admin) and why on the version; ``force`` promotes a version
+    whose promotion gate failed, and that is recorded too (``<alias>.forced``)."""
+    return version_out(
+        catalog.promote(
+            version, alias=body.alias, by=admin.name, reason=body.reason, force=body.force
+        )
+    )
+
+
+@router.post(
+    "/models/rollback",
+    response_model=ModelVersionOut,
+    summary="Move an alias (production) back to the version it held before (admin)",
+    responses={409: {"description": "Nothing earlier to roll back to"}},
+)
+def rollback_model(body: RollbackRequest, catalog: CatalogDep, admin: AdminUser) -> ModelVersionOut:
+    return version_out(catalog.rollback(alias=body.alias, by=admin.name, reason=body.reason))

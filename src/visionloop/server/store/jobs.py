@@ -103,7 +103,10 @@ def enqueue(
     created_by: str,
     max_attempts: int,
 ) -> Job:
-    """Queue a job. ``params`` must already be valid for ``kind`` (see ``visionloop.jobs``)."""
+    """Queue a job. ``params`` must already be valid for ``kind`` (see ``visionloop.jobs``).
+
+    A kind the database keeps to one active job (``train``: a partial unique index) raises
+    ConflictError with ``job_id``, the queued or running one, when there is one already."""
     job = Job(
         kind=kind,
         params=params,
@@ -118,9 +121,36 @@ def enqueue(
         max_attempts=max_attempts,
         cancel_requested=False,
     )
-    session.add(job)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(job)
+            session.flush()
+    except IntegrityError:
+        active = active_job(session, kind=kind)
+        if active is None:
+            raise
+        raise ConflictError(
+            f"a {kind} job is already {active.status}: job {active.id}", job_id=active.id
+        ) from None
     return job
+
+
+def active_job(session: Session, *, kind: str) -> Job | None:
+    """The oldest queued or running job of ``kind``, or None."""
+    return session.scalars(
+        select(Job)
+        .where(Job.kind == kind, Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))
+        .order_by(Job.id)
+        .limit(1)
+    ).first()
+
+
+def latest_job(session: Session, *, kind: str, status: JobStatus | None = None) -> Job | None:
+    """The newest job of ``kind`` (in ``status``, when given), or None."""
+    stmt = select(Job).where(Job.kind == kind)
+    if status is not None:
+        stmt = stmt.where(Job.status == status.value)
+    return session.scalars(stmt.order_by(Job.id.desc()).limit(1)).first()
 
 
 def get_job(session: Session, *, job_id: int) -> Job:
