@@ -167,6 +167,59 @@ class Settings(BaseSettings):
         ),
     )
 
+    drift_interval: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "Seconds between drift checks: every interval a worker queues one drift_check job "
+            "for the devices that sent frames since the last interval."
+        ),
+    )
+    drift_window: int = Field(
+        default=500,
+        ge=30,
+        le=100_000,
+        description=(
+            "Frames in a drift check's current window (the device's latest frames); also the "
+            "size of the automatic reference window (see the README's Drift monitoring)."
+        ),
+    )
+    drift_alarm_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description=(
+            "A check is drifted when at least this share of the features drifted (Evidently's "
+            "per-feature tests decide each one)."
+        ),
+    )
+    drift_alarm_consecutive: int = Field(
+        default=2,
+        ge=1,
+        le=100,
+        description=(
+            "A device's drift alarm opens after this many drifted checks in a row and closes "
+            "after this many clean ones."
+        ),
+    )
+    drift_sampling_factor: float = Field(
+        default=10.0,
+        ge=1,
+        le=1000,
+        description=(
+            "While a device's drift alarm is open its heartbeat answer asks it to multiply its "
+            "audit sampling rate by this factor (its per-minute cap still holds)."
+        ),
+    )
+    alert_webhook_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        description=(
+            "If set, drift alarm open and close events are POSTed here as JSON (by a job, "
+            "retried, never blocking the check)."
+        ),
+    )
+
     retrain_min_labels: int = Field(
         default=200,
         ge=1,

@@ -223,3 +223,18 @@ class ProductionModel(BaseModel):
     int8: Int8Artifact | None = Field(
         default=None, description="The version's INT8 artifact, when it was quantized."
     )
+
+
+class HeartbeatAnswer(BaseModel):
+    """The server's answer to a heartbeat: what it asks of the device now."""
+
+    drift_alarm: bool = Field(default=False, description="The device's drift alarm is open.")
+    audit_rate_factor: float = Field(
+        default=1.0,
+        ge=1.0,
+        le=1000.0,
+        description=(
+            "Multiply the audit sampling rate by this (1: as configured); the per-minute cap "
+            "still holds. Frames sampled by the raised rate are marked sample_reason 'drift'."
+        ),
+    )

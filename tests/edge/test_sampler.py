@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from visionloop.edge.sampler import Sampler, SamplerConfig, TokenBucket, is_uncertain, sample_reason
+from visionloop.types import HeartbeatAnswer
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
@@ -112,3 +113,34 @@ def test_zero_cap_samples_nothing() -> None:
 def test_config_rejects_bad_values(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         SamplerConfig(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("draw", "factor", "expected"),
+    [
+        pytest.param(0.005, 10.0, "audit", id="audit-stays-audit"),
+        pytest.param(0.05, 10.0, "drift", id="raised-rate-is-drift"),
+        pytest.param(0.05, 1.0, None, id="no-alarm-no-drift"),
+        pytest.param(0.2, 10.0, None, id="above-the-raised-rate"),
+    ],
+)
+def test_a_drift_alarm_raises_sampling_as_drift(
+    draw: float, factor: float, expected: str | None
+) -> None:
+    confidence = np.array([0.95], np.float32)
+    got = sample_reason(
+        confidence, band=(0.4, 0.7), audit_rate=0.01, draw=draw, drift_factor=factor
+    )
+    assert got == expected
+
+
+def test_the_sampler_follows_the_heartbeat_answer() -> None:
+    sampler = Sampler(SamplerConfig(audit_rate=0.05, max_per_minute=10_000), seed=3)
+    sure = np.array([0.95], np.float32)
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    before = [sampler.decide(sure, now) for _ in range(2000)]
+    assert "drift" not in before
+    sampler.follow(HeartbeatAnswer(drift_alarm=True, audit_rate_factor=10.0))
+    after = [sampler.decide(sure, now) for _ in range(2000)]
+    assert 0.3 < after.count("drift") / len(after) < 0.6
+    assert 0.02 < after.count("audit") / len(after) < 0.08

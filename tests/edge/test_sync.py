@@ -23,7 +23,8 @@ from visionloop.edge.answers import TOKEN_REJECTED
 from visionloop.edge.outbox import Outbox
 from visionloop.edge.sync import SyncConfig, Uploader
 from visionloop.server.app import create_app
-from visionloop.types import FrameRecord, Heartbeat
+from visionloop.server.models import DriftAlarm
+from visionloop.types import FrameRecord, Heartbeat, HeartbeatAnswer
 
 FAST = SyncConfig(backoff_base_s=0.01, backoff_max_s=0.05, heartbeat_s=0.2, idle_wait_s=0.05)
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -194,6 +195,26 @@ def test_a_record_that_breaks_the_server_is_isolated_and_dead_lettered(
     beat = next(d for d in admin_client.get("/api/v1/devices").json() if d["name"] == "cam1")
     assert beat["heartbeat"]["dead_letters"] == 1
     assert beat["heartbeat"]["sent_at"] is not None
+
+
+def test_the_heartbeat_answer_reaches_the_agent_while_a_drift_alarm_is_open(
+    app: FastAPI, device: DeviceCredentials, live_server: LiveServer, outbox: Outbox
+) -> None:
+    answers: list[HeartbeatAnswer] = []
+    with device_http(live_server.url, device.token) as client:
+        uploader = Uploader(
+            outbox, client, heartbeat=lambda: Heartbeat(), on_answer=answers.append, config=FAST
+        )
+        assert uploader.send_heartbeat()
+        with app_state(app).write_sessions() as session, session.begin():
+            session.add(
+                DriftAlarm(device_id=device.id, is_open=True, drifted_streak=2, clean_streak=0)
+            )
+        assert uploader.send_heartbeat()
+    assert answers == [
+        HeartbeatAnswer(drift_alarm=False, audit_rate_factor=1.0),
+        HeartbeatAnswer(drift_alarm=True, audit_rate_factor=10.0),
+    ]
 
 
 def test_a_server_failing_every_record_sets_nothing_aside(

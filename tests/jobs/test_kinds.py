@@ -41,8 +41,9 @@ def test_quantize_params() -> None:
 
 def test_kinds_are_unique_and_lookups_name_the_known_ones() -> None:
     kinds = test_kinds()
-    assert list(kinds) == ["evaluate", "train", "quantize", "sleep"]
-    assert list(default_kinds()) == ["evaluate", "train", "quantize"]
+    shipped = ["evaluate", "train", "quantize", "drift_check", "alert_webhook"]
+    assert list(kinds) == [*shipped, "sleep"]
+    assert list(default_kinds()) == shipped
     with pytest.raises(ValueError, match="registered twice"):
         kinds.add(SLEEP)
     with pytest.raises(InvalidInputError, match=r"unknown job kind 'drift' \(known: evaluate"):

@@ -76,7 +76,7 @@ def test_heartbeat_is_listed_with_last_seen(
         "outbox_backlog": 17,
         "dropped_frames": 2,
     }
-    assert device_client.post("/api/v1/devices/heartbeat", json=beat).status_code == 204
+    assert device_client.post("/api/v1/devices/heartbeat", json=beat).status_code == 200
     [listed] = viewer_client.get("/api/v1/devices").json()
     assert listed["name"] == "cam1"
     assert listed["last_seen_at"] is not None
@@ -132,12 +132,12 @@ def test_enable_undoes_disable(
 def test_clock_offset_is_listed(device_client: TestClient, viewer_client: TestClient) -> None:
     [listed] = viewer_client.get("/api/v1/devices").json()
     assert listed["clock_offset_s"] is None  # no heartbeat yet
-    assert device_client.post("/api/v1/devices/heartbeat", json={}).status_code == 204
+    assert device_client.post("/api/v1/devices/heartbeat", json={}).status_code == 200
     assert viewer_client.get("/api/v1/devices").json()[0]["clock_offset_s"] is None  # no sent_at
     # A device whose clock is an hour behind the server's.
     sent_at = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     beat = {"sent_at": sent_at, "dead_letters": 2}
-    assert device_client.post("/api/v1/devices/heartbeat", json=beat).status_code == 204
+    assert device_client.post("/api/v1/devices/heartbeat", json=beat).status_code == 200
     [listed] = viewer_client.get("/api/v1/devices").json()
     assert listed["clock_offset_s"] == pytest.approx(3600, abs=5)
     assert listed["heartbeat"]["dead_letters"] == 2

@@ -119,7 +119,11 @@ def test_cancel_a_running_job_flags_it(jobs_app: FastAPI, admin: TestClient) -> 
 @pytest.mark.parametrize(
     ("body", "status", "detail"),
     [
-        ({"kind": "nope"}, 422, "unknown job kind 'nope' (known: evaluate, sleep)"),
+        (
+            {"kind": "nope"},
+            422,
+            "unknown job kind 'nope' (known: evaluate, train, drift_check, alert_webhook, sleep)",
+        ),
         ({"kind": "evaluate", "params": {}}, 422, "params.model_version: Field required"),
         (
             {"kind": "evaluate", "params": {"model_version": "1", "dataset": "data/x"}},

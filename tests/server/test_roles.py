@@ -87,7 +87,7 @@ ROLE_TABLE: list[RouteCase] = [
     RouteCase(
         "POST",
         "/api/v1/devices/heartbeat",
-        {**DEVICE_ONLY, "device": 204},
+        DEVICE_ONLY,
         lambda ctx, role: {"json": {"fps": 29.5, "outbox_backlog": 3}},
     ),
     RouteCase("POST", "/api/v1/devices/{device_id}/disable", ADMIN_ONLY),
@@ -173,6 +173,36 @@ ROLE_TABLE: list[RouteCase] = [
     RouteCase("GET", "/api/v1/jobs/{job_id}", PERSON_READ),
     RouteCase("GET", "/api/v1/jobs/{job_id}/log", PERSON_READ),
     RouteCase("POST", "/api/v1/jobs/{job_id}/cancel", ADMIN_ONLY),
+    # Drift: viewers read, admins pin references and queue checks. {check_id} names no check.
+    RouteCase(
+        "POST",
+        "/api/v1/drift/reference",
+        ADMIN_ONLY,
+        lambda ctx, role: {
+            "json": {
+                "device_id": ctx.spare_device_id,
+                "since": "2026-11-01T00:00:00Z",
+                "until": "2026-11-02T00:00:00Z",
+            },
+            "headers": CSRF,
+        },
+    ),
+    RouteCase(
+        "DELETE",
+        "/api/v1/drift/reference/{device_id}",
+        {**ADMIN_ONLY, "admin": 404},  # nothing pinned on the spare device
+        lambda ctx, role: {"headers": CSRF},
+    ),
+    RouteCase(
+        "POST",
+        "/api/v1/drift/checks",
+        {**ADMIN_ONLY, "admin": 202},
+        lambda ctx, role: {"json": {"device_id": ctx.spare_device_id}, "headers": CSRF},
+    ),
+    RouteCase("GET", "/api/v1/drift/checks", PERSON_READ),
+    RouteCase("GET", "/api/v1/drift/checks/{check_id}", _statuses(401, 403, 404, 404, 404)),
+    RouteCase("GET", "/api/v1/drift/checks/{check_id}/report", _statuses(401, 403, 404, 404, 404)),
+    RouteCase("GET", "/api/v1/drift/status", PERSON_READ),
     RouteCase("GET", "/api/v1/models", PERSON_READ),
     RouteCase(
         "POST",
@@ -257,6 +287,7 @@ def test_route_statuses_by_role(
         job_id=ctx.job_id,
         version="1",
         task_id=999_999,
+        check_id=999_999,
     )
     got = {}
     for role in ROLES:

@@ -236,6 +236,7 @@ class Agent:
                     if running is not None
                     else None
                 ),
+                on_answer=running.sampler.follow if running is not None else None,
                 config=c.sync,
                 seed=c.seed,
             )

@@ -12,7 +12,7 @@ from datetime import datetime
 import numpy as np
 from numpy.typing import NDArray
 
-from visionloop.types import SampleReason
+from visionloop.types import HeartbeatAnswer, SampleReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,17 +45,27 @@ def is_uncertain(confidence: NDArray[np.float32], band: tuple[float, float]) -> 
 
 
 def sample_reason(
-    confidence: NDArray[np.float32], *, band: tuple[float, float], audit_rate: float, draw: float
+    confidence: NDArray[np.float32],
+    *,
+    band: tuple[float, float],
+    audit_rate: float,
+    draw: float,
+    drift_factor: float = 1.0,
 ) -> SampleReason | None:
     """The reason to sample a frame, before the rate cap.
 
     ``draw`` is a uniform number in [0, 1) supplied by the caller, so this stays pure: a frame
-    with no uncertain detection is audited when ``draw < audit_rate``.
+    with no uncertain detection is audited when ``draw < audit_rate``. While the server reports
+    a drift alarm (``drift_factor`` > 1) the frames with ``audit_rate <= draw < audit_rate *
+    drift_factor`` are sampled too, as ``drift``: the audit sample stays the unbiased random
+    one the miss-rate estimate needs.
     """
     if is_uncertain(confidence, band):
         return "uncertain"
     if draw < audit_rate:
         return "audit"
+    if draw < audit_rate * drift_factor:
+        return "drift"
     return None
 
 
@@ -94,6 +104,12 @@ class Sampler:
         self._rng = np.random.default_rng(seed)
         self._bucket = TokenBucket(self.config.max_per_minute)
         self.capped = 0
+        self.drift_factor = 1.0
+        """Set from the server's heartbeat answer (another thread; a float store is atomic)."""
+
+    def follow(self, answer: HeartbeatAnswer) -> None:
+        """Take the server's heartbeat answer: its audit-rate factor (a drift alarm's)."""
+        self.drift_factor = answer.audit_rate_factor
 
     def decide(self, confidence: NDArray[np.float32], captured_at: datetime) -> SampleReason | None:
         """The sample reason for a frame with these detection confidences, or None."""
@@ -102,6 +118,7 @@ class Sampler:
             band=self.config.band,
             audit_rate=self.config.audit_rate,
             draw=float(self._rng.random()),
+            drift_factor=self.drift_factor,
         )
         if reason is None:
             return None

@@ -45,7 +45,7 @@ import httpx
 from visionloop.edge.answers import credential_problem
 from visionloop.edge.answers import detail as _detail
 from visionloop.edge.outbox import Outbox, PendingRecord
-from visionloop.types import Heartbeat, IngestResult
+from visionloop.types import Heartbeat, HeartbeatAnswer, IngestResult
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,8 @@ class Uploader:
 
     ``heartbeat`` builds the agent's :class:`Heartbeat` (metrics, model version); the uploader
     fills in the outbox backlog, the dead-letter count, the send time and its own counters.
+    ``on_answer`` gets the server's :class:`HeartbeatAnswer` to each heartbeat (e.g. a drift
+    alarm's raised sampling).
     """
 
     def __init__(
@@ -138,6 +140,7 @@ class Uploader:
         client: httpx.Client,
         *,
         heartbeat: Callable[[], Heartbeat] | None = None,
+        on_answer: Callable[[HeartbeatAnswer], None] | None = None,
         config: SyncConfig | None = None,
         seed: int | None = None,
     ) -> None:
@@ -146,6 +149,7 @@ class Uploader:
         self.config = config or SyncConfig()
         self.stats = SyncStats()
         self._heartbeat = heartbeat
+        self._on_answer = on_answer
         self._rng = random.Random(seed)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -494,6 +498,13 @@ class Uploader:
             log.warning("heartbeat answered %s: %s", resp.status_code, problem or _detail(resp))
             return False
         self.stats.heartbeats += 1
+        if self._on_answer is not None and resp.status_code == 200:
+            try:
+                answer = HeartbeatAnswer.model_validate_json(resp.content)
+            except ValueError as exc:
+                log.warning("unreadable heartbeat answer: %s", exc)
+            else:
+                self._on_answer(answer)
         return True
 
     def _beat(self, beat: Heartbeat) -> Heartbeat:

@@ -115,5 +115,7 @@ def default_kinds() -> JobKinds:
     from visionloop.jobs.evaluate import EVALUATE
     from visionloop.jobs.quantize import QUANTIZE
     from visionloop.jobs.train import TRAIN
+    from visionloop.monitoring.alarms import ALERT_WEBHOOK
+    from visionloop.monitoring.jobs import DRIFT_CHECK
 
-    return JobKinds([EVALUATE, TRAIN, QUANTIZE])
+    return JobKinds([EVALUATE, TRAIN, QUANTIZE, DRIFT_CHECK, ALERT_WEBHOOK])

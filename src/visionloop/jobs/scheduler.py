@@ -34,11 +34,11 @@ class Periodic:
 
 
 def default_schedule(settings: Settings) -> list[Periodic]:
-    """The periodic tasks visionloop ships: the retraining policy (drift checks plug in
-    here)."""
+    """The periodic tasks visionloop ships: the retraining policy and the drift checks."""
     from visionloop.jobs.train import retrain_schedule
+    from visionloop.monitoring.jobs import drift_schedule
 
-    return [*retrain_schedule(settings)]
+    return [*retrain_schedule(settings), *drift_schedule(settings)]
 
 
 class Scheduler:

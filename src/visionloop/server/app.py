@@ -23,6 +23,7 @@ from visionloop.server.metrics import LatencyMiddleware, Metrics
 from visionloop.server.routes import (
     auth,
     devices,
+    drift,
     frames,
     health,
     ingest,
@@ -44,7 +45,18 @@ RAW_BODY_MODELS: tuple[type[BaseModel], ...] = (IngestBatch,)
 def api_router() -> APIRouter:
     """Every ``/api/v1`` route. A new resource adds its module's router here."""
     router = APIRouter(prefix=API_PREFIX)
-    for module in (auth, devices, ingest, frames, stats, models, labeling, jobs, retraining):
+    for module in (
+        auth,
+        devices,
+        ingest,
+        frames,
+        stats,
+        models,
+        labeling,
+        jobs,
+        retraining,
+        drift,
+    ):
         router.include_router(module.router)
     return router
 

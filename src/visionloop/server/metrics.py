@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -33,6 +33,18 @@ class Metrics:
             "HTTP request latency by route template, method and status.",
             ["method", "route", "status"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.drift_alarm = Gauge(
+            "visionloop_drift_alarm",
+            "1 while the device's drift alarm is open, else 0 (read at each scrape).",
+            ["device"],
+            registry=self.registry,
+        )
+        self.drift_share = Gauge(
+            "visionloop_drift_share",
+            "Share of drifted features in the device's latest drift check.",
+            ["device"],
             registry=self.registry,
         )
 

@@ -415,3 +415,65 @@ class JobSchedule(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     last_run_at: Mapped[datetime]
+
+
+class DriftReference(Base):
+    """A device's pinned reference window ("this is the new normal"): its frames captured in
+    ``[since, until)`` are what drift checks compare with. No row: the automatic reference (see
+    ``visionloop.monitoring``)."""
+
+    __tablename__ = "drift_references"
+
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    since: Mapped[datetime]
+    until: Mapped[datetime]
+    pinned_by: Mapped[str] = mapped_column(String(128))
+    pinned_at: Mapped[datetime]
+
+
+class DriftCheck(Base):
+    """One drift check of a device: its reference and current windows, Evidently's verdict per
+    feature (``features``: ``[{"feature", "method", "score", "threshold", "drifted"}]``), the share
+    of drifted features, and the key of its gzipped HTML report in the blob store."""
+
+    __tablename__ = "drift_checks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    job_id: Mapped[int | None] = mapped_column(Integer)
+    checked_at: Mapped[datetime]
+    reference_kind: Mapped[str] = mapped_column(String(16))  # 'pinned' or 'auto'
+    reference_start: Mapped[datetime]
+    reference_end: Mapped[datetime]
+    reference_frames: Mapped[int]
+    window_start: Mapped[datetime]
+    window_end: Mapped[datetime]
+    window_frames: Mapped[int]
+    features: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    drifted_features: Mapped[int]
+    share_drifted: Mapped[float] = mapped_column(Float)
+    drifted: Mapped[bool] = mapped_column(Boolean)
+    report_sha256: Mapped[str | None] = mapped_column(String(64))
+    duration_s: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_drift_checks_device_id_id", "device_id", "id"),)
+
+
+class DriftAlarm(Base):
+    """A device's drift alarm state with its hysteresis counters: ``drifted_streak`` and
+    ``clean_streak`` count the latest checks in a row of each kind."""
+
+    __tablename__ = "drift_alarms"
+
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    is_open: Mapped[bool] = mapped_column(Boolean)
+    opened_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    drifted_streak: Mapped[int]
+    clean_streak: Mapped[int]
+    last_check_id: Mapped[int | None] = mapped_column(BigId)
+    last_check_at: Mapped[datetime | None]

@@ -35,11 +35,11 @@ DATA_CUT_TAG = "data_cut_at"
 
 
 def drift_alarm(session: Session) -> bool:
-    """Whether a drift alarm is on for any device. Always False until drift checks exist (the
-    drift issue replaces this function's body; the policy then needs
+    """Whether a drift alarm is on for any device (the policy then needs
     ``retrain_drift_min_labels`` labels instead of ``retrain_min_labels``)."""
-    del session
-    return False
+    from visionloop.monitoring.alarms import any_open
+
+    return any_open(session)
 
 
 @dataclass(frozen=True)

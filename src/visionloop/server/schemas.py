@@ -11,7 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from visionloop.server.auth import Role
 from visionloop.server.store.jobs import JobStatus
-from visionloop.types import NO_NUL, FrameStats, Heartbeat, SampleReason
+from visionloop.types import (
+    CAPTURED_AT_MAX,
+    CAPTURED_AT_MIN,
+    NO_NUL,
+    FrameStats,
+    Heartbeat,
+    SampleReason,
+)
 
 
 class _In(BaseModel):
@@ -334,6 +341,93 @@ class JobPageOut(BaseModel):
     next_cursor: str | None = Field(
         description="Pass as ?cursor= for the next (older) page; null on the last page."
     )
+
+
+# --- drift monitoring
+
+
+def check_window_time(ts: datetime) -> None:
+    """A time bounding a drift window: aware, within the capture times frames may carry."""
+    if ts.tzinfo is None:
+        raise ValueError("times need a time zone (e.g. a trailing Z)")
+    if not CAPTURED_AT_MIN <= ts <= CAPTURED_AT_MAX:
+        raise ValueError(f"times must be within {CAPTURED_AT_MIN.year}..{CAPTURED_AT_MAX.year}")
+
+
+class DriftReferenceIn(_In):
+    device_id: int = Field(ge=1, le=2**31 - 1)
+    since: datetime = Field(description="Start of the reference window (capture time, aware).")
+    until: datetime = Field(description="End of the reference window (exclusive).")
+
+    @model_validator(mode="after")
+    def _ordered_and_aware(self) -> DriftReferenceIn:
+        for ts in (self.since, self.until):
+            check_window_time(ts)
+        if self.since >= self.until:
+            raise ValueError("since must be before until")
+        return self
+
+
+class DriftReferenceOut(BaseModel):
+    device_id: int
+    since: datetime
+    until: datetime
+    pinned_by: str
+    pinned_at: datetime
+
+
+class DriftCheckRequest(_In):
+    device_id: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="One device; default every enabled one."
+    )
+
+
+class DriftCheckQueued(BaseModel):
+    job_id: int = Field(description="The drift_check job (see /jobs/{id}).")
+    device_ids: list[int]
+
+
+class FeatureDrift(BaseModel):
+    feature: str
+    method: str = Field(description="The test Evidently chose, e.g. 'K-S p_value'.")
+    score: float
+    threshold: float
+    drifted: bool
+
+
+class DriftCheckOut(BaseModel):
+    id: int
+    device_id: int
+    job_id: int | None
+    checked_at: datetime
+    reference_kind: str = Field(description="'pinned' or 'auto'.")
+    reference_start: datetime
+    reference_end: datetime
+    reference_frames: int
+    window_start: datetime
+    window_end: datetime
+    window_frames: int
+    features: list[FeatureDrift]
+    drifted_features: int
+    share_drifted: float
+    drifted: bool = Field(description="share_drifted reached VISIONLOOP_DRIFT_ALARM_SHARE.")
+    has_report: bool
+    duration_s: float
+
+
+class DriftCheckPageOut(BaseModel):
+    items: list[DriftCheckOut]
+    next_cursor: str | None
+
+
+class DeviceDriftOut(BaseModel):
+    device_id: int
+    device: str
+    alarm: bool
+    since: datetime | None = Field(description="When the open alarm opened.")
+    last_check: DriftCheckOut | None
+    drifted_features: list[str] = Field(description="Drifted features of the latest check.")
+    reference: DriftReferenceOut | None = Field(description="The pinned reference, if any.")
 
 
 class RetrainingStatusOut(BaseModel):

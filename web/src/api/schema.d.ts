@@ -135,7 +135,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** An edge agent's health and metrics (device token) */
+        /**
+         * An edge agent's health and metrics (device token); answers what to change
+         * @description While the device's drift alarm is open the answer asks it to raise its audit sampling
+         *     (``audit_rate_factor``, VISIONLOOP_DRIFT_SAMPLING_FACTOR) and mark those frames ``drift``.
+         */
         post: operations["heartbeat_api_v1_devices_heartbeat_post"];
         delete?: never;
         options?: never;
@@ -556,6 +560,116 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/drift/reference": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Pin a window of a device's frames as its drift reference (admin)
+         * @description "This is the new normal": the device's frames captured in ``[since, until)`` become what
+         *     its checks compare with, replacing its automatic reference (or an earlier pin).
+         */
+        post: operations["pin_reference_api_v1_drift_reference_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/drift/reference/{device_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Unpin a device's reference (admin): back to the automatic one */
+        delete: operations["unpin_reference_api_v1_drift_reference__device_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/drift/checks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Drift checks, newest first (viewer) */
+        get: operations["list_checks_api_v1_drift_checks_get"];
+        put?: never;
+        /** Queue a drift check now (admin): one device, or every enabled one */
+        post: operations["queue_drift_check_api_v1_drift_checks_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/drift/checks/{check_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One drift check */
+        get: operations["get_check_api_v1_drift_checks__check_id__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/drift/checks/{check_id}/report": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A drift check's Evidently HTML report
+         * @description Served as stored, gzip-encoded (browsers and HTTP clients decode it).
+         */
+        get: operations["get_check_report_api_v1_drift_checks__check_id__report_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/drift/status": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Each device's drift alarm and latest check (viewer) */
+        get: operations["drift_status_api_v1_drift_status_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -635,6 +749,28 @@ export interface components {
              */
             token: string;
         };
+        /** DeviceDriftOut */
+        DeviceDriftOut: {
+            /** Device Id */
+            device_id: number;
+            /** Device */
+            device: string;
+            /** Alarm */
+            alarm: boolean;
+            /**
+             * Since
+             * @description When the open alarm opened.
+             */
+            since: string | null;
+            last_check: components["schemas"]["DriftCheckOut"] | null;
+            /**
+             * Drifted Features
+             * @description Drifted features of the latest check.
+             */
+            drifted_features: string[];
+            /** @description The pinned reference, if any. */
+            reference: components["schemas"]["DriftReferenceOut"] | null;
+        };
         /** DeviceOut */
         DeviceOut: {
             /** Id */
@@ -677,6 +813,144 @@ export interface components {
             detections: number;
             /** Last Seen At */
             last_seen_at: string | null;
+        };
+        /** DriftCheckOut */
+        DriftCheckOut: {
+            /** Id */
+            id: number;
+            /** Device Id */
+            device_id: number;
+            /** Job Id */
+            job_id: number | null;
+            /**
+             * Checked At
+             * Format: date-time
+             */
+            checked_at: string;
+            /**
+             * Reference Kind
+             * @description 'pinned' or 'auto'.
+             */
+            reference_kind: string;
+            /**
+             * Reference Start
+             * Format: date-time
+             */
+            reference_start: string;
+            /**
+             * Reference End
+             * Format: date-time
+             */
+            reference_end: string;
+            /** Reference Frames */
+            reference_frames: number;
+            /**
+             * Window Start
+             * Format: date-time
+             */
+            window_start: string;
+            /**
+             * Window End
+             * Format: date-time
+             */
+            window_end: string;
+            /** Window Frames */
+            window_frames: number;
+            /** Features */
+            features: components["schemas"]["FeatureDrift"][];
+            /** Drifted Features */
+            drifted_features: number;
+            /** Share Drifted */
+            share_drifted: number;
+            /**
+             * Drifted
+             * @description share_drifted reached VISIONLOOP_DRIFT_ALARM_SHARE.
+             */
+            drifted: boolean;
+            /** Has Report */
+            has_report: boolean;
+            /** Duration S */
+            duration_s: number;
+        };
+        /** DriftCheckPageOut */
+        DriftCheckPageOut: {
+            /** Items */
+            items: components["schemas"]["DriftCheckOut"][];
+            /** Next Cursor */
+            next_cursor: string | null;
+        };
+        /** DriftCheckQueued */
+        DriftCheckQueued: {
+            /**
+             * Job Id
+             * @description The drift_check job (see /jobs/{id}).
+             */
+            job_id: number;
+            /** Device Ids */
+            device_ids: number[];
+        };
+        /** DriftCheckRequest */
+        DriftCheckRequest: {
+            /**
+             * Device Id
+             * @description One device; default every enabled one.
+             */
+            device_id?: number | null;
+        };
+        /** DriftReferenceIn */
+        DriftReferenceIn: {
+            /** Device Id */
+            device_id: number;
+            /**
+             * Since
+             * Format: date-time
+             * @description Start of the reference window (capture time, aware).
+             */
+            since: string;
+            /**
+             * Until
+             * Format: date-time
+             * @description End of the reference window (exclusive).
+             */
+            until: string;
+        };
+        /** DriftReferenceOut */
+        DriftReferenceOut: {
+            /** Device Id */
+            device_id: number;
+            /**
+             * Since
+             * Format: date-time
+             */
+            since: string;
+            /**
+             * Until
+             * Format: date-time
+             */
+            until: string;
+            /** Pinned By */
+            pinned_by: string;
+            /**
+             * Pinned At
+             * Format: date-time
+             */
+            pinned_at: string;
+        };
+        /** FeatureDrift */
+        FeatureDrift: {
+            /** Feature */
+            feature: string;
+            /**
+             * Method
+             * @description The test Evidently chose, e.g. 'K-S p_value'.
+             */
+            method: string;
+            /** Score */
+            score: number;
+            /** Threshold */
+            threshold: number;
+            /** Drifted */
+            drifted: boolean;
         };
         /** FrameDetail */
         FrameDetail: {
@@ -840,6 +1114,24 @@ export interface components {
              * @default 0
              */
             dead_letters: number;
+        };
+        /**
+         * HeartbeatAnswer
+         * @description The server's answer to a heartbeat: what it asks of the device now.
+         */
+        HeartbeatAnswer: {
+            /**
+             * Drift Alarm
+             * @description The device's drift alarm is open.
+             * @default false
+             */
+            drift_alarm: boolean;
+            /**
+             * Audit Rate Factor
+             * @description Multiply the audit sampling rate by this (1: as configured); the per-minute cap still holds. Frames sampled by the raised rate are marked sample_reason 'drift'.
+             * @default 1
+             */
+            audit_rate_factor: number;
         };
         /** Histogram */
         Histogram: {
@@ -1639,11 +1931,13 @@ export interface operations {
         };
         responses: {
             /** @description Successful Response */
-            204: {
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["HeartbeatAnswer"];
+                };
             };
             /** @description Validation Error */
             422: {
@@ -2531,6 +2825,220 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    pin_reference_api_v1_drift_reference_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DriftReferenceIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DriftReferenceOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    unpin_reference_api_v1_drift_reference__device_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A device's id. */
+                device_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_checks_api_v1_drift_checks_get: {
+        parameters: {
+            query?: {
+                device_id?: number | null;
+                /** @description Checked at or after (aware). */
+                since?: string | null;
+                limit?: number;
+                /** @description next_cursor. */
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DriftCheckPageOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    queue_drift_check_api_v1_drift_checks_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DriftCheckRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DriftCheckQueued"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_check_api_v1_drift_checks__check_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                check_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DriftCheckOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_check_report_api_v1_drift_checks__check_id__report_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                check_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    drift_status_api_v1_drift_status_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeviceDriftOut"][];
                 };
             };
         };

@@ -3,8 +3,9 @@ enable, heartbeat."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, status
 
+from visionloop.monitoring import alarms as drift_alarms
 from visionloop.server.deps import (
     AdminUser,
     CurrentUser,
@@ -17,7 +18,7 @@ from visionloop.server.deps import (
 from visionloop.server.models import Device
 from visionloop.server.schemas import DeviceCreate, DeviceCreated, DeviceOut
 from visionloop.server.store import devices as device_store
-from visionloop.types import Heartbeat
+from visionloop.types import Heartbeat, HeartbeatAnswer
 
 router = APIRouter(tags=["devices"])
 
@@ -54,12 +55,20 @@ def create_device(body: DeviceCreate, session: WriteSessionDep, _admin: AdminUse
 
 @router.post(
     "/devices/heartbeat",
-    status_code=status.HTTP_204_NO_CONTENT,
-    response_class=Response,
-    summary="An edge agent's health and metrics (device token)",
+    response_model=HeartbeatAnswer,
+    summary="An edge agent's health and metrics (device token); answers what to change",
 )
-def heartbeat(body: Heartbeat, session: WriteSessionDep, device: DeviceDep) -> None:
+def heartbeat(
+    body: Heartbeat, session: WriteSessionDep, state: StateDep, device: DeviceDep
+) -> HeartbeatAnswer:
+    """While the device's drift alarm is open the answer asks it to raise its audit sampling
+    (``audit_rate_factor``, VISIONLOOP_DRIFT_SAMPLING_FACTOR) and mark those frames ``drift``."""
     device_store.record_heartbeat(session, device_id=device.id, heartbeat=body)
+    alarm = drift_alarms.device_open(session, device_id=device.id)
+    return HeartbeatAnswer(
+        drift_alarm=alarm,
+        audit_rate_factor=state.settings.drift_sampling_factor if alarm else 1.0,
+    )
 
 
 @router.post(

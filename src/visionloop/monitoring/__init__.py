@@ -1,0 +1,1 @@
+"""Drift monitoring: per-frame features, reference windows, Evidently checks, alarms."""

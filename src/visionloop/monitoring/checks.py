@@ -1,0 +1,160 @@
+"""One drift check of one device: read its reference and current windows, compare them with
+Evidently, store the check and its HTML report, and move the device's alarm.
+
+The reference is the device's pinned window if an admin pinned one, else the automatic one:
+the first ``drift_window`` frames the device sent with the model version it runs now. The
+current window is the device's latest ``drift_window`` frames captured after the reference
+ends. A check with under ``MIN_FRAMES`` frames in either window, or with the same reference and
+no frame newer than the previous check's window, is skipped (nothing stored).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from visionloop.config import Settings
+from visionloop.monitoring.evidently_check import compare
+from visionloop.server.blobs import BlobStore
+from visionloop.server.models import DriftCheck
+from visionloop.server.store import drift as drift_store
+from visionloop.server.store.drift import ReferenceKind, Window
+
+log = logging.getLogger(__name__)
+
+MIN_FRAMES = 30
+"""Fewest frames in either window for a check to run (the tests need a sample)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOutcome:
+    """A check's outcome: the stored check (None when skipped, with the reason), and the alarm
+    event it caused ("opened", "closed" or None)."""
+
+    device_id: int
+    check_id: int | None = None
+    share_drifted: float | None = None
+    drifted: bool | None = None
+    alarm_open: bool | None = None
+    alarm_event: str | None = None
+    skipped: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id,
+            "check_id": self.check_id,
+            "share_drifted": self.share_drifted,
+            "drifted": self.drifted,
+            "alarm_open": self.alarm_open,
+            "alarm_event": self.alarm_event,
+            "skipped": self.skipped,
+        }
+
+
+def _windows(
+    session: Session, *, device_id: int, settings: Settings
+) -> tuple[ReferenceKind, Window | None, Window | None]:
+    pinned = drift_store.get_reference(session, device_id=device_id)
+    if pinned is not None:
+        kind, reference = ReferenceKind.PINNED, drift_store.pinned_window(session, reference=pinned)
+    else:
+        kind = ReferenceKind.AUTO
+        reference = drift_store.auto_window(
+            session, device_id=device_id, frames=settings.drift_window
+        )
+    if reference is None:
+        return kind, None, None
+    current = drift_store.latest_window(
+        session, device_id=device_id, frames=settings.drift_window, after=reference.end
+    )
+    return kind, reference, current
+
+
+def check_device(
+    *,
+    read_sessions: sessionmaker[Session],
+    write_sessions: sessionmaker[Session],
+    blobs: BlobStore,
+    settings: Settings,
+    device_id: int,
+    job_id: int | None = None,
+) -> CheckOutcome:
+    """Run one drift check of ``device_id`` (see the module doc). Evidently runs between the
+    read and the write transactions, so no database lock is held while it computes."""
+    started = time.perf_counter()
+    with read_sessions() as session, session.begin():
+        drift_store.get_device(session, device_id=device_id)
+        kind, reference, current = _windows(session, device_id=device_id, settings=settings)
+        previous = drift_store.last_check(session, device_id=device_id)
+    if reference is None or reference.frames < MIN_FRAMES:
+        found = reference.frames if reference else 0
+        return CheckOutcome(
+            device_id=device_id,
+            skipped=f"the {kind.value} reference holds {found} frames (needs {MIN_FRAMES})",
+        )
+    if current is None or current.frames < MIN_FRAMES:
+        found = current.frames if current else 0
+        return CheckOutcome(
+            device_id=device_id,
+            skipped=f"{found} frames after the reference window (needs {MIN_FRAMES})",
+        )
+    if (
+        previous is not None
+        and current.end <= previous.window_end
+        and (reference.start, reference.end) == (previous.reference_start, previous.reference_end)
+    ):
+        # The same frames against the same reference would count twice towards the alarm.
+        return CheckOutcome(device_id=device_id, skipped="no new frames since the last check")
+    comparison = compare(
+        reference.features, current.features, drift_share=settings.drift_alarm_share
+    )
+    report_key = blobs.put(comparison.report_html_gz)
+    with write_sessions() as session, session.begin():
+        check = drift_store.add_check(
+            session,
+            DriftCheck(
+                device_id=device_id,
+                job_id=job_id,
+                reference_kind=kind.value,
+                reference_start=reference.start,
+                reference_end=reference.end,
+                reference_frames=reference.frames,
+                window_start=current.start,
+                window_end=current.end,
+                window_frames=current.frames,
+                features=[v.to_dict() for v in comparison.features],
+                drifted_features=comparison.drifted_features,
+                share_drifted=comparison.share_drifted,
+                drifted=comparison.drifted,
+                report_sha256=report_key,
+                duration_s=time.perf_counter() - started,
+            ),
+        )
+        change = drift_store.record_verdict(
+            session, check=check, consecutive=settings.drift_alarm_consecutive
+        )
+        if change.event is not None:
+            from visionloop.monitoring.alarms import queue_alert
+
+            queue_alert(session, settings=settings, check=check, event=change.event)
+        outcome = CheckOutcome(
+            device_id=device_id,
+            check_id=check.id,
+            share_drifted=check.share_drifted,
+            drifted=check.drifted,
+            alarm_open=change.alarm.is_open,
+            alarm_event=change.event,
+        )
+    log.info(
+        "drift check %s of device %d: %d/%d features drifted%s",
+        outcome.check_id,
+        device_id,
+        comparison.drifted_features,
+        len(comparison.features),
+        f"; alarm {change.event}" if change.event else "",
+    )
+    return outcome

@@ -1,0 +1,139 @@
+"""One drift comparison of a current window of frame features with a reference window, by
+Evidently's ``DataDriftPreset``.
+
+Evidently chooses each feature's test from the column's type and the sample size (up to 1,000
+rows: Kolmogorov-Smirnov or chi-square p-values at 0.05; more: Wasserstein or Jensen-Shannon
+distances at 0.1) and states each verdict as a test; this module reads the verdicts from those
+tests and never applies a threshold of its own. Evidently takes seconds to import: this module
+imports it on first use, in the worker's job process only, never in the server.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from visionloop.errors import VisionloopError
+from visionloop.monitoring.features import CATEGORICAL_FEATURES, NUMERICAL_FEATURES, FeatureTable
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureVerdict:
+    """Evidently's test of one feature: its method, score, threshold and whether it drifted."""
+
+    feature: str
+    method: str
+    score: float
+    threshold: float
+    drifted: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "feature": self.feature,
+            "method": self.method,
+            "score": self.score,
+            "threshold": self.threshold,
+            "drifted": self.drifted,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """The outcome of ``compare``: per-feature verdicts, the share drifted, the gzipped HTML."""
+
+    features: list[FeatureVerdict]
+    share_drifted: float
+    drifted: bool
+    """Evidently's dataset-level test: share of drifted features ≥ the alarm share."""
+    report_html_gz: bytes
+
+    @property
+    def drifted_features(self) -> int:
+        return sum(v.drifted for v in self.features)
+
+
+def _frame(table: FeatureTable) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame({name: table.columns[name] for name in table.columns})
+
+
+def compare(
+    reference: FeatureTable,
+    current: FeatureTable,
+    *,
+    drift_share: float,
+) -> Comparison:
+    """Evidently's ``DataDriftPreset`` of ``current`` against ``reference`` with its tests; a
+    check is drifted when the share of drifted features is at least ``drift_share``."""
+    if len(reference) == 0 or len(current) == 0:
+        raise VisionloopError("a drift comparison needs frames in both windows")
+    # Evidently's statistics divide by zero on a constant column (every frame without a
+    # detection, say) and say so in RuntimeWarnings; its verdict for such a column is "no drift".
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _compare(reference, current, drift_share=drift_share)
+
+
+def _compare(
+    reference: FeatureTable,
+    current: FeatureTable,
+    *,
+    drift_share: float,
+) -> Comparison:
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    definition = DataDefinition(
+        numerical_columns=list(NUMERICAL_FEATURES), categorical_columns=list(CATEGORICAL_FEATURES)
+    )
+    report = Report([DataDriftPreset(drift_share=drift_share)], include_tests=True)
+    snapshot = report.run(
+        Dataset.from_pandas(_frame(current), data_definition=definition),
+        Dataset.from_pandas(_frame(reference), data_definition=definition),
+    )
+    verdicts, dataset_drifted = read_verdicts(json.loads(snapshot.json()))
+    share = sum(v.drifted for v in verdicts) / len(verdicts) if verdicts else 0.0
+    html = snapshot.get_html_str(as_iframe=False).encode("utf-8")
+    return Comparison(
+        features=verdicts,
+        share_drifted=share,
+        drifted=dataset_drifted,
+        report_html_gz=gzip.compress(html, compresslevel=6, mtime=0),
+    )
+
+
+def read_verdicts(snapshot: dict[str, Any]) -> tuple[list[FeatureVerdict], bool]:
+    """Per-feature verdicts and the dataset-level verdict from an Evidently 0.7 snapshot's JSON:
+    each ``ValueDrift`` metric gives a column's method, score and threshold, and the test bound
+    to it (``FAIL``) says whether it drifted; the ``DriftedColumnsCount`` test says whether the
+    share of drifted columns reached the preset's ``drift_share``."""
+    tests_by_metric: dict[str, str] = {}
+    for test in snapshot.get("tests", []):
+        metric_id = test.get("metric_config", {}).get("metric_id")
+        if metric_id is not None:
+            tests_by_metric[metric_id] = test.get("status", "")
+    verdicts: list[FeatureVerdict] = []
+    dataset_drifted = False
+    for metric in snapshot.get("metrics", []):
+        config = metric.get("config", {})
+        kind = str(config.get("type", ""))
+        status = tests_by_metric.get(metric.get("id", ""))
+        if kind.endswith(":ValueDrift"):
+            verdicts.append(
+                FeatureVerdict(
+                    feature=str(config["column"]),
+                    method=str(config.get("method", "")),
+                    score=float(metric["value"]),
+                    threshold=float(config.get("threshold", "nan")),
+                    drifted=status == "FAIL",
+                )
+            )
+        elif kind.endswith(":DriftedColumnsCount"):
+            dataset_drifted = status == "FAIL"
+    if not verdicts:
+        raise VisionloopError("Evidently's report held no per-feature drift test")
+    return verdicts, dataset_drifted

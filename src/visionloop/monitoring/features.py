@@ -1,0 +1,97 @@
+"""The drift features of a frame, from what the server stores: the edge's image statistics and
+the model's detections.
+
+Numerical: ``brightness``, ``contrast``, ``sharpness`` (as the edge measured them),
+``detection_count``, ``max_confidence``, ``mean_confidence``, ``mean_box_area`` (normalised,
+0..1 of the frame) and ``mean_box_aspect`` (width / height). Categorical: ``top_class``, the
+class of the most confident detection, or ``"none"``. A frame with no detection has 0 for every
+detection feature (its ``top_class`` says ``"none"``), so that no column holds missing values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+NUMERICAL_FEATURES: tuple[str, ...] = (
+    "brightness",
+    "contrast",
+    "sharpness",
+    "detection_count",
+    "max_confidence",
+    "mean_confidence",
+    "mean_box_area",
+    "mean_box_aspect",
+)
+CATEGORICAL_FEATURES: tuple[str, ...] = ("top_class",)
+FEATURES: tuple[str, ...] = NUMERICAL_FEATURES + CATEGORICAL_FEATURES
+NO_CLASS = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class BoxRow:
+    """One stored detection: class, confidence and normalised ``xyxyn`` box."""
+
+    class_name: str
+    confidence: float
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+@dataclass(slots=True)
+class FeatureTable:
+    """Features of a window of frames, one list per feature (parallel, one entry per frame)."""
+
+    columns: dict[str, list[Any]] = field(default_factory=lambda: {f: [] for f in FEATURES})
+
+    def __len__(self) -> int:
+        return len(self.columns[FEATURES[0]])
+
+    def add(self, row: dict[str, Any]) -> None:
+        for name in FEATURES:
+            self.columns[name].append(row[name])
+
+
+def frame_features(
+    *, brightness: float, contrast: float, sharpness: float, boxes: Sequence[BoxRow]
+) -> dict[str, Any]:
+    """The features of one frame (see the module doc) as ``{feature: value}``."""
+    row: dict[str, Any] = {
+        "brightness": float(brightness),
+        "contrast": float(contrast),
+        "sharpness": float(sharpness),
+        "detection_count": float(len(boxes)),
+    }
+    if not boxes:
+        return row | {
+            "max_confidence": 0.0,
+            "mean_confidence": 0.0,
+            "mean_box_area": 0.0,
+            "mean_box_aspect": 0.0,
+            "top_class": NO_CLASS,
+        }
+    top = max(boxes, key=lambda b: b.confidence)
+    areas, aspects = [], []
+    for b in boxes:
+        w, h = max(b.x2 - b.x1, 0.0), max(b.y2 - b.y1, 0.0)
+        areas.append(w * h)
+        aspects.append(w / h if h > 0 else 0.0)
+    n = float(len(boxes))
+    return row | {
+        "max_confidence": float(top.confidence),
+        "mean_confidence": sum(b.confidence for b in boxes) / n,
+        "mean_box_area": sum(areas) / n,
+        "mean_box_aspect": sum(aspects) / n,
+        "top_class": top.class_name,
+    }
+
+
+def feature_table(rows: Iterable[dict[str, Any]]) -> FeatureTable:
+    """A ``FeatureTable`` of ``frame_features`` rows."""
+    table = FeatureTable()
+    for row in rows:
+        table.add(row)
+    return table

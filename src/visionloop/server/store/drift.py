@@ -1,0 +1,344 @@
+"""Drift monitoring's tables: frame windows read as features, pinned references, checks and the
+per-device alarm with its hysteresis.
+
+Windows are read through ``ix_frames_device_id_captured_at`` (device, capture time) and their
+detections through ``ix_detections_frame_pk``: a check reads its two windows, never the whole
+table.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import Session
+
+from visionloop.errors import InvalidInputError, NotFoundError
+from visionloop.monitoring.features import BoxRow, FeatureTable, feature_table, frame_features
+from visionloop.server.models import (
+    Detection,
+    Device,
+    DriftAlarm,
+    DriftCheck,
+    DriftReference,
+    Frame,
+)
+from visionloop.server.store.jobs import db_now, decode_cursor
+
+REFERENCE_MAX_FRAMES = 20_000
+"""A pinned reference window is read as its newest this-many frames."""
+_IN_CHUNK = 1000
+MAX_ID = 2**63 - 1
+
+
+class ReferenceKind(enum.StrEnum):
+    PINNED = "pinned"
+    """An admin pinned a window of the device's own frames."""
+    AUTO = "auto"
+    """The first window of frames the device sent with the model version it runs now."""
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The features of a window of a device's frames and its capture-time span."""
+
+    features: FeatureTable
+    start: datetime
+    end: datetime
+
+    @property
+    def frames(self) -> int:
+        return len(self.features)
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmChange:
+    """What a check did to its device's alarm: ``event`` is "opened", "closed" or None."""
+
+    alarm: DriftAlarm
+    event: str | None
+
+
+def _read_window(session: Session, rows: list[Any]) -> Window | None:
+    """Features of the frames ``rows`` (pk, captured_at, brightness, contrast, sharpness)."""
+    if not rows:
+        return None
+    boxes: dict[int, list[BoxRow]] = defaultdict(list)
+    pks = [r.pk for r in rows]
+    for i in range(0, len(pks), _IN_CHUNK):
+        chunk = pks[i : i + _IN_CHUNK]
+        for d in session.execute(
+            select(
+                Detection.frame_pk,
+                Detection.class_name,
+                Detection.confidence,
+                Detection.x1,
+                Detection.y1,
+                Detection.x2,
+                Detection.y2,
+            ).where(Detection.frame_pk.in_(chunk))
+        ):
+            boxes[d.frame_pk].append(BoxRow(d.class_name, d.confidence, d.x1, d.y1, d.x2, d.y2))
+    table = feature_table(
+        frame_features(
+            brightness=r.brightness,
+            contrast=r.contrast,
+            sharpness=r.sharpness,
+            boxes=boxes.get(r.pk, []),
+        )
+        for r in rows
+    )
+    times = [r.captured_at for r in rows]
+    return Window(features=table, start=min(times), end=max(times))
+
+
+def _frames_query(device_id: int, *conditions: ColumnElement[bool]) -> Any:
+    return select(
+        Frame.pk, Frame.captured_at, Frame.brightness, Frame.contrast, Frame.sharpness
+    ).where(Frame.device_id == device_id, *conditions)
+
+
+def latest_window(
+    session: Session, *, device_id: int, frames: int, after: datetime | None
+) -> Window | None:
+    """The device's latest ``frames`` frames captured after ``after`` (None: any), or None."""
+    conditions = [Frame.captured_at > after] if after is not None else []
+    rows = list(
+        session.execute(
+            _frames_query(device_id, *conditions)
+            .order_by(Frame.captured_at.desc(), Frame.pk.desc())
+            .limit(frames)
+        )
+    )
+    return _read_window(session, rows)
+
+
+def pinned_window(session: Session, *, reference: DriftReference) -> Window | None:
+    """The frames of a pinned reference (its newest ``REFERENCE_MAX_FRAMES``), or None."""
+    rows = list(
+        session.execute(
+            _frames_query(
+                reference.device_id,
+                Frame.captured_at >= reference.since,
+                Frame.captured_at < reference.until,
+            )
+            .order_by(Frame.captured_at.desc(), Frame.pk.desc())
+            .limit(REFERENCE_MAX_FRAMES)
+        )
+    )
+    return _read_window(session, rows)
+
+
+def auto_window(session: Session, *, device_id: int, frames: int) -> Window | None:
+    """The first ``frames`` frames the device sent with the model version of its latest frame."""
+    version = session.execute(
+        select(Frame.model_version)
+        .where(Frame.device_id == device_id)
+        .order_by(Frame.captured_at.desc(), Frame.pk.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if version is None:
+        return None
+    rows = list(
+        session.execute(
+            _frames_query(device_id, Frame.model_version == version)
+            .order_by(Frame.captured_at, Frame.pk)
+            .limit(frames)
+        )
+    )
+    return _read_window(session, rows)
+
+
+# --- references -------------------------------------------------------------------------------
+
+
+def get_device(session: Session, *, device_id: int) -> Device:
+    device = session.get(Device, device_id)
+    if device is None:
+        raise NotFoundError(f"no device {device_id}")
+    return device
+
+
+def get_reference(session: Session, *, device_id: int) -> DriftReference | None:
+    return session.get(DriftReference, device_id)
+
+
+def pin_reference(
+    session: Session, *, device_id: int, since: datetime, until: datetime, pinned_by: str
+) -> DriftReference:
+    """Pin ``[since, until)`` of the device's frames as its reference (replacing any pin)."""
+    get_device(session, device_id=device_id)
+    if since >= until:
+        raise InvalidInputError("since must be before until")
+    reference = session.get(DriftReference, device_id)
+    now = db_now(session)
+    if reference is None:
+        reference = DriftReference(device_id=device_id)
+        session.add(reference)
+    reference.since, reference.until = since, until
+    reference.pinned_by, reference.pinned_at = pinned_by, now
+    session.flush()
+    return reference
+
+
+def unpin_reference(session: Session, *, device_id: int) -> None:
+    """Back to the automatic reference; NotFoundError when nothing was pinned."""
+    reference = session.get(DriftReference, device_id)
+    if reference is None:
+        raise NotFoundError(f"device {device_id} has no pinned reference")
+    session.delete(reference)
+    session.flush()
+
+
+# --- checks ----------------------------------------------------------------------------------
+
+
+def add_check(session: Session, check: DriftCheck) -> DriftCheck:
+    if check.checked_at is None:
+        check.checked_at = db_now(session)
+    session.add(check)
+    session.flush()
+    return check
+
+
+def last_check(session: Session, *, device_id: int) -> DriftCheck | None:
+    """The device's latest check (None: never checked)."""
+    return session.scalars(
+        select(DriftCheck)
+        .where(DriftCheck.device_id == device_id)
+        .order_by(DriftCheck.id.desc())
+        .limit(1)
+    ).first()
+
+
+def get_check(session: Session, *, check_id: int) -> DriftCheck:
+    check = session.get(DriftCheck, check_id)
+    if check is None:
+        raise NotFoundError(f"no drift check {check_id}")
+    return check
+
+
+@dataclass(frozen=True, slots=True)
+class CheckPage:
+    checks: list[DriftCheck]
+    next_cursor: str | None
+
+
+def list_checks(
+    session: Session,
+    *,
+    device_id: int | None,
+    since: datetime | None,
+    limit: int,
+    cursor: str | None,
+) -> CheckPage:
+    """Checks, newest first (keyset on id); follow ``next_cursor`` for the next page."""
+    conditions: list[ColumnElement[bool]] = []
+    if device_id is not None:
+        conditions.append(DriftCheck.device_id == device_id)
+    if since is not None:
+        conditions.append(DriftCheck.checked_at >= since)
+    if cursor is not None:
+        after = decode_cursor(cursor)
+        if after > MAX_ID:
+            raise InvalidInputError("invalid cursor: pass back a next_cursor from this API")
+        conditions.append(DriftCheck.id < after)
+    checks = list(
+        session.scalars(
+            select(DriftCheck).where(*conditions).order_by(DriftCheck.id.desc()).limit(limit + 1)
+        )
+    )
+    next_cursor = str(checks[limit - 1].id) if len(checks) > limit else None
+    return CheckPage(checks=checks[:limit], next_cursor=next_cursor)
+
+
+# --- alarms ----------------------------------------------------------------------------------
+
+
+def record_verdict(session: Session, *, check: DriftCheck, consecutive: int) -> AlarmChange:
+    """Update the device's alarm with one check: ``consecutive`` drifted checks in a row open
+    it, as many clean ones in a row close it. The row is locked (PostgreSQL) so that two checks
+    of one device never count the same streak."""
+    alarm = session.execute(
+        select(DriftAlarm).where(DriftAlarm.device_id == check.device_id).with_for_update()
+    ).scalar_one_or_none()
+    if alarm is None:
+        alarm = DriftAlarm(
+            device_id=check.device_id, is_open=False, drifted_streak=0, clean_streak=0
+        )
+        session.add(alarm)
+    if check.drifted:
+        alarm.drifted_streak, alarm.clean_streak = alarm.drifted_streak + 1, 0
+    else:
+        alarm.drifted_streak, alarm.clean_streak = 0, alarm.clean_streak + 1
+    alarm.last_check_id, alarm.last_check_at = check.id, check.checked_at
+    event = None
+    if not alarm.is_open and alarm.drifted_streak >= consecutive:
+        alarm.is_open, alarm.opened_at, alarm.closed_at = True, check.checked_at, None
+        event = "opened"
+    elif alarm.is_open and alarm.clean_streak >= consecutive:
+        alarm.is_open, alarm.closed_at = False, check.checked_at
+        event = "closed"
+    session.flush()
+    return AlarmChange(alarm=alarm, event=event)
+
+
+def alarm_open(session: Session, *, device_id: int) -> bool:
+    """Whether the device's drift alarm is open."""
+    is_open = session.execute(
+        select(DriftAlarm.is_open).where(DriftAlarm.device_id == device_id)
+    ).scalar_one_or_none()
+    return bool(is_open)
+
+
+def any_alarm_open(session: Session) -> bool:
+    """Whether any device's drift alarm is open."""
+    found = session.execute(
+        select(DriftAlarm.device_id).where(DriftAlarm.is_open.is_(True)).limit(1)
+    ).scalar_one_or_none()
+    return found is not None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceDrift:
+    """One device's drift status: its alarm and its latest check (None: never checked)."""
+
+    device: Device
+    alarm: DriftAlarm | None
+    last_check: DriftCheck | None
+
+
+def statuses(session: Session) -> list[DeviceDrift]:
+    """Every device's drift status, by name."""
+    devices = list(session.scalars(select(Device).order_by(Device.name)))
+    alarms = {a.device_id: a for a in session.scalars(select(DriftAlarm))}
+    check_ids = [a.last_check_id for a in alarms.values() if a.last_check_id is not None]
+    checks = {
+        c.id: c
+        for c in (
+            session.scalars(select(DriftCheck).where(DriftCheck.id.in_(check_ids)))
+            if check_ids
+            else []
+        )
+    }
+    out = []
+    for d in devices:
+        alarm = alarms.get(d.id)
+        last = checks.get(alarm.last_check_id) if alarm and alarm.last_check_id else None
+        out.append(DeviceDrift(device=d, alarm=alarm, last_check=last))
+    return out
+
+
+def active_device_ids(session: Session, *, seen_since: datetime) -> list[int]:
+    """Enabled devices seen (ingest or heartbeat) since ``seen_since``."""
+    return list(
+        session.scalars(
+            select(Device.id)
+            .where(Device.disabled_at.is_(None), Device.last_seen_at >= seen_since)
+            .order_by(Device.id)
+        )
+    )

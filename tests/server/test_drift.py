@@ -1,0 +1,251 @@
+"""Drift routes: pin and unpin a reference, queue checks that the worker runs, read checks,
+reports and status, the webhook and the heartbeat's answer (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from support.db import DeviceCredentials, add_device, app_state
+from support.drift import BASE_TIME, window_records
+from visionloop.config import Settings
+from visionloop.jobs.kinds import default_kinds
+from visionloop.jobs.worker import Worker
+from visionloop.monitoring.features import FEATURES
+from visionloop.server.models import DriftCheck
+from visionloop.server.store import drift as drift_store
+
+WINDOW = 60
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    events: list[dict[str, Any]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.events.append(json.loads(body))  # type: ignore[attr-defined]
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    server.events = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", server.events  # type: ignore[attr-defined]
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def settings(
+    settings: Settings,
+    webhook: tuple[str, list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Settings:
+    url, _ = webhook
+    updated = settings.model_copy(
+        update={
+            "drift_window": WINDOW,
+            "alert_webhook_url": url,
+            "job_heartbeat_seconds": 0.2,
+            "job_poll_seconds": 0.1,
+        }
+    )
+    # The worker's job processes read their settings from the environment.
+    for key, value in {
+        "VISIONLOOP_DATA_DIR": str(updated.data_dir),
+        "VISIONLOOP_DATABASE_URL": updated.database_url,
+        "VISIONLOOP_DRIFT_WINDOW": str(WINDOW),
+        "VISIONLOOP_ALERT_WEBHOOK_URL": url,
+    }.items():
+        monkeypatch.setenv(key, value)
+    return updated
+
+
+@pytest.fixture
+def cam(app: FastAPI) -> Iterator[tuple[DeviceCredentials, TestClient]]:
+    device = add_device(app, "cam1")
+    with TestClient(app, headers=device.headers) as c:
+        yield device, c
+
+
+def _ingest(client: TestClient, records: list[dict[str, Any]]) -> None:
+    r = client.post("/api/v1/ingest", json={"frames": records})
+    assert r.status_code == 200, r.text
+
+
+def _run_jobs(app: FastAPI) -> int:
+    state = app_state(app)
+    worker = Worker(engine=state.engine, settings=state.settings, kinds=default_kinds())
+    ran = 0
+    while worker.run(once=True):
+        ran += 1
+    return ran
+
+
+def test_the_worker_checks_opens_the_alarm_and_the_device_is_told(
+    app: FastAPI,
+    cam: tuple[DeviceCredentials, TestClient],
+    admin_client: TestClient,
+    viewer_client: TestClient,
+    webhook: tuple[str, list[dict[str, Any]]],
+) -> None:
+    device, client = cam
+    _, events = webhook
+    _ingest(client, window_records(0, count=WINDOW))
+    for draw in (1, 2):
+        _ingest(client, window_records(draw, "lighting", 0.6, count=WINDOW))
+        r = admin_client.post("/api/v1/drift/checks", json={"device_id": device.id})
+        assert r.status_code == 202, r.text
+        assert r.json()["device_ids"] == [device.id]
+        assert _run_jobs(app) == (1 if draw == 1 else 2)  # then the webhook job
+        job = admin_client.get(f"/api/v1/jobs/{r.json()['job_id']}").json()
+        assert job["status"] == "succeeded", job
+        assert job["result"]["checks"][0]["drifted"] is True
+    assert [e["type"] for e in events] == ["drift_alarm_opened"]
+    assert events[0]["device"] == "cam1" and "brightness" in events[0]["drifted_features"]
+
+    status = viewer_client.get("/api/v1/drift/status").json()
+    assert [(s["device"], s["alarm"]) for s in status] == [("cam1", True)]
+    assert status[0]["since"] is not None and "brightness" in status[0]["drifted_features"]
+
+    beat = client.post("/api/v1/devices/heartbeat", json={})
+    assert beat.json() == {"drift_alarm": True, "audit_rate_factor": 10.0}
+    metrics = viewer_client.get("/metrics").text
+    assert 'visionloop_drift_alarm{device="cam1"} 1.0' in metrics
+
+    checks = viewer_client.get("/api/v1/drift/checks", params={"device_id": device.id}).json()
+    assert len(checks["items"]) == 2 and checks["next_cursor"] is None
+    newest = checks["items"][0]
+    assert newest["has_report"] and newest["drifted"]
+    report = viewer_client.get(f"/api/v1/drift/checks/{newest['id']}/report")
+    assert report.status_code == 200
+    assert report.headers["content-type"].startswith("text/html")
+    for feature in FEATURES:
+        assert feature in report.text
+
+
+def test_the_heartbeat_answer_is_plain_without_an_alarm(
+    cam: tuple[DeviceCredentials, TestClient],
+) -> None:
+    _, client = cam
+    beat = client.post("/api/v1/devices/heartbeat", json={})
+    assert beat.json() == {"drift_alarm": False, "audit_rate_factor": 1.0}
+    assert 'visionloop_drift_alarm{device="cam1"} 0.0' in client.get("/metrics").text
+
+
+def test_pin_and_unpin_a_reference(
+    admin_client: TestClient, viewer_client: TestClient, cam: tuple[DeviceCredentials, TestClient]
+) -> None:
+    device, _ = cam
+    body = {
+        "device_id": device.id,
+        "since": BASE_TIME.isoformat(),
+        "until": (BASE_TIME + timedelta(hours=1)).isoformat(),
+    }
+    r = admin_client.post("/api/v1/drift/reference", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["pinned_by"] == "alice-admin"
+    status = viewer_client.get("/api/v1/drift/status").json()
+    assert status[0]["reference"]["device_id"] == device.id and status[0]["alarm"] is False
+    path = f"/api/v1/drift/reference/{device.id}"
+    assert admin_client.delete(path).status_code == 204
+    assert admin_client.delete(path).status_code == 404
+    assert viewer_client.get("/api/v1/drift/status").json()[0]["reference"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        pytest.param({"since": "2026-11-02T00:00:00Z"}, 422, id="since-after-until"),
+        pytest.param({"since": "2026-11-01T00:00:00"}, 422, id="naive"),
+        pytest.param({"since": "0001-01-01T00:00:00+05:00"}, 422, id="year-1"),
+        pytest.param({"device_id": 999_999}, 404, id="unknown-device"),
+    ],
+)
+def test_a_bad_reference_is_refused(
+    admin_client: TestClient,
+    cam: tuple[DeviceCredentials, TestClient],
+    body: dict[str, Any],
+    status: int,
+) -> None:
+    device, _ = cam
+    full = {
+        "device_id": device.id,
+        "since": "2026-11-01T00:00:00Z",
+        "until": "2026-11-01T12:00:00Z",
+    }
+    r = admin_client.post("/api/v1/drift/reference", json=full | body)
+    assert r.status_code == status, r.text
+    assert r.json()["detail"]
+
+
+def test_queue_a_check_of_every_enabled_device(app: FastAPI, admin_client: TestClient) -> None:
+    assert admin_client.post("/api/v1/drift/checks", json={}).status_code == 404  # none yet
+    a, b = add_device(app, "a"), add_device(app, "b")
+    add_device(app, "off", disabled=True)
+    r = admin_client.post("/api/v1/drift/checks", json={})
+    assert r.status_code == 202
+    assert sorted(r.json()["device_ids"]) == sorted([a.id, b.id])
+    assert admin_client.post("/api/v1/drift/checks", json={"device_id": 999}).status_code == 404
+
+
+def _add_check(app: FastAPI, device_id: int) -> int:
+    with app_state(app).write_sessions() as session, session.begin():
+        check = drift_store.add_check(
+            session,
+            DriftCheck(
+                device_id=device_id,
+                reference_kind="auto",
+                reference_start=BASE_TIME,
+                reference_end=BASE_TIME,
+                reference_frames=30,
+                window_start=BASE_TIME,
+                window_end=BASE_TIME,
+                window_frames=30,
+                features=[],
+                drifted_features=0,
+                share_drifted=0.0,
+                drifted=False,
+                report_sha256=None,
+                duration_s=0.1,
+            ),
+        )
+        return check.id
+
+
+def test_checks_are_listed_newest_first_by_pages(
+    app: FastAPI, viewer_client: TestClient, cam: tuple[DeviceCredentials, TestClient]
+) -> None:
+    device, _ = cam
+    ids = [_add_check(app, device.id) for _ in range(5)]
+    seen, cursor = [], None
+    while True:
+        params: dict[str, Any] = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        page = viewer_client.get("/api/v1/drift/checks", params=params).json()
+        seen += [c["id"] for c in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ids[::-1]
+    one = viewer_client.get(f"/api/v1/drift/checks/{ids[0]}").json()
+    assert one["id"] == ids[0] and one["has_report"] is False
+    assert viewer_client.get(f"/api/v1/drift/checks/{ids[0]}/report").status_code == 404
+    bad = viewer_client.get("/api/v1/drift/checks", params={"cursor": "99999999999999999999"})
+    assert bad.status_code == 422
+    later = viewer_client.get("/api/v1/drift/checks", params={"since": "2100-01-01T00:00:00Z"})
+    assert later.json()["items"] == []
