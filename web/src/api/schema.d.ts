@@ -343,6 +343,78 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/models/{version}/int8": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The INT8 OpenVINO model of a version (a tar of model.xml, model.bin, int8.json) */
+        get: operations["model_int8_api_v1_models__version__int8_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/models": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every registered version, newest first, with aliases, metrics and gate verdict */
+        get: operations["list_models_api_v1_models_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/models/{version}/promote": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Point an alias (production) at a version (admin; a failed gate needs force)
+         * @description Records who (the signed-in admin) and why on the version; ``force`` promotes a version
+         *     whose promotion gate failed, and that is recorded too (``<alias>.forced``).
+         */
+        post: operations["promote_model_api_v1_models__version__promote_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/models/rollback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Move an alias (production) back to the version it held before (admin) */
+        post: operations["rollback_model_api_v1_models_rollback_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/classes": {
         parameters: {
             query?: never;
@@ -554,6 +626,43 @@ export interface paths {
          *     stops its process within seconds and marks it ``cancelled``. A finished job: 409.
          */
         post: operations["cancel_job_api_v1_jobs__job_id__cancel_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/retraining/status": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Would the retraining policy queue a train job now, and why */
+        get: operations["get_status_api_v1_retraining_status_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/retraining/trigger": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Queue a train job now (admin); 409 with its id when one is queued or running
+         * @description Ignores the label threshold and the cooldown; a worker runs the job.
+         */
+        post: operations["trigger_api_v1_retraining_trigger_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1114,6 +1223,11 @@ export interface components {
              * @default 0
              */
             dead_letters: number;
+            /**
+             * Backend
+             * @description The inference backend and precision the agent runs and why it chose them, e.g. 'openvino bf16: OpenVINO on this x86 CPU; bf16: the CPU has AMX and bf16 detections agree with fp32 (24/24)'.
+             */
+            backend?: string | null;
         };
         /**
          * HeartbeatAnswer
@@ -1166,6 +1280,27 @@ export interface components {
             accepted: number;
             /** Duplicates */
             duplicates: number;
+        };
+        /**
+         * Int8Artifact
+         * @description A model version's INT8 OpenVINO model (a tar of ``model.xml`` + ``model.bin``).
+         */
+        Int8Artifact: {
+            /** Sha256 */
+            sha256: string;
+            /** Size Bytes */
+            size_bytes: number;
+            /** Download Url */
+            download_url: string;
+            /**
+             * Accepted
+             * @description Whether its mAP50 on the golden set is within the INT8 budget of the fp32 model's; precision auto uses it only then.
+             */
+            accepted: boolean;
+            /** Map50 Fp32 */
+            map50_fp32?: number | null;
+            /** Map50 Int8 */
+            map50_int8?: number | null;
         };
         /** JobCreate */
         JobCreate: {
@@ -1312,6 +1447,11 @@ export interface components {
              */
             next_cursor: string | null;
         };
+        /** JobQueued */
+        JobQueued: {
+            /** Job Id */
+            job_id: number;
+        };
         /**
          * JobStatus
          * @enum {string}
@@ -1413,6 +1553,55 @@ export interface components {
              */
             note?: string | null;
         };
+        /** ModelVersionOut */
+        ModelVersionOut: {
+            /** Version */
+            version: string;
+            /** Aliases */
+            aliases: string[];
+            /** Sha256 */
+            sha256: string;
+            /** Size Bytes */
+            size_bytes: number;
+            /**
+             * Metrics
+             * @description mAP50, mAP50-95, per-class AP50 and recall.
+             */
+            metrics: {
+                [key: string]: number;
+            };
+            /**
+             * Gate
+             * @description The promotion gate report (gate.json), for versions a train job made.
+             */
+            gate: {
+                [key: string]: unknown;
+            } | null;
+            /**
+             * Gate Passed
+             * @description The gate's verdict; null: not gated.
+             */
+            gate_passed: boolean | null;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Description */
+            description: string;
+            /**
+             * Train Job Id
+             * @description The train job that made it, if one did.
+             */
+            train_job_id: number | null;
+            /**
+             * Tags
+             * @description Every tag of the version (who promoted it, why…).
+             */
+            tags: {
+                [key: string]: string;
+            };
+        };
         /** PredictionOut */
         PredictionOut: {
             /** Class Id */
@@ -1462,6 +1651,69 @@ export interface components {
             size_bytes: number;
             /** Download Url */
             download_url: string;
+            /** @description The version's INT8 artifact, when it was quantized. */
+            int8?: components["schemas"]["Int8Artifact"] | null;
+        };
+        /** PromoteRequest */
+        PromoteRequest: {
+            /**
+             * Reason
+             * @description Why (recorded with who).
+             */
+            reason: string;
+            /**
+             * Alias
+             * @default production
+             */
+            alias: string;
+            /**
+             * Force
+             * @description Promote a version whose gate failed (recorded).
+             * @default false
+             */
+            force: boolean;
+        };
+        /** RetrainingStatusOut */
+        RetrainingStatusOut: {
+            /**
+             * Eligible
+             * @description Whether the policy would queue a train job now.
+             */
+            eligible: boolean;
+            /**
+             * Reason
+             * @description Why (or why not), in words.
+             */
+            reason: string;
+            /**
+             * Labels Since Last Training
+             * @description Reviewed frames whose labels were submitted since the last training's cut.
+             */
+            labels_since_last_training: number;
+            /**
+             * Min Labels
+             * @description The threshold in force (lower while drift is on).
+             */
+            min_labels: number;
+            /** Drift Alarm */
+            drift_alarm: boolean;
+            /**
+             * Cooldown Until
+             * @description No automatic train job before this time (last queue time + cooldown).
+             */
+            cooldown_until: string | null;
+            /** Auto Promote */
+            auto_promote: boolean;
+            /** @description The newest train job, if any. */
+            last_job: components["schemas"]["JobOut"] | null;
+        };
+        /** RetrainingTrigger */
+        RetrainingTrigger: {
+            /**
+             * Reason
+             * @description Why retrain now (recorded).
+             */
+            reason: string;
         };
         /**
          * Role
@@ -1469,6 +1721,19 @@ export interface components {
          * @enum {string}
          */
         Role: "viewer" | "reviewer" | "admin";
+        /** RollbackRequest */
+        RollbackRequest: {
+            /**
+             * Reason
+             * @description Why (recorded with who).
+             */
+            reason: string;
+            /**
+             * Alias
+             * @default production
+             */
+            alias: string;
+        };
         /** SkipRequest */
         SkipRequest: {
             /**
@@ -2356,6 +2621,151 @@ export interface operations {
             };
         };
     };
+    model_int8_api_v1_models__version__int8_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such version, or it was never quantized */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_models_api_v1_models_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelVersionOut"][];
+                };
+            };
+        };
+    };
+    promote_model_api_v1_models__version__promote_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                version: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PromoteRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelVersionOut"];
+                };
+            };
+            /** @description No such version */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Gate failed */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    rollback_model_api_v1_models_rollback_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RollbackRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelVersionOut"];
+                };
+            };
+            /** @description Nothing earlier to roll back to */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     list_classes_api_v1_classes_get: {
         parameters: {
             query?: never;
@@ -2817,6 +3227,66 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["JobDetail"];
                 };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_status_api_v1_retraining_status_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RetrainingStatusOut"];
+                };
+            };
+        };
+    };
+    trigger_api_v1_retraining_trigger_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RetrainingTrigger"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobQueued"];
+                };
+            };
+            /** @description A train job is already queued or running (job_id) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Validation Error */
             422: {
