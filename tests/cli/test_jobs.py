@@ -83,12 +83,12 @@ def test_cancel_a_queued_job_from_the_cli(env: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("jobs", "add", "train"), "unknown job kind 'train'"),
+        (("jobs", "add", "nosuch"), "unknown job kind 'nosuch'"),
         (("jobs", "add", "evaluate", "dataset=data/x"), "params.model_version: Field required"),
         (("jobs", "add", "evaluate", "model_version"), "not KEY=VALUE"),
         (("jobs", "show", "42"), "no job 42"),
         (("jobs", "list", "--status", "done"), "--status must be one of"),
-        (("worker", "--kinds", "evaluate,train"), "unknown job kind train"),
+        (("worker", "--kinds", "evaluate,nosuch"), "unknown job kind nosuch"),
     ],
     ids=["unknown-kind", "bad-params", "not-key-value", "no-job", "bad-status", "worker-kinds"],
 )
