@@ -113,7 +113,7 @@ def test_labels_become_the_production_model(
     assert status["last_job"] is None
 
     sessions = sessionmaker(write_engine(app_state(app).engine), expire_on_commit=False)
-    assert Scheduler(default_schedule(settings)).run_due(sessions) == ["retrain-policy"]
+    assert "retrain-policy" in Scheduler(default_schedule(settings)).run_due(sessions)
     with sessions() as session:
         job = job_store.active_job(session, kind="train")
         assert job is not None

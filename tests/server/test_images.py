@@ -235,3 +235,15 @@ def test_the_database_decides_a_race_between_two_images(app: FastAPI, frame_id: 
         assert not frame_store.set_frame_image(
             s, frame_id=fid, sha256="b" * 64, content_type="image/png"
         )
+
+
+def test_a_broken_png_is_422_with_ultralytics_loaded(
+    app: FastAPI, device_client: TestClient, viewer_client: TestClient, frame_id: str
+) -> None:
+    """Ultralytics replaces PIL.Image.open in-process (it retries unknown files through a HEIF
+    plugin it would download): the header check must not depend on it."""
+    pytest.importorskip("ultralytics.utils.patches")
+    body = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    r = device_client.put(f"/api/v1/frames/{frame_id}/image", content=body)
+    assert r.status_code == 422, r.text
+    _assert_no_image(app, viewer_client, frame_id)

@@ -122,7 +122,9 @@ def test_cancel_a_running_job_flags_it(jobs_app: FastAPI, admin: TestClient) -> 
         (
             {"kind": "nope"},
             422,
-            "unknown job kind 'nope' (known: evaluate, train, drift_check, alert_webhook, sleep)",
+            "unknown job kind 'nope' (known: evaluate, train, quantize, drift_check, "
+            "alert_webhook, "
+            "sleep)",
         ),
         ({"kind": "evaluate", "params": {}}, 422, "params.model_version: Field required"),
         (
