@@ -242,17 +242,7 @@ def devices_disable(
     device: Annotated[str, typer.Argument(help="Device name or id.")],
 ) -> None:
     """Disable a device: its tokens are refused (403) from now on."""
-    from visionloop.server.store import devices
-
-    settings = load_settings()
-    _migrate(settings)
-    try:
-        with _write_session(settings) as session:
-            found = devices.find_device(session, ref=device)
-            devices.disable_device(session, device_id=found.id)
-            typer.echo(f"device {found.name!r} (id {found.id}) disabled")
-    except VisionloopError as exc:
-        raise _fail(exc) from exc
+    _switch_device(device, enable=False)
 
 
 @devices_app.command("enable")
@@ -260,15 +250,22 @@ def devices_enable(
     device: Annotated[str, typer.Argument(help="Device name or id.")],
 ) -> None:
     """Enable a disabled device: its current token works again."""
+    _switch_device(device, enable=True)
+
+
+def _switch_device(ref: str, *, enable: bool) -> None:
     from visionloop.server.store import devices
 
     settings = load_settings()
     _migrate(settings)
+    switch = devices.enable_device if enable else devices.disable_device
     try:
         with _write_session(settings) as session:
-            found = devices.find_device(session, ref=device)
-            devices.enable_device(session, device_id=found.id)
-            typer.echo(f"device {found.name!r} (id {found.id}) enabled")
+            found = devices.find_device(session, ref=ref)
+            switch(session, device_id=found.id)
+            typer.echo(
+                f"device {found.name!r} (id {found.id}) {'enabled' if enable else 'disabled'}"
+            )
     except VisionloopError as exc:
         raise _fail(exc) from exc
 
