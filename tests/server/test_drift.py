@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
@@ -204,7 +204,7 @@ def test_queue_a_check_of_every_enabled_device(app: FastAPI, admin_client: TestC
     assert admin_client.post("/api/v1/drift/checks", json={"device_id": 999}).status_code == 404
 
 
-def _add_check(app: FastAPI, device_id: int) -> int:
+def _add_check(app: FastAPI, device_id: int, features: list[dict[str, Any]] | None = None) -> int:
     with app_state(app).write_sessions() as session, session.begin():
         check = drift_store.add_check(
             session,
@@ -217,7 +217,7 @@ def _add_check(app: FastAPI, device_id: int) -> int:
                 window_start=BASE_TIME,
                 window_end=BASE_TIME,
                 window_frames=30,
-                features=[],
+                features=features or [],
                 drifted_features=0,
                 share_drifted=0.0,
                 drifted=False,
@@ -249,3 +249,59 @@ def test_checks_are_listed_newest_first_by_pages(
     assert bad.status_code == 422
     later = viewer_client.get("/api/v1/drift/checks", params={"since": "2100-01-01T00:00:00Z"})
     assert later.json()["items"] == []
+
+
+def test_features_over_time_beside_the_reference(
+    app: FastAPI, viewer_client: TestClient, cam: tuple[DeviceCredentials, TestClient]
+) -> None:
+    device, client = cam
+    now = datetime.now(UTC)
+    records = window_records(0, count=WINDOW)
+    for k, r in enumerate(records):  # the last 2 h, one frame every 2 minutes
+        r["captured_at"] = (now - timedelta(minutes=2 * k + 1)).isoformat()
+    _ingest(client, records)
+    empty = viewer_client.get("/api/v1/drift/features", params={"device_id": device.id}).json()
+    assert empty["reference_kind"] is None
+    assert all(f["reference_quantiles"] is None for f in empty["features"])
+    band = [0.1, 0.2, 0.3, 0.4, 0.5]
+    check_id = _add_check(
+        app,
+        device.id,
+        [
+            {
+                "feature": "brightness",
+                "method": "K-S p_value",
+                "score": 0.5,
+                "threshold": 0.05,
+                "drifted": False,
+                "reference_quantiles": band,
+                "window_quantiles": band,
+            }
+        ],
+    )
+    r = viewer_client.get("/api/v1/drift/features", params={"device_id": device.id, "window": "6h"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["reference_check_id"] == check_id and body["reference_kind"] == "auto"
+    assert body["interval_s"] == 6 * 3600 / 48 and body["quantiles"][2] == 0.5
+    series = {f["feature"]: f for f in body["features"]}
+    assert series["brightness"]["reference_quantiles"] == band
+    points = series["brightness"]["points"]
+    assert sum(p["frames"] for p in points) == WINDOW  # 2 h of the 6 h hold every frame
+    assert all(p["quantiles"] == sorted(p["quantiles"]) for p in points)
+    stats = [r["stats"]["brightness"] for r in records]
+    assert min(stats) <= points[-1]["quantiles"][2] <= max(stats)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"window": "24x"}, {"window": "5m"}, {"window": "31d"}, {"device_id": 999}],
+    ids=["unit", "too-short", "too-long", "no-device"],
+)
+def test_bad_feature_queries_are_refused(
+    viewer_client: TestClient, cam: tuple[DeviceCredentials, TestClient], params: dict[str, Any]
+) -> None:
+    device, _ = cam
+    r = viewer_client.get("/api/v1/drift/features", params={"device_id": device.id} | params)
+    assert r.status_code in (404, 422), r.text
+    assert r.json()["detail"]

@@ -203,6 +203,12 @@ ROLE_TABLE: list[RouteCase] = [
     RouteCase("GET", "/api/v1/drift/checks/{check_id}", _statuses(401, 403, 404, 404, 404)),
     RouteCase("GET", "/api/v1/drift/checks/{check_id}/report", _statuses(401, 403, 404, 404, 404)),
     RouteCase("GET", "/api/v1/drift/status", PERSON_READ),
+    RouteCase(
+        "GET",
+        "/api/v1/drift/features",
+        PERSON_READ,
+        lambda ctx, role: {"params": {"device_id": ctx.spare_device_id, "window": "1h"}},
+    ),
     RouteCase("GET", "/api/v1/models", PERSON_READ),
     RouteCase(
         "POST",

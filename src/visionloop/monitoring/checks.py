@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from visionloop.config import Settings
 from visionloop.monitoring.evidently_check import compare
+from visionloop.monitoring.features import NUMERICAL_FEATURES, quantiles
 from visionloop.server.blobs import BlobStore
 from visionloop.server.models import DriftCheck
 from visionloop.server.store import drift as drift_store
@@ -74,6 +75,16 @@ def _windows(
     return kind, reference, current
 
 
+def _quantiles(feature: str, reference: Window, current: Window) -> dict[str, Any]:
+    """Both windows' ``QUANTILES`` of a numerical feature (what the dashboard draws)."""
+    if feature not in NUMERICAL_FEATURES:
+        return {}
+    return {
+        "reference_quantiles": quantiles(reference.features.columns[feature]),
+        "window_quantiles": quantiles(current.features.columns[feature]),
+    }
+
+
 def check_device(
     *,
     read_sessions: sessionmaker[Session],
@@ -126,7 +137,10 @@ def check_device(
                 window_start=current.start,
                 window_end=current.end,
                 window_frames=current.frames,
-                features=[v.to_dict() for v in comparison.features],
+                features=[
+                    v.to_dict() | _quantiles(v.feature, reference, current)
+                    for v in comparison.features
+                ],
                 drifted_features=comparison.drifted_features,
                 share_drifted=comparison.share_drifted,
                 drifted=comparison.drifted,

@@ -27,6 +27,8 @@ NUMERICAL_FEATURES: tuple[str, ...] = (
 CATEGORICAL_FEATURES: tuple[str, ...] = ("top_class",)
 FEATURES: tuple[str, ...] = NUMERICAL_FEATURES + CATEGORICAL_FEATURES
 NO_CLASS = "none"
+QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
+"""The quantiles that summarise a numerical feature over a window (the dashboard's bands)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,15 @@ def frame_features(
         "mean_box_aspect": sum(aspects) / n,
         "top_class": top.class_name,
     }
+
+
+def quantiles(values: Sequence[float]) -> list[float] | None:
+    """``QUANTILES`` of ``values`` (linear interpolation), or None when there are none."""
+    if not values:
+        return None
+    import numpy as np
+
+    return [float(q) for q in np.quantile(np.asarray(values, dtype=np.float64), QUANTILES)]
 
 
 def feature_table(rows: Iterable[dict[str, Any]]) -> FeatureTable:

@@ -393,6 +393,13 @@ class FeatureDrift(BaseModel):
     score: float
     threshold: float
     drifted: bool
+    reference_quantiles: list[float] | None = Field(
+        default=None,
+        description="The reference's 5th, 25th, 50th, 75th and 95th percentiles (numerical).",
+    )
+    window_quantiles: list[float] | None = Field(
+        default=None, description="The same percentiles of the checked window."
+    )
 
 
 class DriftCheckOut(BaseModel):
@@ -418,6 +425,34 @@ class DriftCheckOut(BaseModel):
 class DriftCheckPageOut(BaseModel):
     items: list[DriftCheckOut]
     next_cursor: str | None
+
+
+class FeaturePointOut(BaseModel):
+    start: datetime = Field(description="Start of the interval (capture time).")
+    frames: int = Field(description="Frames sampled from the interval (at most sample_size).")
+    quantiles: list[float] = Field(description="The sample's percentiles (see quantiles).")
+
+
+class FeatureSeriesOut(BaseModel):
+    feature: str
+    reference_quantiles: list[float] | None = Field(
+        description="The reference's percentiles, from the latest check (None: never checked)."
+    )
+    points: list[FeaturePointOut] = Field(description="Intervals with frames, oldest first.")
+
+
+class DriftFeaturesOut(BaseModel):
+    device_id: int
+    since: datetime
+    until: datetime
+    interval_s: float
+    sample_size: int = Field(description="Most frames read per interval (the first ones).")
+    quantiles: list[float] = Field(description="Which percentiles, e.g. [0.05, 0.25, 0.5, …].")
+    reference_kind: str | None = Field(
+        description="'model', 'pinned' or 'auto' reference of the latest check (None: none)."
+    )
+    reference_check_id: int | None = Field(description="The check the reference band is from.")
+    features: list[FeatureSeriesOut]
 
 
 class DeviceDriftOut(BaseModel):

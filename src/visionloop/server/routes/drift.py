@@ -3,12 +3,14 @@ Evidently HTML reports and per-device status (viewer). Checks themselves run in 
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
 from visionloop.errors import InvalidInputError, NotFoundError
+from visionloop.monitoring.features import NUMERICAL_FEATURES, QUANTILES, quantiles
 from visionloop.monitoring.jobs import queue_check
 from visionloop.server.deps import (
     AdminUser,
@@ -25,18 +27,39 @@ from visionloop.server.schemas import (
     DriftCheckPageOut,
     DriftCheckQueued,
     DriftCheckRequest,
+    DriftFeaturesOut,
     DriftReferenceIn,
     DriftReferenceOut,
     FeatureDrift,
+    FeaturePointOut,
+    FeatureSeriesOut,
     check_window_time,
 )
 from visionloop.server.store import devices as device_store
 from visionloop.server.store import drift as drift_store
+from visionloop.server.store.jobs import db_now
 
 router = APIRouter(prefix="/drift", tags=["drift"])
 
 MAX_PAGE = 500
 CheckId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+FEATURE_INTERVALS = 48
+"""The features API splits its window into this many intervals."""
+FEATURE_SAMPLE = 100
+"""Frames read per interval (the first ones): the answer costs the same for any frame rate."""
+WINDOW_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+WINDOW_MIN, WINDOW_MAX = timedelta(minutes=10), timedelta(days=30)
+
+
+def parse_window(text: str) -> timedelta:
+    """``"90m"``, ``"24h"``, ``"7d"`` as a timedelta within ``WINDOW_MIN``..``WINDOW_MAX``."""
+    match = re.fullmatch(r"(\d{1,5})([mhd])", text)
+    if match is None:
+        raise InvalidInputError(f"window: expected e.g. 30m, 24h or 7d, got {text[:20]!r}")
+    window = int(match.group(1)) * WINDOW_UNITS[match.group(2)]
+    if not WINDOW_MIN <= window <= WINDOW_MAX:
+        raise InvalidInputError("window: must be between 10m and 30d")
+    return window
 
 
 def check_out(check: DriftCheck) -> DriftCheckOut:
@@ -186,3 +209,60 @@ def drift_status(session: SessionDep, _user: CurrentUser) -> list[DeviceDriftOut
             )
         )
     return out
+
+
+@router.get(
+    "/features",
+    response_model=DriftFeaturesOut,
+    summary="Each feature's percentiles over time beside its reference's (viewer)",
+)
+def drift_features(
+    session: SessionDep,
+    _user: CurrentUser,
+    device_id: Annotated[int, Query(ge=1, le=2**31 - 1)],
+    window: Annotated[
+        str, Query(max_length=8, description="How far back: 30m, 6h, 24h, 7d (10m to 30d).")
+    ] = "24h",
+) -> DriftFeaturesOut:
+    """The last ``window`` split into 48 intervals; per interval the percentiles of each
+    numerical feature over a sample of its frames (the first 100, read by device and capture
+    time: the cost does not grow with the frame rate), and the reference's percentiles as the
+    device's latest check saw them."""
+    span = parse_window(window)
+    drift_store.get_device(session, device_id=device_id)
+    until = db_now(session)
+    interval = span / FEATURE_INTERVALS
+    samples = drift_store.interval_samples(
+        session,
+        device_id=device_id,
+        since=until - span,
+        interval=interval,
+        intervals=FEATURE_INTERVALS,
+        per_interval=FEATURE_SAMPLE,
+    )
+    last = drift_store.last_check(session, device_id=device_id)
+    reference = {f["feature"]: f.get("reference_quantiles") for f in last.features} if last else {}
+    series = []
+    for feature in NUMERICAL_FEATURES:
+        points = []
+        for sample in samples:
+            values = sample.features.columns[feature]
+            q = quantiles(values)
+            if q is not None:
+                points.append(FeaturePointOut(start=sample.start, frames=len(values), quantiles=q))
+        series.append(
+            FeatureSeriesOut(
+                feature=feature, reference_quantiles=reference.get(feature), points=points
+            )
+        )
+    return DriftFeaturesOut(
+        device_id=device_id,
+        since=until - span,
+        until=until,
+        interval_s=interval.total_seconds(),
+        sample_size=FEATURE_SAMPLE,
+        quantiles=list(QUANTILES),
+        reference_kind=last.reference_kind if last else None,
+        reference_check_id=last.id if last else None,
+        features=series,
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, select
@@ -342,3 +342,45 @@ def active_device_ids(session: Session, *, seen_since: datetime) -> list[int]:
             .order_by(Device.id)
         )
     )
+
+
+# --- features over time ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalSample:
+    """A sample of the frames captured in ``[start, start + interval)``: their features."""
+
+    start: datetime
+    features: FeatureTable
+
+
+def interval_samples(
+    session: Session,
+    *,
+    device_id: int,
+    since: datetime,
+    interval: timedelta,
+    intervals: int,
+    per_interval: int,
+) -> list[IntervalSample]:
+    """For each of ``intervals`` consecutive intervals from ``since``, the features of up to
+    ``per_interval`` of the device's frames captured in it (the first ones), read through
+    ``ix_frames_device_id_captured_at``: at most ``intervals * per_interval`` frames, however
+    many the device sent. Intervals without frames are left out."""
+    out = []
+    for k in range(intervals):
+        start = since + k * interval
+        rows = list(
+            session.execute(
+                _frames_query(
+                    device_id, Frame.captured_at >= start, Frame.captured_at < start + interval
+                )
+                .order_by(Frame.captured_at, Frame.pk)
+                .limit(per_interval)
+            )
+        )
+        window = _read_window(session, rows)
+        if window is not None:
+            out.append(IntervalSample(start=start, features=window.features))
+    return out
