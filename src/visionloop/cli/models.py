@@ -145,8 +145,20 @@ def register_command(
         str | None, typer.Option(help="Also point this alias (production or staging) at it.")
     ] = None,
     by: Annotated[str | None, typer.Option(help="Who registers (default: your user name).")] = None,
+    reference_data: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "Drift reference profile from this YOLO dataset's val split (data.yaml or its "
+                "folder), or 'synthetic' for nominal frames of the synthetic line (the "
+                "baseline's training data). Without it, drift checks of devices running this "
+                "version compare with their first frames."
+            )
+        ),
+    ] = None,
 ) -> None:
-    """Register an ONNX detector as a new version (it must load as one first)."""
+    """Register an ONNX detector as a new version (it must load as one first), with the drift
+    reference profile of its validation frames when --reference-data is given."""
     tags: dict[str, str] = {}
     for item in tag or []:
         key, sep, value = item.partition("=")
@@ -163,6 +175,9 @@ def register_command(
     try:
         registry = _registry()
         version = registry.register(onnx, tags=tags, description=description)
+        if reference_data is not None:
+            frames = _profile(registry, version.version, reference_data)
+            typer.echo(f"drift reference profile of {frames} frames ({reference_data})")
         if alias:
             registry.promote(version.version, alias=alias, by=_who(by), reason="registered")
     except VisionloopError as exc:
@@ -170,6 +185,38 @@ def register_command(
     typer.echo(f"registered {onnx} as version {version.version} (sha256 {version.sha256[:12]})")
     if alias:
         typer.echo(f"{alias} -> version {version.version}")
+
+
+def _profile(registry: Registry, version: str, reference_data: str) -> int:
+    """Compute and store ``version``'s drift reference profile (see ``register``)."""
+    import tempfile
+
+    from visionloop.monitoring.profile import (
+        PROFILE_FRAMES,
+        dataset_frames,
+        profile_version,
+        synthetic_frames,
+    )
+
+    if reference_data == "synthetic":
+        total, frames = PROFILE_FRAMES, synthetic_frames()
+        source = "synthetic line, seed 0, nominal"
+    else:
+        total, frames = dataset_frames(Path(reference_data), split="val")
+        source = f"val split of {reference_data}"
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar, tempfile.TemporaryDirectory() as tmp:
+        task = bar.add_task("drift reference profile", total=1.0)
+        return profile_version(
+            registry,
+            version,
+            frames,
+            source=source,
+            work_dir=Path(tmp),
+            total=total,
+            progress=lambda fraction, _message: bar.update(task, completed=fraction),
+        )
 
 
 @models_app.command("promote")

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session
+
+    from visionloop.training.registry import Registry
 
 DEMO_ADMIN = "admin"
 DEMO_DEVICE = "demo-cam"
@@ -328,9 +331,33 @@ def _demo_baseline(settings: Settings) -> None:
     if not BASELINE_ONNX.is_file():
         typer.echo(f"no {BASELINE_ONNX} here: the registry starts empty")
         return
-    version = ensure_baseline(Registry.from_settings(settings))
+    registry = Registry.from_settings(settings)
+    version = ensure_baseline(registry)
     if version is not None:
         typer.echo(f"registered {BASELINE_ONNX} as model version {version.version} (production)")
+    _demo_baseline_profile(registry)
+
+
+def _demo_baseline_profile(registry: Registry) -> None:
+    """The shipped baseline's drift reference profile (nominal frames of the synthetic line it
+    was trained on), when its version has none yet: a store from before profiles gets one too."""
+    import tempfile
+
+    from visionloop.monitoring.profile import PROFILE_FRAMES, profile_version, synthetic_frames
+
+    baseline = [v for v in registry.versions() if v.tags.get("origin") == "baseline"]
+    if not baseline or "drift_profile_sha256" in baseline[0].tags:
+        return
+    typer.echo(f"computing the baseline's drift reference profile ({PROFILE_FRAMES} frames)…")
+    with tempfile.TemporaryDirectory() as tmp:
+        frames = profile_version(
+            registry,
+            baseline[0].version,
+            synthetic_frames(),
+            source="synthetic line, seed 0, nominal",
+            work_dir=Path(tmp),
+        )
+    typer.echo(f"version {baseline[0].version}: drift reference profile of {frames} frames")
 
 
 GOLDEN_IMAGES = 100

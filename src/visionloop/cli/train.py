@@ -18,6 +18,7 @@ from visionloop.cli.settings import load_settings
 from visionloop.errors import VisionloopError
 
 if TYPE_CHECKING:
+    from visionloop.training.registry import Registry
     from visionloop.training.train import TrainResult
 
 
@@ -160,6 +161,30 @@ def _check_device(device: str) -> None:
         raise typer.BadParameter(f"{device}: {where}; use --device cpu", param_hint="'--device'")
 
 
+def _drift_profile(registry: Registry, version: str, data: Path, console: Console) -> None:
+    """The version's drift reference profile from the dataset's val split (a warning when that
+    fails: drift checks then fall back to the devices' first frames)."""
+    import tempfile
+
+    from visionloop.monitoring.profile import dataset_frames, profile_version
+
+    try:
+        total, frames = dataset_frames(data, split="val")
+        with tempfile.TemporaryDirectory() as tmp:
+            done = profile_version(
+                registry,
+                version,
+                frames,
+                source=f"val split of {data}",
+                work_dir=Path(tmp),
+                total=total,
+            )
+    except VisionloopError as exc:
+        console.print(f"[yellow]no drift reference profile: {exc}[/]")
+        return
+    console.print(f"drift reference profile of {done} val frames")
+
+
 def _evaluate_and_register(
     result: TrainResult, *, data: Path, split: str, register_model: bool, console: Console
 ) -> None:
@@ -215,6 +240,7 @@ def _evaluate_and_register(
         dataset_digest=digest,
         evaluation=evaluation,
     )
+    _drift_profile(registry, version.version, data, console)
     console.print(
         f"MLflow run {run_id}; registered {settings.registered_model_name} "
         f"version [bold]{version.version}[/] with alias 'staging'"

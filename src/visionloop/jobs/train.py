@@ -388,6 +388,8 @@ def run_train(params: TrainParams, ctx: JobContext) -> dict[str, Any]:
             + (f": {params.reason}" if params.reason else ""),
         )
         registry.set_gate(version.version, report, run_id=run_id)
+        ctx.progress(0.97, f"drift reference profile of version {version.version}")
+        _drift_profile(registry, version.version, data, work, job_id=ctx.job_id)
         promoted: list[str] = []
         if report["passed"]:
             why = f"passed the promotion gate (train job {ctx.job_id})"
@@ -417,6 +419,28 @@ def run_train(params: TrainParams, ctx: JobContext) -> dict[str, Any]:
         "imgsz": imgsz,
         "seconds": seconds,
     }
+
+
+def _drift_profile(
+    registry: Registry, version: str, data: Path, work: Path, *, job_id: int
+) -> None:
+    """The new version's drift reference profile, from the validation split it was trained
+    with (before any promotion, so that a production version has one). A failure is logged,
+    not raised: the version is good, and its checks fall back to the automatic reference."""
+    from visionloop.monitoring.profile import dataset_frames, profile_version
+
+    try:
+        total, frames = dataset_frames(data, split="val")
+        profile_version(
+            registry,
+            version,
+            frames,
+            source=f"validation split of train job {job_id}",
+            work_dir=work / "drift",
+            total=total,
+        )
+    except VisionloopError as exc:
+        log.warning("version %s has no drift profile: %s", version, exc)
 
 
 def _names_of(data_yaml: Path) -> dict[int, str]:

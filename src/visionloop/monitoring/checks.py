@@ -1,17 +1,22 @@
 """One drift check of one device: read its reference and current windows, compare them with
 Evidently, store the check and its HTML report, and move the device's alarm.
 
-The reference is the device's pinned window if an admin pinned one, else the automatic one:
-the first ``drift_window`` frames the device sent with the model version it runs now. The
-current window is the device's latest ``drift_window`` frames captured after the reference
-ends. A check with under ``MIN_FRAMES`` frames in either window, or with the same reference and
-no frame newer than the previous check's window, is skipped (nothing stored).
+The reference is the device's pinned window if an admin pinned one; else the reference profile
+of the model version that produced the device's latest frame (computed when the version was
+registered, see :mod:`visionloop.monitoring.profile`); else, for a version without a profile
+(registered before profiles existed, or a model file outside the registry), the automatic one:
+the first ``drift_window`` frames the device sent with that version. The current window is the
+device's latest ``drift_window`` frames captured after a pinned or automatic reference ends, or,
+against a profile, its latest frames of that version. A check with under ``MIN_FRAMES`` frames
+in either window, or with the same reference and no frame newer than the previous check's
+window, is skipped (nothing stored).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from visionloop.config import Settings
 from visionloop.monitoring.evidently_check import compare
 from visionloop.monitoring.features import NUMERICAL_FEATURES, quantiles
+from visionloop.monitoring.profile import Profile
 from visionloop.server.blobs import BlobStore
 from visionloop.server.models import DriftCheck
 from visionloop.server.store import drift as drift_store
@@ -56,23 +62,45 @@ class CheckOutcome:
         }
 
 
+ProfileSource = Callable[[str], Profile | None]
+"""A model version's reference profile, or None (see ``profile.RegistryProfiles``)."""
+
+
+def _no_profiles(_version: str) -> Profile | None:
+    return None
+
+
 def _windows(
-    session: Session, *, device_id: int, settings: Settings
-) -> tuple[ReferenceKind, Window | None, Window | None]:
+    session: Session, *, device_id: int, settings: Settings, profiles: ProfileSource
+) -> tuple[ReferenceKind, str | None, Window | None, Window | None]:
     pinned = drift_store.get_reference(session, device_id=device_id)
+    version = drift_store.current_version(session, device_id=device_id)
+    profile = profiles(version) if pinned is None and version is not None else None
     if pinned is not None:
         kind, reference = ReferenceKind.PINNED, drift_store.pinned_window(session, reference=pinned)
+    elif profile is not None:
+        current = drift_store.latest_window(
+            session,
+            device_id=device_id,
+            frames=settings.drift_window,
+            after=None,
+            model_version=profile.version,
+        )
+        reference = Window(
+            features=profile.features, start=profile.created_at, end=profile.created_at
+        )
+        return ReferenceKind.MODEL, profile.version, reference, current
     else:
         kind = ReferenceKind.AUTO
         reference = drift_store.auto_window(
             session, device_id=device_id, frames=settings.drift_window
         )
     if reference is None:
-        return kind, None, None
+        return kind, None, None, None
     current = drift_store.latest_window(
         session, device_id=device_id, frames=settings.drift_window, after=reference.end
     )
-    return kind, reference, current
+    return kind, None, reference, current
 
 
 def _quantiles(feature: str, reference: Window, current: Window) -> dict[str, Any]:
@@ -93,13 +121,16 @@ def check_device(
     settings: Settings,
     device_id: int,
     job_id: int | None = None,
+    profiles: ProfileSource = _no_profiles,
 ) -> CheckOutcome:
     """Run one drift check of ``device_id`` (see the module doc). Evidently runs between the
     read and the write transactions, so no database lock is held while it computes."""
     started = time.perf_counter()
     with read_sessions() as session, session.begin():
         drift_store.get_device(session, device_id=device_id)
-        kind, reference, current = _windows(session, device_id=device_id, settings=settings)
+        kind, version, reference, current = _windows(
+            session, device_id=device_id, settings=settings, profiles=profiles
+        )
         previous = drift_store.last_check(session, device_id=device_id)
     if reference is None or reference.frames < MIN_FRAMES:
         found = reference.frames if reference else 0
@@ -116,7 +147,13 @@ def check_device(
     if (
         previous is not None
         and current.end <= previous.window_end
-        and (reference.start, reference.end) == (previous.reference_start, previous.reference_end)
+        and (kind.value, version, reference.start, reference.end)
+        == (
+            previous.reference_kind,
+            previous.reference_version,
+            previous.reference_start,
+            previous.reference_end,
+        )
     ):
         # The same frames against the same reference would count twice towards the alarm.
         return CheckOutcome(device_id=device_id, skipped="no new frames since the last check")
@@ -131,6 +168,7 @@ def check_device(
                 device_id=device_id,
                 job_id=job_id,
                 reference_kind=kind.value,
+                reference_version=version,
                 reference_start=reference.start,
                 reference_end=reference.end,
                 reference_frames=reference.frames,

@@ -27,6 +27,7 @@ class DriftCheckParams(BaseModel):
 def run_drift_check(params: DriftCheckParams, ctx: JobContext) -> dict[str, Any]:
     from visionloop.errors import NotFoundError
     from visionloop.monitoring.checks import CheckOutcome, check_device
+    from visionloop.monitoring.profile import RegistryProfiles
     from visionloop.server.blobs import LocalBlobStore
     from visionloop.server.db import create_db_engine, write_engine
 
@@ -36,6 +37,7 @@ def run_drift_check(params: DriftCheckParams, ctx: JobContext) -> dict[str, Any]
         read = sessionmaker(engine, expire_on_commit=False)
         write = sessionmaker(write_engine(engine), expire_on_commit=False)
         blobs = LocalBlobStore(settings.blobs_path)
+        profiles = RegistryProfiles(settings)
         outcomes = []
         for i, device_id in enumerate(params.device_ids):
             ctx.progress(i / len(params.device_ids), f"device {device_id}")
@@ -47,6 +49,7 @@ def run_drift_check(params: DriftCheckParams, ctx: JobContext) -> dict[str, Any]
                     settings=settings,
                     device_id=device_id,
                     job_id=ctx.job_id,
+                    profiles=profiles,
                 )
             except NotFoundError as exc:  # deleted since the job was queued
                 outcome = CheckOutcome(device_id=device_id, skipped=str(exc))

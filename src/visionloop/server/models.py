@@ -444,7 +444,8 @@ class DriftCheck(Base):
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
     job_id: Mapped[int | None] = mapped_column(Integer)
     checked_at: Mapped[datetime]
-    reference_kind: Mapped[str] = mapped_column(String(16))  # 'pinned' or 'auto'
+    reference_kind: Mapped[str] = mapped_column(String(16))  # 'model', 'pinned' or 'auto'
+    reference_version: Mapped[str | None] = mapped_column(String(64))  # 'model': its version
     reference_start: Mapped[datetime]
     reference_end: Mapped[datetime]
     reference_frames: Mapped[int]

@@ -482,6 +482,46 @@ class Registry:
         log.info("version %s: INT8 model %s stored", mv.version, sha[:12])
         return self.get(mv.version)
 
+    def add_drift_profile(
+        self, version: str, profile_path: Path, *, frames: int, source: str
+    ) -> ModelVersion:
+        """Store a drift reference profile (:mod:`visionloop.monitoring.profile`'s JSON) as an
+        artifact of ``version``'s run (``drift/``), named by tags on the version; a second
+        profile replaces the tags."""
+        mv = self.get(version)
+        run_id = self._run_id(mv.version)
+        sha = sha256_file(profile_path)
+        self._client.log_artifact(run_id, str(profile_path), artifact_path=f"drift/{sha[:16]}")
+        for key, value in {
+            "drift_profile_sha256": sha,
+            "drift_profile_artifact": f"drift/{sha[:16]}/{profile_path.name}",
+            "drift_profile_frames": str(frames),
+            "drift_profile_source": source,
+        }.items():
+            self._client.set_model_version_tag(self.name, mv.version, key, value[:5000])
+        return self.get(mv.version)
+
+    def drift_profile_path(self, version: str) -> Path | None:
+        """A local path of the version's drift profile (None when it has none), downloaded into
+        the cache and checked against its ``drift_profile_sha256`` tag."""
+        mv = self.get(version)
+        sha = mv.tags.get("drift_profile_sha256", "")
+        artifact = mv.tags.get("drift_profile_artifact", "")
+        if not sha or not artifact:
+            return None
+        target = self.cache_dir / mv.version / f"{sha}.drift_profile.json"
+        if target.is_file():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            local = Path(self._client.download_artifacts(self._run_id(mv.version), artifact, tmp))
+            if sha256_file(local) != sha:
+                raise ModelError(
+                    f"version {mv.version}: the drift profile does not match its sha256"
+                )
+            os.replace(local, target)
+        return target
+
     def _run_id(self, version: str) -> str:
         run_id = self._client.get_model_version(self.name, version).run_id
         if not run_id:

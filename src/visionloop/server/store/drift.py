@@ -36,10 +36,13 @@ MAX_ID = 2**63 - 1
 
 
 class ReferenceKind(enum.StrEnum):
+    MODEL = "model"
+    """The reference profile of the model version that produced the device's latest frames."""
     PINNED = "pinned"
     """An admin pinned a window of the device's own frames."""
     AUTO = "auto"
-    """The first window of frames the device sent with the model version it runs now."""
+    """The first window of frames the device sent with the model version it runs now (when
+    that version has no profile)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +106,18 @@ def _frames_query(device_id: int, *conditions: ColumnElement[bool]) -> Any:
 
 
 def latest_window(
-    session: Session, *, device_id: int, frames: int, after: datetime | None
+    session: Session,
+    *,
+    device_id: int,
+    frames: int,
+    after: datetime | None,
+    model_version: str | None = None,
 ) -> Window | None:
-    """The device's latest ``frames`` frames captured after ``after`` (None: any), or None."""
+    """The device's latest ``frames`` frames captured after ``after`` (None: any), of
+    ``model_version`` (None: any), or None."""
     conditions = [Frame.captured_at > after] if after is not None else []
+    if model_version is not None:
+        conditions.append(Frame.model_version == model_version)
     rows = list(
         session.execute(
             _frames_query(device_id, *conditions)
@@ -133,14 +144,19 @@ def pinned_window(session: Session, *, reference: DriftReference) -> Window | No
     return _read_window(session, rows)
 
 
-def auto_window(session: Session, *, device_id: int, frames: int) -> Window | None:
-    """The first ``frames`` frames the device sent with the model version of its latest frame."""
-    version = session.execute(
+def current_version(session: Session, *, device_id: int) -> str | None:
+    """The model version of the device's latest frame (None: no frame yet)."""
+    return session.execute(
         select(Frame.model_version)
         .where(Frame.device_id == device_id)
         .order_by(Frame.captured_at.desc(), Frame.pk.desc())
         .limit(1)
     ).scalar_one_or_none()
+
+
+def auto_window(session: Session, *, device_id: int, frames: int) -> Window | None:
+    """The first ``frames`` frames the device sent with the model version of its latest frame."""
+    version = current_version(session, device_id=device_id)
     if version is None:
         return None
     rows = list(

@@ -1,0 +1,120 @@
+"""A model version's drift reference profile: computed by running frames through the model,
+stored with the version in the registry, and used by the checks of devices running it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from support.db import DeviceCredentials, add_device, app_state
+from support.drift import window_records
+from visionloop.config import Settings
+from visionloop.monitoring.checks import check_device
+from visionloop.monitoring.features import FEATURES, BoxRow, feature_table, frame_features
+from visionloop.monitoring.profile import (
+    RegistryProfiles,
+    compute_profile,
+    read_profile,
+    synthetic_frames,
+    write_profile,
+)
+from visionloop.server.store import drift as drift_store
+
+WINDOW = 60
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"drift_window": WINDOW})
+
+
+@pytest.fixture
+def cam(app: FastAPI) -> Iterator[tuple[DeviceCredentials, TestClient]]:
+    device = add_device(app, "cam1")
+    with TestClient(app, headers=device.headers) as c:
+        yield device, c
+
+
+def _ingest(client: TestClient, records: list[dict[str, Any]]) -> None:
+    r = client.post("/api/v1/ingest", json={"frames": records})
+    assert r.status_code == 200, r.text
+
+
+def test_a_profile_runs_frames_through_the_model(detector_onnx: Path, tmp_path: Path) -> None:
+    frames = list(synthetic_frames(count=6, size_wh=(320, 240)))
+    table = compute_profile(detector_onnx, frames)
+    assert len(table) == 6
+    assert all(0.0 <= b <= 1.0 for b in table.columns["brightness"])
+    assert all(c >= 0 for c in table.columns["detection_count"])
+    path = write_profile(table, tmp_path / "p.json", source="test")
+    assert read_profile(path).columns == table.columns
+
+
+def _records_table(records: list[dict[str, Any]]) -> Any:
+    return feature_table(
+        frame_features(
+            brightness=r["stats"]["brightness"],
+            contrast=r["stats"]["contrast"],
+            sharpness=r["stats"]["sharpness"],
+            boxes=[BoxRow(d["class_name"], d["confidence"], *d["xyxyn"]) for d in r["detections"]],
+        )
+        for r in records
+    )
+
+
+@pytest.mark.slow  # a fresh MLflow store and two Evidently checks: ~10 s quiet, minutes loaded
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_checks_compare_with_the_versions_profile(
+    app: FastAPI,
+    settings: Settings,
+    cam: tuple[DeviceCredentials, TestClient],
+    detector_onnx: Path,
+    tmp_path: Path,
+) -> None:
+    from visionloop.training.registry import Registry
+
+    registry = Registry.from_settings(settings)
+    version = registry.register(detector_onnx).version
+    assert version == "1"  # what the records say produced them
+    # The profile of the version's "validation frames": a nominal window of the line (its
+    # detections from the simulated detector, as the devices' frames have).
+    profile = _records_table(window_records(0, count=WINDOW, seed=5))
+    path = write_profile(profile, tmp_path / "drift_profile.json", source="test")
+    registry.add_drift_profile(version, path, frames=len(profile), source="test")
+    assert read_profile(registry.drift_profile_path(version) or Path()).columns == profile.columns
+
+    device, client = cam
+    state = app_state(app)
+
+    def check() -> Any:
+        return check_device(
+            read_sessions=state.read_sessions,
+            write_sessions=state.write_sessions,
+            blobs=state.blobs,
+            settings=state.settings,
+            device_id=device.id,
+            profiles=RegistryProfiles(settings),
+        )
+
+    _ingest(client, window_records(1, count=WINDOW))
+    assert check().drifted is False  # no frame of the device's own is needed as a reference
+    _ingest(client, window_records(2, "lighting", 0.6, count=WINDOW))
+    assert check().drifted is True
+    with state.read_sessions() as session:
+        last = drift_store.last_check(session, device_id=device.id)
+        assert last is not None
+        assert (last.reference_kind, last.reference_version) == ("model", version)
+        assert last.reference_frames == WINDOW
+        brightness = next(f for f in last.features if f["feature"] == "brightness")
+        assert len(brightness["reference_quantiles"]) == 5
+    assert set(FEATURES) == {f["feature"] for f in last.features}
+
+
+def test_without_a_registry_there_is_no_profile(settings: Settings) -> None:
+    assert RegistryProfiles(settings)("1") is None  # and MLflow's store was not created
+    assert not (settings.data_dir / "mlflow.db").exists()
