@@ -407,7 +407,10 @@ class DriftCheckOut(BaseModel):
     device_id: int
     job_id: int | None
     checked_at: datetime
-    reference_kind: str = Field(description="'pinned' or 'auto'.")
+    reference_kind: str = Field(
+        description="'model' (the model version's profile), 'pinned' or 'auto' (first frames)."
+    )
+    reference_version: str | None = Field(description="The model version of a 'model' reference.")
     reference_start: datetime
     reference_end: datetime
     reference_frames: int

@@ -25,6 +25,12 @@ export type Frame = Schemas["FrameOut"];
 export type FrameDetail = Schemas["FrameDetail"];
 export type FramePage = Schemas["FramePageOut"];
 export type Task = Schemas["TaskOut"];
+export type DeviceDrift = Schemas["DeviceDriftOut"];
+export type DriftCheck = Schemas["DriftCheckOut"];
+export type DriftCheckPage = Schemas["DriftCheckPageOut"];
+export type DriftFeatures = Schemas["DriftFeaturesOut"];
+export type FeatureSeries = Schemas["FeatureSeriesOut"];
+export type DriftReference = Schemas["DriftReferenceOut"];
 
 export type FrameFilter = {
   device_id?: string;
@@ -62,7 +68,7 @@ export function redirectToSignIn(): void {
   window.location.assign(`${SIGN_IN_PATH}?next=${encodeURIComponent(here)}`);
 }
 
-type Method = "GET" | "POST";
+type Method = "GET" | "POST" | "DELETE";
 
 async function request<T>(
   method: Method,
@@ -150,6 +156,20 @@ export const api = {
   skip: async (taskId: number, reason: string): Promise<void> => {
     await request<void>("POST", `/api/v1/labeling/tasks/${taskId}/skip`, { reason });
   },
+  driftStatus: () => get<DeviceDrift[]>("/api/v1/drift/status"),
+  driftChecks: (deviceId: number, cursor?: string) =>
+    get<DriftCheckPage>(`/api/v1/drift/checks${queryString({ device_id: String(deviceId), limit: "20", cursor })}`),
+  driftFeatures: (deviceId: number, window: string) =>
+    get<DriftFeatures>(`/api/v1/drift/features${queryString({ device_id: String(deviceId), window })}`),
+  driftReportUrl: (checkId: number) => `/api/v1/drift/checks/${checkId}/report`,
+  /** "Accept the new normal": the device's frames captured in [since, until) become its reference. */
+  pinReference: async (deviceId: number, since: string, until: string): Promise<DriftReference> =>
+    (await request<DriftReference>("POST", "/api/v1/drift/reference", { device_id: deviceId, since, until })) as DriftReference,
+  unpinReference: async (deviceId: number): Promise<void> => {
+    await request<void>("DELETE", `/api/v1/drift/reference/${deviceId}`);
+  },
+  queueDriftCheck: async (deviceId: number): Promise<{ job_id: number }> =>
+    (await request<{ job_id: number }>("POST", "/api/v1/drift/checks", { device_id: deviceId })) as { job_id: number },
   /** Give a task back; `keepalive` lets it finish while the page unloads. */
   release: async (taskId: number, keepalive = false): Promise<void> => {
     await request<void>("POST", `/api/v1/labeling/tasks/${taskId}/release`, undefined, { keepalive });

@@ -779,6 +779,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/drift/features": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Each feature's percentiles over time beside its reference's (viewer)
+         * @description The last ``window`` split into 48 intervals; per interval the percentiles of each
+         *     numerical feature over a sample of its frames (the first 100, read by device and capture
+         *     time: the cost does not grow with the frame rate), and the reference's percentiles as the
+         *     device's latest check saw them.
+         */
+        get: operations["drift_features_api_v1_drift_features_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -938,9 +961,14 @@ export interface components {
             checked_at: string;
             /**
              * Reference Kind
-             * @description 'pinned' or 'auto'.
+             * @description 'model' (the model version's profile), 'pinned' or 'auto' (first frames).
              */
             reference_kind: string;
+            /**
+             * Reference Version
+             * @description The model version of a 'model' reference.
+             */
+            reference_version: string | null;
             /**
              * Reference Start
              * Format: date-time
@@ -1006,6 +1034,45 @@ export interface components {
              */
             device_id?: number | null;
         };
+        /** DriftFeaturesOut */
+        DriftFeaturesOut: {
+            /** Device Id */
+            device_id: number;
+            /**
+             * Since
+             * Format: date-time
+             */
+            since: string;
+            /**
+             * Until
+             * Format: date-time
+             */
+            until: string;
+            /** Interval S */
+            interval_s: number;
+            /**
+             * Sample Size
+             * @description Most frames read per interval (the first ones).
+             */
+            sample_size: number;
+            /**
+             * Quantiles
+             * @description Which percentiles, e.g. [0.05, 0.25, 0.5, …].
+             */
+            quantiles: number[];
+            /**
+             * Reference Kind
+             * @description 'model', 'pinned' or 'auto' reference of the latest check (None: none).
+             */
+            reference_kind: string | null;
+            /**
+             * Reference Check Id
+             * @description The check the reference band is from.
+             */
+            reference_check_id: number | null;
+            /** Features */
+            features: components["schemas"]["FeatureSeriesOut"][];
+        };
         /** DriftReferenceIn */
         DriftReferenceIn: {
             /** Device Id */
@@ -1060,6 +1127,50 @@ export interface components {
             threshold: number;
             /** Drifted */
             drifted: boolean;
+            /**
+             * Reference Quantiles
+             * @description The reference's 5th, 25th, 50th, 75th and 95th percentiles (numerical).
+             */
+            reference_quantiles?: number[] | null;
+            /**
+             * Window Quantiles
+             * @description The same percentiles of the checked window.
+             */
+            window_quantiles?: number[] | null;
+        };
+        /** FeaturePointOut */
+        FeaturePointOut: {
+            /**
+             * Start
+             * Format: date-time
+             * @description Start of the interval (capture time).
+             */
+            start: string;
+            /**
+             * Frames
+             * @description Frames sampled from the interval (at most sample_size).
+             */
+            frames: number;
+            /**
+             * Quantiles
+             * @description The sample's percentiles (see quantiles).
+             */
+            quantiles: number[];
+        };
+        /** FeatureSeriesOut */
+        FeatureSeriesOut: {
+            /** Feature */
+            feature: string;
+            /**
+             * Reference Quantiles
+             * @description The reference's percentiles, from the latest check (None: never checked).
+             */
+            reference_quantiles: number[] | null;
+            /**
+             * Points
+             * @description Intervals with frames, oldest first.
+             */
+            points: components["schemas"]["FeaturePointOut"][];
         };
         /** FrameDetail */
         FrameDetail: {
@@ -3509,6 +3620,39 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DeviceDriftOut"][];
+                };
+            };
+        };
+    };
+    drift_features_api_v1_drift_features_get: {
+        parameters: {
+            query: {
+                device_id: number;
+                /** @description How far back: 30m, 6h, 24h, 7d (10m to 30d). */
+                window?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DriftFeaturesOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
         };

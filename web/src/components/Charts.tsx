@@ -98,3 +98,141 @@ export function ConfidenceHistogram({
     </figure>
   );
 }
+
+const FW = 360;
+const FH = 170;
+const FPAD = { left: 52, right: 12, top: 10, bottom: 34 };
+
+/** Short numbers for axis ticks: 0.523, 143, 1.2k. */
+function tick(v: number): string {
+  const a = Math.abs(v);
+  if (a >= 10_000) return `${(v / 1000).toFixed(0)}k`;
+  if (a >= 100) return v.toFixed(0);
+  if (a >= 10) return v.toFixed(1);
+  return v.toFixed(3).replace(/\.?0+$/, "") || "0";
+}
+
+/** Five percentiles [p5, p25, p50, p75, p95]. */
+type Q5 = [number, number, number, number, number];
+
+function q5(list: number[] | null | undefined): Q5 | null {
+  if (!list || list.length < 5) return null;
+  const [a, b, c, d, e] = list as Q5;
+  return [a, b, c, d, e];
+}
+
+function hhmm(ms: number, spanMs: number): string {
+  const d = new Date(ms).toISOString();
+  return spanMs > 2 * 86_400_000 ? d.slice(5, 10) : d.slice(11, 16);
+}
+
+/**
+ * One drift feature over time against its reference: the reference's 5–95th percentile band
+ * (shaded) and median (dashed), and per interval the current frames' 25–75th percentiles
+ * (vertical bars) and median (line). Quantiles are [p5, p25, p50, p75, p95].
+ */
+export function FeatureBand({
+  feature,
+  unit,
+  points: rawPoints,
+  reference: referenceList,
+  since,
+  until,
+  drifted,
+}: {
+  feature: string;
+  unit: string;
+  points: { start: string; frames: number; quantiles: number[] }[];
+  reference: number[] | null;
+  since: string;
+  until: string;
+  drifted: boolean | null;
+}) {
+  const id = `feature-${feature}`;
+  const reference = q5(referenceList);
+  const points = rawPoints.flatMap((p) => {
+    const q = q5(p.quantiles);
+    return q ? [{ start: p.start, frames: p.frames, quantiles: q }] : [];
+  });
+  const t0 = Date.parse(since);
+  const t1 = Date.parse(until);
+  const values = [...points.flatMap((p) => [p.quantiles[0], p.quantiles[4]]), ...(reference ? [reference[0], reference[4]] : [])].filter(
+    (v): v is number => v !== undefined && Number.isFinite(v),
+  );
+  let lo = Math.min(...values);
+  let hi = Math.max(...values);
+  if (!Number.isFinite(lo) || !Number.isFinite(hi)) [lo, hi] = [0, 1];
+  if (hi - lo < 1e-9) [lo, hi] = [lo - 0.5 * Math.max(Math.abs(lo), 1e-3), hi + 0.5 * Math.max(Math.abs(hi), 1e-3)];
+  const plotW = FW - FPAD.left - FPAD.right;
+  const plotH = FH - FPAD.top - FPAD.bottom;
+  const x = (ms: number) => FPAD.left + ((ms - t0) / Math.max(1, t1 - t0)) * plotW;
+  const y = (v: number) => FPAD.top + plotH - ((v - lo) / (hi - lo)) * plotH;
+  const [first, second] = points;
+  const interval = first && second ? Date.parse(second.start) - Date.parse(first.start) : (t1 - t0) / 48;
+  const mid = (p: { start: string }) => Date.parse(p.start) + interval / 2;
+  const medianPath = points.map((p, i) => `${i ? "L" : "M"}${x(mid(p)).toFixed(1)},${y(p.quantiles[2]).toFixed(1)}`).join(" ");
+  const state = drifted === null ? "" : drifted ? "drifted" : "within reference";
+  return (
+    <figure className="chart" aria-labelledby={`${id}-title`} data-testid={id}>
+      <figcaption id={`${id}-title`}>
+        {feature}
+        {unit && <span className="muted"> ({unit})</span>}{" "}
+        {drifted !== null && (
+          <span className={`state small ${drifted ? "state-alarm" : "state-ok"}`}>
+            <span aria-hidden="true">{drifted ? "▲" : "✓"}</span> {state}
+          </span>
+        )}
+      </figcaption>
+      {points.length === 0 ? (
+        <Empty>No frames from this device in this window.</Empty>
+      ) : (
+        <svg viewBox={`0 0 ${FW} ${FH}`} role="img" aria-label={`${feature} over time, ${points.length} intervals${reference ? ", with the reference band" : ""}`}>
+          {reference && (
+            <>
+              <rect className="ref-band" x={FPAD.left} width={plotW} y={y(reference[4])} height={Math.max(1, y(reference[0]) - y(reference[4]))}>
+                <title>{`reference 5–95th percentile: ${tick(reference[0])}–${tick(reference[4])}`}</title>
+              </rect>
+              <line className="reference" x1={FPAD.left} x2={FPAD.left + plotW} y1={y(reference[2])} y2={y(reference[2])} />
+            </>
+          )}
+          {points.map((p) => (
+            <rect
+              key={p.start}
+              className="iqr"
+              x={x(mid(p)) - Math.max(1, (interval / Math.max(1, t1 - t0)) * plotW * 0.35)}
+              width={Math.max(2, (interval / Math.max(1, t1 - t0)) * plotW * 0.7)}
+              y={y(p.quantiles[3])}
+              height={Math.max(1, y(p.quantiles[1]) - y(p.quantiles[3]))}
+            >
+              <title>{`${utcShort(p.start)}: median ${tick(p.quantiles[2])}, 25–75th ${tick(p.quantiles[1])}–${tick(p.quantiles[3])} (${count(p.frames)} frames)`}</title>
+            </rect>
+          ))}
+          <path className="median" d={medianPath} />
+          <line className="axis" x1={FPAD.left} x2={FPAD.left + plotW} y1={FPAD.top + plotH} y2={FPAD.top + plotH} />
+          <line className="axis" x1={FPAD.left} x2={FPAD.left} y1={FPAD.top} y2={FPAD.top + plotH} />
+          <text className="tick" x={FPAD.left - 4} y={FPAD.top + 8} textAnchor="end">
+            {tick(hi)}
+          </text>
+          <text className="tick" x={FPAD.left - 4} y={FPAD.top + plotH} textAnchor="end">
+            {tick(lo)}
+          </text>
+          {[0, 0.5, 1].map((f) => (
+            <text key={f} className="tick" x={FPAD.left + f * plotW} y={FPAD.top + plotH + 12} textAnchor={f === 0 ? "start" : f === 1 ? "end" : "middle"}>
+              {hhmm(t0 + f * (t1 - t0), t1 - t0)}
+            </text>
+          ))}
+          <text className="axis-label" x={FPAD.left + plotW / 2} y={FH - 4} textAnchor="middle">
+            capture time (UTC)
+          </text>
+          <text className="axis-label" transform={`translate(11 ${FPAD.top + plotH / 2}) rotate(-90)`} textAnchor="middle">
+            {unit || feature}
+          </text>
+        </svg>
+      )}
+    </figure>
+  );
+}
+
+function utcShort(iso: string): string {
+  return `${new Date(iso).toISOString().slice(5, 16).replace("T", " ")} UTC`;
+}

@@ -18,6 +18,7 @@ const NAV: { href: string; label: string; role: Role }[] = [
   { href: "/frames/", label: "Frames", role: "viewer" },
   { href: "/review/", label: "Review", role: "reviewer" },
   { href: "/devices/", label: "Devices", role: "viewer" },
+  { href: "/drift/", label: "Drift", role: "viewer" },
   { href: "/jobs/", label: "Jobs", role: "viewer" },
 ];
 

@@ -69,6 +69,7 @@ def check_out(check: DriftCheck) -> DriftCheckOut:
         job_id=check.job_id,
         checked_at=check.checked_at,
         reference_kind=check.reference_kind,
+        reference_version=check.reference_version,
         reference_start=check.reference_start,
         reference_end=check.reference_end,
         reference_frames=check.reference_frames,
