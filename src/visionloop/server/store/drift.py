@@ -9,7 +9,6 @@ table.
 from __future__ import annotations
 
 import enum
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +17,7 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from visionloop.errors import InvalidInputError, NotFoundError
-from visionloop.monitoring.features import BoxRow, FeatureTable, feature_table, frame_features
+from visionloop.monitoring.features import FeatureTable, window_features
 from visionloop.server.models import (
     Detection,
     Device,
@@ -70,11 +69,16 @@ def _read_window(session: Session, rows: list[Any]) -> Window | None:
     """Features of the frames ``rows`` (pk, captured_at, brightness, contrast, sharpness)."""
     if not rows:
         return None
-    boxes: dict[int, list[BoxRow]] = defaultdict(list)
-    pks = [r.pk for r in rows]
+    position = {r.pk: i for i, r in enumerate(rows)}
+    box_frame: list[int] = []
+    box_class: list[str] = []
+    box_confidence: list[float] = []
+    box_xyxyn: list[tuple[float, float, float, float]] = []
+    pks = list(position)
     for i in range(0, len(pks), _IN_CHUNK):
         chunk = pks[i : i + _IN_CHUNK]
-        for d in session.execute(
+        # Core, not ORM, execution: the ORM's per-row loading was half of a 10,000-frame read.
+        for frame_pk, class_name, confidence, x1, y1, x2, y2 in session.connection().execute(
             select(
                 Detection.frame_pk,
                 Detection.class_name,
@@ -83,17 +87,22 @@ def _read_window(session: Session, rows: list[Any]) -> Window | None:
                 Detection.y1,
                 Detection.x2,
                 Detection.y2,
-            ).where(Detection.frame_pk.in_(chunk))
+            )
+            .where(Detection.frame_pk.in_(chunk))
+            .order_by(Detection.frame_pk, Detection.id)
         ):
-            boxes[d.frame_pk].append(BoxRow(d.class_name, d.confidence, d.x1, d.y1, d.x2, d.y2))
-    table = feature_table(
-        frame_features(
-            brightness=r.brightness,
-            contrast=r.contrast,
-            sharpness=r.sharpness,
-            boxes=boxes.get(r.pk, []),
-        )
-        for r in rows
+            box_frame.append(position[frame_pk])
+            box_class.append(class_name)
+            box_confidence.append(confidence)
+            box_xyxyn.append((x1, y1, x2, y2))
+    table = window_features(
+        brightness=[r.brightness for r in rows],
+        contrast=[r.contrast for r in rows],
+        sharpness=[r.sharpness for r in rows],
+        box_frame=box_frame,
+        box_class=box_class,
+        box_confidence=box_confidence,
+        box_xyxyn=box_xyxyn,
     )
     times = [r.captured_at for r in rows]
     return Window(features=table, start=min(times), end=max(times))
@@ -119,7 +128,7 @@ def latest_window(
     if model_version is not None:
         conditions.append(Frame.model_version == model_version)
     rows = list(
-        session.execute(
+        session.connection().execute(
             _frames_query(device_id, *conditions)
             .order_by(Frame.captured_at.desc(), Frame.pk.desc())
             .limit(frames)
@@ -131,7 +140,7 @@ def latest_window(
 def pinned_window(session: Session, *, reference: DriftReference) -> Window | None:
     """The frames of a pinned reference (its newest ``REFERENCE_MAX_FRAMES``), or None."""
     rows = list(
-        session.execute(
+        session.connection().execute(
             _frames_query(
                 reference.device_id,
                 Frame.captured_at >= reference.since,
@@ -160,7 +169,7 @@ def auto_window(session: Session, *, device_id: int, frames: int) -> Window | No
     if version is None:
         return None
     rows = list(
-        session.execute(
+        session.connection().execute(
             _frames_query(device_id, Frame.model_version == version)
             .order_by(Frame.captured_at, Frame.pk)
             .limit(frames)
@@ -388,7 +397,7 @@ def interval_samples(
     for k in range(intervals):
         start = since + k * interval
         rows = list(
-            session.execute(
+            session.connection().execute(
                 _frames_query(
                     device_id, Frame.captured_at >= start, Frame.captured_at < start + interval
                 )
