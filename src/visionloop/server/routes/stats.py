@@ -1,8 +1,9 @@
-"""``GET /api/v1/stats/summary``: counts per class and device and a confidence histogram."""
+"""``GET /api/v1/stats/summary``: counts per class and device and a confidence histogram;
+``GET /api/v1/stats/rate``: frames and detections per minute over time."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -13,6 +14,8 @@ from visionloop.server.schemas import (
     ClassStats,
     DeviceStats,
     Histogram,
+    RatePointOut,
+    RateSeries,
     StatsSummary,
     parse_window,
 )
@@ -62,4 +65,51 @@ def summary(
         ),
         frames_total=s.frames_total,
         detections_total=s.detections_total,
+    )
+
+
+RATE_MAX_WINDOW = timedelta(days=7)
+# (longest window, bucket seconds): at most 60 to 168 points a chart.
+_RATE_BUCKETS = ((timedelta(hours=1), 60), (timedelta(hours=6), 300), (RATE_MAX_WINDOW, 3600))
+
+
+@router.get(
+    "/stats/rate",
+    response_model=RateSeries,
+    summary="Frames and detections per minute over a window (at most 7d), in buckets",
+)
+def rate(
+    session: SessionDep,
+    _user: CurrentUser,
+    window: Annotated[
+        str, Query(description="How far back from now, by capture time: 1h, 6h, 24h, 7d")
+    ] = "6h",
+) -> RateSeries:
+    """Buckets are 60 s up to a 1h window, 300 s up to 6h and an hour beyond (read from the
+    hourly rollups); each point gives its counts and the same as a per-minute rate."""
+    try:
+        span = parse_window(window)
+    except ValueError as exc:
+        raise InvalidInputError(f"window: {exc}") from exc
+    if span > RATE_MAX_WINDOW:
+        raise InvalidInputError("window: at most 7d for a rate series (use /stats/summary)")
+    bucket_s = next(b for longest, b in _RATE_BUCKETS if span <= longest)
+    until = datetime.now(UTC)
+    points = stats_store.rate_series(session, since=until - span, until=until, bucket_s=bucket_s)
+    minutes = bucket_s / 60
+    return RateSeries(
+        window=window,
+        since=points[0].start,
+        until=until,
+        bucket_s=bucket_s,
+        points=[
+            RatePointOut(
+                start=p.start,
+                frames=p.frames,
+                detections=p.detections,
+                frames_per_min=round(p.frames / minutes, 3),
+                detections_per_min=round(p.detections / minutes, 3),
+            )
+            for p in points
+        ],
     )

@@ -10,9 +10,9 @@ per hour of window plus at most two hours of raw rows, however much data is stor
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, Connection, Integer, cast, distinct, func, select
+from sqlalchemy import BigInteger, ColumnElement, Connection, Integer, cast, distinct, func, select
 from sqlalchemy.orm import Session
 
 from visionloop.server.models import (
@@ -25,7 +25,16 @@ from visionloop.server.models import (
 )
 from visionloop.server.store import rollups
 
-__all__ = ["HISTOGRAM_BINS", "ClassCounts", "DeviceCounts", "Summary", "rebuild_rollups", "summary"]
+__all__ = [
+    "HISTOGRAM_BINS",
+    "ClassCounts",
+    "DeviceCounts",
+    "RatePoint",
+    "Summary",
+    "rate_series",
+    "rebuild_rollups",
+    "summary",
+]
 
 _HOUR = timedelta(hours=1)
 
@@ -182,6 +191,65 @@ def summary(session: Session, *, since: datetime, until: datetime) -> Summary:
         frames_total=int(frames_total),
         detections_total=int(detections_total),
     )
+
+
+@dataclass(slots=True)
+class RatePoint:
+    """Frames and detections captured in ``[start, start + bucket)``."""
+
+    start: datetime
+    frames: int
+    detections: int
+
+
+def _epoch_bucket(session: Session, bucket_s: int) -> ColumnElement[int]:
+    """The index of a frame's ``bucket_s``-second bucket since the epoch (capture time)."""
+    if session.get_bind().dialect.name == "postgresql":
+        seconds = func.extract("epoch", Frame.captured_at)
+        return cast(func.floor(seconds / bucket_s), BigInteger)
+    # SQLite keeps UTC text; strftime('%s') reads it as whole seconds since the epoch.
+    return cast(func.strftime("%s", Frame.captured_at), Integer) // bucket_s
+
+
+def rate_series(
+    session: Session, *, since: datetime, until: datetime, bucket_s: int
+) -> list[RatePoint]:
+    """Frames and detections per ``bucket_s`` bucket (aligned to the epoch) from the bucket that
+    holds ``since`` to the one that holds ``until``, every bucket present (zeros included).
+
+    Hour buckets are read from the hourly rollups (a row per hour and device); shorter ones from
+    the frames themselves, so keep those windows short (hours, not days).
+    """
+    first = int(since.timestamp()) // bucket_s
+    last = int(until.timestamp()) // bucket_s
+    start = datetime.fromtimestamp(first * bucket_s, UTC)
+    end = datetime.fromtimestamp((last + 1) * bucket_s, UTC)
+    counts: dict[int, tuple[int, int]] = {}
+    if bucket_s == _HOUR.total_seconds():
+        rows = session.execute(
+            select(FrameRollup.hour, func.sum(FrameRollup.frames), func.sum(FrameRollup.detections))
+            .where(FrameRollup.hour >= start, FrameRollup.hour < end)
+            .group_by(FrameRollup.hour)
+        )
+        for hour, frames, dets in rows:
+            counts[int(hour.timestamp()) // bucket_s] = (int(frames), int(dets or 0))
+    else:
+        bucket = _epoch_bucket(session, bucket_s).label("bucket")
+        rows = session.execute(
+            select(bucket, func.count(), func.sum(Frame.detection_count))
+            .where(Frame.captured_at >= start, Frame.captured_at < end)
+            .group_by(bucket)
+        )
+        for b, frames, dets in rows:
+            counts[int(b)] = (int(frames), int(dets or 0))
+    return [
+        RatePoint(
+            start=datetime.fromtimestamp(k * bucket_s, UTC),
+            frames=counts.get(k, (0, 0))[0],
+            detections=counts.get(k, (0, 0))[1],
+        )
+        for k in range(first, last + 1)
+    ]
 
 
 def rebuild_rollups(connection: Connection) -> None:
