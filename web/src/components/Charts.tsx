@@ -122,6 +122,7 @@ export function RateChart({
   const y = (v: number) => PAD.top + plotH - (v / max) * plotH;
   const path = (key: "frames_per_min" | "detections_per_min") =>
     points.map((p, i) => `${i === 0 ? "M" : "L"}${x(i).toFixed(1)},${y(p[key]).toFixed(1)}`).join(" ");
+  const peak = points.reduce((best, p) => (p.frames_per_min > best.frames_per_min ? p : best), points[0] ?? { start: "", frames_per_min: 0, detections_per_min: 0 });
   const ticks = points.length > 1 ? [0, Math.floor(points.length / 2), points.length - 1] : [0];
   const bucket = bucketS >= 3600 ? `${bucketS / 3600} h` : `${bucketS / 60} min`;
   return (
@@ -158,7 +159,10 @@ export function RateChart({
           </svg>
           <p className="legend small">
             <span className="swatch swatch-frames" aria-hidden="true" /> frames/min{" "}
-            <span className="swatch swatch-detections" aria-hidden="true" /> detections/min
+            <span className="swatch swatch-detections" aria-hidden="true" /> detections/min ·{" "}
+            <span data-testid="rate-peak">
+              peak {peak.frames_per_min.toFixed(1)} frames/min at {clock(peak.start)} UTC
+            </span>
           </p>
         </>
       )}

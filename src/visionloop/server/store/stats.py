@@ -226,21 +226,21 @@ def rate_series(
     end = datetime.fromtimestamp((last + 1) * bucket_s, UTC)
     counts: dict[int, tuple[int, int]] = {}
     if bucket_s == _HOUR.total_seconds():
-        rows = session.execute(
+        hours = session.execute(
             select(FrameRollup.hour, func.sum(FrameRollup.frames), func.sum(FrameRollup.detections))
             .where(FrameRollup.hour >= start, FrameRollup.hour < end)
             .group_by(FrameRollup.hour)
         )
-        for hour, frames, dets in rows:
+        for hour, frames, dets in hours:
             counts[int(hour.timestamp()) // bucket_s] = (int(frames), int(dets or 0))
     else:
         bucket = _epoch_bucket(session, bucket_s).label("bucket")
-        rows = session.execute(
+        buckets = session.execute(
             select(bucket, func.count(), func.sum(Frame.detection_count))
             .where(Frame.captured_at >= start, Frame.captured_at < end)
             .group_by(bucket)
         )
-        for b, frames, dets in rows:
+        for b, frames, dets in buckets:
             counts[int(b)] = (int(frames), int(dets or 0))
     return [
         RatePoint(
