@@ -195,7 +195,7 @@ export function Map50Chart({ points }: { points: { label: string; value: number 
           {production && production.value !== null && (
             <>
               <line className="reference" x1={PAD.left} x2={PAD.left + plotW} y1={y(production.value)} y2={y(production.value)} />
-              <text className="tick reference-label" x={PAD.left + 3} y={y(production.value) - 3}>
+              <text className="tick reference-label" x={PAD.left + 3} y={y(production.value) + (production.value > 0.85 ? 11 : -3)}>
                 production {production.value.toFixed(3)}
               </text>
             </>

@@ -55,7 +55,10 @@ function Facts({ s }: { s: RetrainingStatus }) {
           <span className="state state-ok">✓ over</span>
         )}
       </Fact>
-      <Fact label="Auto-promote">{s.auto_promote ? "on: a passing candidate goes to production" : "off: passing candidates get staging"}</Fact>
+      <Fact label="Auto-promote">
+        {s.auto_promote ? "on" : "off"}
+        <div className="tile-hint muted">{s.auto_promote ? "a candidate that passes the gate goes to production" : "a candidate that passes the gate gets staging"}</div>
+      </Fact>
     </div>
   );
 }

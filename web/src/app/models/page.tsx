@@ -24,7 +24,7 @@ function GateBadge({ version }: { version: ModelVersion }) {
   const [cls, icon] = VERDICT_LOOK[v];
   return (
     <span className={`state ${cls}`} title={version.tags["gate_summary"]}>
-      <span aria-hidden="true">{icon}</span> gate {v}
+      <span aria-hidden="true">{icon}</span> {v === "not gated" ? v : `gate ${v}`}
     </span>
   );
 }
@@ -49,7 +49,7 @@ function VersionPanel({ version }: { version: ModelVersion }) {
   return (
     <section className="card job-panel" aria-labelledby="version-title" data-testid="version-panel">
       <h2 id="version-title">
-        Version {version.version} <Aliases version={version} />
+        Version {version.version} {version.aliases.length > 0 && <Aliases version={version} />}
       </h2>
       <p className="muted small">
         {version.description || "no description"} · registered <RelativeTime iso={version.created_at} /> · sha256{" "}
