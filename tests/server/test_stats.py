@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from support.db import add_device, app_state, frame_record
+from visionloop.server.schemas import parse_window
 from visionloop.server.store.stats import rebuild_rollups
 
 SUMMARY = "/api/v1/stats/summary"
@@ -169,11 +170,15 @@ RATE = "/api/v1/stats/rate"
 
 @pytest.mark.parametrize(
     ("window", "bucket_s"),
-    [("1h", 60), ("6h", 300), ("24h", 3600)],
-    ids=["minutes", "5min", "hours"],
+    [("1h", 60), ("6h", 3600), ("7d", 3600)],
+    ids=["minutes", "hours-6h", "hours-7d"],
 )
 def test_rate_counts_every_frame_in_its_bucket(
-    device_client: TestClient, viewer_client: TestClient, window: str, bucket_s: int
+    app: FastAPI,
+    device_client: TestClient,
+    viewer_client: TestClient,
+    window: str,
+    bucket_s: int,
 ) -> None:
     now = datetime.now(UTC)
     ages_s = [30, 50, 200, 1900, 3000]
@@ -183,6 +188,10 @@ def test_rate_counts_every_frame_in_its_bucket(
     ]
     frames.append(frame_record(captured_at=now - timedelta(days=8), detections=4))  # outside
     assert device_client.post("/api/v1/ingest", json={"frames": frames}).status_code == 200
+    # Another device's frames count too.
+    with TestClient(app, headers=add_device(app, "cam2").headers) as other:
+        frames.insert(0, frame_record(captured_at=now - timedelta(seconds=100), detections=1))
+        assert other.post("/api/v1/ingest", json={"frames": frames[:1]}).status_code == 200
 
     r = viewer_client.get(RATE, params={"window": window}).json()
     assert r["bucket_s"] == bucket_s
@@ -191,9 +200,9 @@ def test_rate_counts_every_frame_in_its_bucket(
     assert all(b - a == timedelta(seconds=bucket_s) for a, b in itertools.pairwise(starts))
     assert starts[0].timestamp() % bucket_s == 0
     assert starts[0] <= now - _window(window) < starts[0] + timedelta(seconds=bucket_s)
-    assert sum(p["frames"] for p in points) == 5
-    assert sum(p["detections"] for p in points) == sum(i % 3 for i in range(5))
-    for f in frames[:5]:
+    assert sum(p["frames"] for p in points) == 6
+    assert sum(p["detections"] for p in points) == 1 + sum(i % 3 for i in range(5))
+    for f in frames[:6]:
         ts = datetime.fromisoformat(f["captured_at"].replace("Z", "+00:00"))
         point = points[int((ts - starts[0]).total_seconds()) // bucket_s]
         assert point["frames"] >= 1
@@ -202,7 +211,7 @@ def test_rate_counts_every_frame_in_its_bucket(
 
 
 def _window(text: str) -> timedelta:
-    return timedelta(hours=int(text.removesuffix("h")))
+    return parse_window(text)
 
 
 def test_rate_of_an_empty_store_is_all_zeros(viewer_client: TestClient) -> None:

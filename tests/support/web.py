@@ -320,10 +320,27 @@ class LoopDashboard(Dashboard):
         threading.Thread(target=self.worker.run, daemon=True).start()
 
 
+@pytest.fixture(scope="session")
+def mlflow_store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty local MLflow store with its schema made, once a session: MLflow migrates a new
+    SQLite store in 5 to 15 s, and each ``loop_dashboard`` starts from a copy instead."""
+    from visionloop.training.registry import Registry
+
+    folder = tmp_path_factory.mktemp("mlflow-template")
+    settings = Settings(data_dir=folder, database_url=f"sqlite:///{folder / 'unused.db'}")
+    assert Registry.from_settings(settings).versions() == []
+    return Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///"))
+
+
 @pytest.fixture
 def loop_dashboard(
-    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    sqlite_url: str,
+    mlflow_store_template: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[LoopDashboard]:
+    import shutil
+
     from support.models import BASELINE_ONNX
     from visionloop.training.registry import Registry, ensure_baseline
 
@@ -341,6 +358,7 @@ def loop_dashboard(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = Settings()
+    shutil.copy(mlflow_store_template, settings.mlflow_tracking_uri.removeprefix("sqlite:///"))
     app = create_app(settings)
     for role, name in USERS.items():
         add_user(app, name, role)

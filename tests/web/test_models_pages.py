@@ -24,6 +24,8 @@ from support.web import (
 )
 
 pytestmark = pytest.mark.browser
+# Playwright is a dev extra: without it these tests skip (as the browser fixture does).
+expect = pytest.importorskip("playwright.sync_api").expect
 
 TABLET = {"width": 768, "height": 1000}
 
@@ -58,7 +60,7 @@ def test_admin_promotes_over_a_failed_gate_and_rolls_back(
     page.get_by_test_id("version-3").click()
     page.wait_for_url("**/models/?version=3")
     rules = page.get_by_test_id("gate-rule")
-    assert rules.count() == 2
+    expect(rules).to_have_count(2)
     assert "failed" in rules.nth(1).inner_text() and "golden_drop" in rules.nth(1).inner_text()
     assert page.get_by_role("link", name="train job 1").is_visible()
     assert accessibility_problems(page) == []
@@ -142,7 +144,7 @@ def test_admin_retrains_now_and_watches_the_job_progress(
         timeout=60_000,
     )
     assert "running" in row.inner_text()
-    assert page.get_by_test_id("job-log").inner_text() != "(nothing logged yet)"
+    expect(page.get_by_test_id("job-log")).not_to_have_text("(nothing logged yet)")
 
     # A second press while it runs: 409, and the page names the running job.
     page.get_by_role("button", name="Retrain now").click()
@@ -185,21 +187,22 @@ def test_overview_loop_widgets_equal_the_api(page: Any, dashboard: Dashboard) ->
         .startswith(f"peak {peak['frames_per_min']:.1f} frames/min")
     )
     assert sum(p["frames"] for p in rate["points"]) == 6
-    assert page.get_by_test_id("labels-since-training").inner_text() == (
+    expect(page.get_by_test_id("labels-since-training")).to_have_text(
         f"{retraining['labels_since_last_training']:,}"
     )
     production = labeling["since_production"]["version"]
-    assert page.get_by_test_id("production-version").inner_text() == f"version {production}"
+    expect(page.get_by_test_id("production-version")).to_have_text(f"version {production}")
     reviews = next((v for v in labeling["versions"] if v["model_version"] == production), None)
-    assert page.get_by_test_id("production-precision").inner_text() == (
+    expect(page.get_by_test_id("production-precision")).to_have_text(
         _percent(reviews["precision"]) if reviews else NO_VALUE
     )
-    assert page.get_by_test_id("production-miss-rate").inner_text() == (
+    expect(page.get_by_test_id("production-miss-rate")).to_have_text(
         _percent(reviews["miss_rate"]) if reviews else NO_VALUE
     )
     for device in drift:
-        row = page.get_by_test_id(f"drift-{device['device']}")
-        assert ("alarm" if device["alarm"] else "not checked yet") in row.inner_text()
+        expect(page.get_by_test_id(f"drift-{device['device']}")).to_contain_text(
+            "alarm" if device["alarm"] else "not checked yet"
+        )
     assert page.get_by_role(
         "figure", name=re.compile("Frames and detections per minute")
     ).is_visible()

@@ -154,7 +154,7 @@ class RateSeries(BaseModel):
     window: str
     since: datetime = Field(description="Start of the first bucket (the one holding now - window).")
     until: datetime
-    bucket_s: int = Field(description="Bucket length: 60 s up to 1h, 300 s up to 6h, else 3600 s.")
+    bucket_s: int = Field(description="Bucket length: 60 s up to a 1h window, else 3600 s.")
     points: list[RatePointOut] = Field(description="Every bucket, oldest first, zeros included.")
 
 

@@ -318,8 +318,8 @@ export interface paths {
         };
         /**
          * Frames and detections per minute over a window (at most 7d), in buckets
-         * @description Buckets are 60 s up to a 1h window, 300 s up to 6h and an hour beyond (read from the
-         *     hourly rollups); each point gives its counts and the same as a per-minute rate.
+         * @description Buckets are a minute up to a 1h window (read from the frames) and an hour beyond (read
+         *     from the hourly rollups); each point gives its counts and the same as a per-minute rate.
          */
         get: operations["rate_api_v1_stats_rate_get"];
         put?: never;
@@ -1731,7 +1731,7 @@ export interface components {
             until: string;
             /**
              * Bucket S
-             * @description Bucket length: 60 s up to 1h, 300 s up to 6h, else 3600 s.
+             * @description Bucket length: 60 s up to a 1h window, else 3600 s.
              */
             bucket_s: number;
             /**

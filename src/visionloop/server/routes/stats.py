@@ -69,8 +69,7 @@ def summary(
 
 
 RATE_MAX_WINDOW = timedelta(days=7)
-# (longest window, bucket seconds): at most 60 to 168 points a chart.
-_RATE_BUCKETS = ((timedelta(hours=1), 60), (timedelta(hours=6), 300), (RATE_MAX_WINDOW, 3600))
+MINUTE_BUCKETS_UP_TO = timedelta(hours=1)
 
 
 @router.get(
@@ -85,15 +84,15 @@ def rate(
         str, Query(description="How far back from now, by capture time: 1h, 6h, 24h, 7d")
     ] = "6h",
 ) -> RateSeries:
-    """Buckets are 60 s up to a 1h window, 300 s up to 6h and an hour beyond (read from the
-    hourly rollups); each point gives its counts and the same as a per-minute rate."""
+    """Buckets are a minute up to a 1h window (read from the frames) and an hour beyond (read
+    from the hourly rollups); each point gives its counts and the same as a per-minute rate."""
     try:
         span = parse_window(window)
     except ValueError as exc:
         raise InvalidInputError(f"window: {exc}") from exc
     if span > RATE_MAX_WINDOW:
         raise InvalidInputError("window: at most 7d for a rate series (use /stats/summary)")
-    bucket_s = next(b for longest, b in _RATE_BUCKETS if span <= longest)
+    bucket_s = stats_store.MINUTE_S if span <= MINUTE_BUCKETS_UP_TO else stats_store.HOUR_S
     until = datetime.now(UTC)
     points = stats_store.rate_series(session, since=until - span, until=until, bucket_s=bucket_s)
     minutes = bucket_s / 60

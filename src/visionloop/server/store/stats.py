@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, Connection, Integer, cast, distinct, func, select
 from sqlalchemy.orm import Session
@@ -27,6 +28,8 @@ from visionloop.server.store import rollups
 
 __all__ = [
     "HISTOGRAM_BINS",
+    "HOUR_S",
+    "MINUTE_S",
     "ClassCounts",
     "DeviceCounts",
     "RatePoint",
@@ -202,46 +205,70 @@ class RatePoint:
     detections: int
 
 
-def _epoch_bucket(session: Session, bucket_s: int) -> ColumnElement[int]:
-    """The index of a frame's ``bucket_s``-second bucket since the epoch (capture time)."""
+MINUTE_S = 60
+HOUR_S = 3600
+
+
+def _per_minute(session: Session, start: datetime, end: datetime) -> dict[int, tuple[int, int]]:
+    """Frames and detections per minute (minutes since the epoch) captured in ``[start, end)``.
+
+    Read through the covering index ``(device_id, captured_at, pk, detection_count)`` (hence the
+    device filter): about a microsecond a frame, so keep the window short (an hour).
+    """
+    devices = Frame.device_id.in_(select(Device.id))
+    in_window = (devices, Frame.captured_at >= start, Frame.captured_at < end)
+    out: dict[int, tuple[int, int]] = {}
     if session.get_bind().dialect.name == "postgresql":
-        seconds = func.extract("epoch", Frame.captured_at)
-        return cast(func.floor(seconds / bucket_s), BigInteger)
-    # SQLite keeps UTC text; strftime('%s') reads it as whole seconds since the epoch.
-    return cast(func.strftime("%s", Frame.captured_at), Integer) // bucket_s
+        minute: ColumnElement[Any] = cast(
+            func.floor(func.extract("epoch", Frame.captured_at) / MINUTE_S), BigInteger
+        )
+    else:
+        # SQLite keeps UTC text 'YYYY-MM-DD HH:MM:SS.ffffff': its first 16 characters name the
+        # minute (cheaper than strftime on every row).
+        minute = func.substr(Frame.captured_at, 1, 16)
+    label = minute.label("minute")
+    for key, frames, dets in session.execute(
+        select(label, func.count(), func.sum(Frame.detection_count))
+        .where(*in_window)
+        .group_by(label)
+    ):
+        if isinstance(key, str):
+            ts = datetime.strptime(key, "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+            key = int(ts.timestamp()) // MINUTE_S
+        out[int(key)] = (int(frames), int(dets or 0))
+    return out
+
+
+def _per_hour(session: Session, start: datetime, end: datetime) -> dict[int, tuple[int, int]]:
+    """Frames and detections per hour (hours since the epoch) from the hourly rollups."""
+    out: dict[int, tuple[int, int]] = {}
+    for hour, frames, dets in session.execute(
+        select(FrameRollup.hour, func.sum(FrameRollup.frames), func.sum(FrameRollup.detections))
+        .where(FrameRollup.hour >= start, FrameRollup.hour < end)
+        .group_by(FrameRollup.hour)
+    ):
+        out[int(hour.timestamp()) // HOUR_S] = (int(frames), int(dets or 0))
+    return out
 
 
 def rate_series(
     session: Session, *, since: datetime, until: datetime, bucket_s: int
 ) -> list[RatePoint]:
-    """Frames and detections per ``bucket_s`` bucket (aligned to the epoch) from the bucket that
-    holds ``since`` to the one that holds ``until``, every bucket present (zeros included).
+    """Frames and detections per bucket (``MINUTE_S`` or ``HOUR_S``, aligned to the epoch) from
+    the bucket that holds ``since`` to the one that holds ``until``, every bucket present (zeros
+    included).
 
-    Hour buckets are read from the hourly rollups (a row per hour and device); shorter ones from
-    the frames themselves, so keep those windows short (hours, not days).
+    Hour buckets read the hourly rollups (a row per hour and device), whatever the window;
+    minute buckets read the frames themselves, so keep their window short (an hour).
     """
+    if bucket_s not in (MINUTE_S, HOUR_S):
+        raise ValueError(f"bucket_s must be {MINUTE_S} or {HOUR_S}, got {bucket_s}")
     first = int(since.timestamp()) // bucket_s
     last = int(until.timestamp()) // bucket_s
     start = datetime.fromtimestamp(first * bucket_s, UTC)
     end = datetime.fromtimestamp((last + 1) * bucket_s, UTC)
-    counts: dict[int, tuple[int, int]] = {}
-    if bucket_s == _HOUR.total_seconds():
-        hours = session.execute(
-            select(FrameRollup.hour, func.sum(FrameRollup.frames), func.sum(FrameRollup.detections))
-            .where(FrameRollup.hour >= start, FrameRollup.hour < end)
-            .group_by(FrameRollup.hour)
-        )
-        for hour, frames, dets in hours:
-            counts[int(hour.timestamp()) // bucket_s] = (int(frames), int(dets or 0))
-    else:
-        bucket = _epoch_bucket(session, bucket_s).label("bucket")
-        buckets = session.execute(
-            select(bucket, func.count(), func.sum(Frame.detection_count))
-            .where(Frame.captured_at >= start, Frame.captured_at < end)
-            .group_by(bucket)
-        )
-        for b, frames, dets in buckets:
-            counts[int(b)] = (int(frames), int(dets or 0))
+    read = _per_hour if bucket_s == HOUR_S else _per_minute
+    counts = read(session, start, end)
     return [
         RatePoint(
             start=datetime.fromtimestamp(k * bucket_s, UTC),
