@@ -183,6 +183,7 @@ export function Map50Chart({ points }: { points: { label: string; value: number 
     .filter((s): s is string => s !== null)
     .join(" ");
   const production = points.find((p) => p.production && p.value !== null);
+  const labelStep = Math.max(1, Math.ceil(points.length / 10));
   return (
     <figure className="chart" aria-labelledby="map-title">
       <figcaption id="map-title">mAP50 on the golden set per version</figcaption>
@@ -208,11 +209,14 @@ export function Map50Chart({ points }: { points: { label: string; value: number 
               </circle>
             ),
           )}
-          {points.map((p, i) => (
-            <text key={p.label} className="tick" x={x(i)} y={PAD.top + plotH + 12} textAnchor="middle">
-              {p.label}
-            </text>
-          ))}
+          {points.map((p, i) =>
+            // At most ~10 version labels, the last always shown.
+            i % labelStep === 0 || i === points.length - 1 ? (
+              <text key={p.label} className="tick" x={x(i)} y={PAD.top + plotH + 12} textAnchor="middle">
+                {p.label}
+              </text>
+            ) : null,
+          )}
           {[0, 0.5, 1].map((t) => (
             <text key={t} className="tick" x={PAD.left - 4} y={y(t) + 3} textAnchor="end">
               {t.toFixed(1)}
