@@ -339,25 +339,26 @@ def _demo_baseline(settings: Settings) -> None:
 
 
 def _demo_baseline_profile(registry: Registry) -> None:
-    """The shipped baseline's drift reference profile (nominal frames of the synthetic line it
-    was trained on), when its version has none yet: a store from before profiles gets one too."""
-    import tempfile
+    """The shipped baseline's drift reference profile (``models/baseline/drift_profile.json``:
+    nominal frames of the synthetic line it was trained on, run through it), stored with its
+    version when that has none yet: a store from before profiles gets one too. Shipped rather
+    than computed here, so that the demo starts at once."""
+    from visionloop.monitoring.profile import read_profile
 
-    from visionloop.monitoring.profile import PROFILE_FRAMES, profile_version, synthetic_frames
-
+    shipped = BASELINE_PROFILE
     baseline = [v for v in registry.versions() if v.tags.get("origin") == "baseline"]
-    if not baseline or "drift_profile_sha256" in baseline[0].tags:
+    if not baseline or "drift_profile_sha256" in baseline[0].tags or not shipped.is_file():
         return
-    typer.echo(f"computing the baseline's drift reference profile ({PROFILE_FRAMES} frames)…")
-    with tempfile.TemporaryDirectory() as tmp:
-        frames = profile_version(
-            registry,
-            baseline[0].version,
-            synthetic_frames(),
-            source="synthetic line, seed 0, nominal",
-            work_dir=Path(tmp),
-        )
+    frames = len(read_profile(shipped))
+    registry.add_drift_profile(
+        baseline[0].version, shipped, frames=frames, source="models/baseline (synthetic line)"
+    )
     typer.echo(f"version {baseline[0].version}: drift reference profile of {frames} frames")
+
+
+BASELINE_PROFILE = Path("models/baseline/drift_profile.json")
+"""The baseline's drift profile: ``visionloop models register models/baseline/model.onnx
+--reference-data synthetic`` computes the same (500 random nominal frames, seed 0)."""
 
 
 GOLDEN_IMAGES = 100
