@@ -149,6 +149,21 @@ def error_lines(stderr: str) -> list[str]:
         (["--token-file", "/nonexistent/token"], "error: --token-file /nonexistent/token:"),
         (["--token", "t", "--token-file", "x"], "error: pass --token or --token-file, not both"),
         ([], "error: no device token: pass --token TOKEN, --token-file PATH or set"),
+        (["--streams", "0"], "error: --streams must be at least 1, got 0"),
+        (
+            ["--source", "synthetic:blur"],
+            "error: 2 sources need 2 device tokens, one per camera (--token or --token-file "
+            "once per --source, in the same order); got 1",
+        ),
+        (
+            ["--token", "t1", "--source", "synthetic:blur", "--token", "t2"],
+            "error: 2 sources need 2 outboxes (--outbox once per --source, in the same order); "
+            "got 1",
+        ),
+        (
+            ["--token", "t", "--source", "synthetic:blur", "--token", "t", "--outbox", "o2.db"],
+            "error: cameras 1 and 2 have the same device token: each camera is its own device",
+        ),
     ],
     ids=[
         "fps-limit-0",
@@ -159,6 +174,10 @@ def error_lines(stderr: str) -> list[str]:
         "token-file-missing",
         "token-and-token-file",
         "no-token",
+        "streams-0",
+        "two-sources-one-token",
+        "two-sources-one-outbox",
+        "two-cameras-one-token",
     ],
 )
 def test_flag_mistakes_are_one_line_errors(
