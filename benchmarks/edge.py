@@ -11,10 +11,11 @@ latency mode), measured on the same loaded detector right before and right after
 run (their mean; a spread over 15% is flagged: the machine's load changed), so the ratio is
 pipeline FPS / model FPS of the same configuration.
 
-The camera rows (``--cameras N``, at the first ``--imgsz``, with the first ``--backend``) run N
-synthetic streams as N pipelines in this process over one shared detector (what ``visionloop
-edge --source … --source …`` does), then the same N streams as N separate processes, each
-loading its own model (N single-camera agents): per-stream FPS and the total.
+The camera rows (``--cameras N``, at the first ``--imgsz``, with the first ``--backend`` and
+the agent's default streams) run N synthetic streams as N pipelines in this process over one
+shared detector (what ``visionloop edge --source … --source …`` does), then the same N streams
+as N separate processes, each loading its own model (N single-camera agents): per-stream FPS
+and the total. ``--cameras-only`` skips the other rows.
 
     .venv/bin/python benchmarks/edge.py                      # baseline model, everything
     .venv/bin/python benchmarks/edge.py --frames 600 --imgsz 640 --backend openvino:bf16
@@ -174,7 +175,7 @@ def cameras_as_processes(args: argparse.Namespace, n: int, imgsz: str, pair: str
         sys.executable, __file__, "--one-camera", "--model", str(args.model),
         "--frames", str(args.cameras_frames), "--imgsz", imgsz, "--backend", pair,
         "--size", args.size,
-    ] + (["--streams", *args.streams] if args.streams != ["auto"] else [])  # fmt: skip
+    ]  # fmt: skip
     procs = [
         subprocess.Popen([*command, "--seed", str(i)], stdout=subprocess.PIPE, text=True)
         for i in range(n)
@@ -197,7 +198,7 @@ def one_camera(args: argparse.Namespace, size_wh: tuple[int, int]) -> int:
         precision=precision or "fp32",
         imgsz=parse_size(args.imgsz[0]),
         threads=args.threads,
-        streams=streams_of(args.streams[0]),
+        streams=None,
         version="bench",
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -239,6 +240,7 @@ def main() -> int:
     )
     parser.add_argument("--cameras", type=int, default=4, help="camera rows: N streams (0: none)")
     parser.add_argument("--cameras-frames", type=int, default=300, help="frames per camera")
+    parser.add_argument("--cameras-only", action="store_true", help="only the camera rows")
     parser.add_argument("--one-camera", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -270,7 +272,7 @@ def main() -> int:
         )
         print(header)
         probe = next(iter(open_source("synthetic", seed=0, size_wh=(w, h)))).frame_bgr
-        for pair in args.backend:
+        for pair in [] if args.cameras_only else args.backend:
             backend, _, precision = pair.partition(":")
             for imgsz in sizes:
                 label = size_label(imgsz)
@@ -337,7 +339,7 @@ def camera_rows(
         precision=(precision or "fp32"),  # type: ignore[arg-type]
         imgsz=imgsz,
         threads=args.threads,
-        streams=streams_of(args.streams[0]),
+        streams=None,
         version="bench",
     )
     print(f"\n{n} cameras at {label}, {pair} ({detector.info.extra['choice']}), "

@@ -347,7 +347,7 @@ def load_detector(
     threads: int | None = None,
     imgsz: int | tuple[int, int] | None = None,
     multi_label: bool = False,
-    streams: int | None = None,
+    streams: int | None = 1,
 ) -> Detector:
     """Load an Ultralytics ONNX export as a ``Detector``.
 
@@ -363,8 +363,9 @@ def load_detector(
     backend's default). ``imgsz`` picks the input size, ``n`` or ``(h, w)``, of a model
     exported with ``dynamic=True``. ``multi_label`` reports every class above ``conf`` of a
     box, not only the best (for mAP). ``streams`` is how many inferences OpenVINO runs side by
-    side (None: :func:`~visionloop.vision.backends.default_streams`, 2 on 2 or more cores);
-    ONNX Runtime runs one at a time.
+    side: 1 (latency mode, for one ``detect`` after another), or more for callers that keep
+    frames in flight with ``start`` (None: :func:`~visionloop.vision.backends.default_streams`,
+    what the edge agent uses: 2 on 2 or more cores); ONNX Runtime runs one at a time.
     Raises ``ModelError`` for a file that is not such a model, ``InvalidInputError`` for an
     impossible combination of options.
     """
