@@ -5,19 +5,23 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from support.db import DeviceCredentials, LiveServer, add_device, app_state
 from support.edge import device_http, outbox_committed
-from visionloop.edge.agent import AgentConfig
+from visionloop.edge.agent import AgentConfig, SharedModel
 from visionloop.edge.cameras import Cameras, check_cameras
+from visionloop.edge.model_watch import ModelWatcher
 from visionloop.edge.sampler import SamplerConfig
 from visionloop.edge.sync import SyncConfig
 from visionloop.errors import InvalidInputError
 from visionloop.server.models import Device, Frame
+from visionloop.vision.detector import Detector
 
 N = 24
 FAST = SyncConfig(backoff_base_s=0.02, backoff_max_s=0.1, heartbeat_s=0.2, idle_wait_s=0.05)
@@ -107,3 +111,20 @@ def test_cameras_need_their_own_tokens_and_outboxes(tmp_path: Path, edge_onnx: P
         check_cameras([a, b, replace(b, token="t3", outbox_path=a.outbox_path)])
     with pytest.raises(InvalidInputError, match="no camera"):
         check_cameras([])
+
+
+def test_a_new_model_reaches_every_camera_once(tmp_path: Path) -> None:
+    """The one watcher's new detector goes to every subscribed pipeline; a pipeline built on
+    the model before a swap gets the new one when it subscribes."""
+    old, new = cast("Detector", object()), cast("Detector", object())
+    with httpx.Client(base_url="http://127.0.0.1:9") as client:
+        watcher = ModelWatcher(client, cache_dir=tmp_path, load=lambda p, v: old)
+        shared = SharedModel(watcher, old)
+        got: dict[str, list[Detector]] = {"a": [], "b": [], "late": []}
+        shared.subscribe(got["a"].append, old)
+        shared.subscribe(got["b"].append, old)
+        assert watcher.on_new is not None
+        watcher.on_new(new)
+        shared.subscribe(got["late"].append, old)  # built on the old model, before the swap
+    assert got == {"a": [new], "b": [new], "late": [new]}
+    assert shared.detector is new
