@@ -342,8 +342,11 @@ def test_the_agent_says_which_backend_it_chose_and_runs_a_16_9_letterbox(
     assert result.returncode == 0, result.stderr
     first = result.stdout.splitlines()[0]
     assert first.startswith("model local-") and " at 640x384 on " in first
-    from visionloop.vision.backends import choose_backend
+
+    from visionloop.vision.backends import choose_backend, default_streams
 
     backend, why = choose_backend("auto")
     assert f"on {backend} " in first and why in first
+    streams = default_streams(backend)
+    assert first.endswith(f"; {streams} frames in flight (--streams)") == (streams > 1)
     assert "frames: 3 in" in result.stdout

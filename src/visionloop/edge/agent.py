@@ -174,9 +174,11 @@ class Agent:
             imgsz=c.imgsz,
         )
         info = detector.info
+        streams = info.extra.get("streams", "1")
         line = (
             f"model {version} at {info.imgsz_hw[1]}x{info.imgsz_hw[0]} on "
             f"{info.extra.get('choice', '')}"
+            + (f"; {streams} frames in flight (--streams)" if streams != "1" else "")
         )
         log.info("%s", line)
         if self._announce is not None:
