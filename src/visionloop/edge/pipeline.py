@@ -266,8 +266,8 @@ class Pipeline:
         Three threads: capture (source → letterbox → queue), this one (inference, up to the
         detector's depth of frames in flight, so the model never waits on bookkeeping) and the
         sink (decode + NMS, statistics, sampler, record, JPEG, outbox commit), which keeps
-        capture order. At the end every frame that was
-        inferred is committed before ``run`` returns.
+        capture order. At the end every frame that was inferred, or was inferring, is committed
+        before ``run`` returns.
         """
         capture = threading.Thread(target=self._capture, name="visionloop-capture", daemon=True)
         sink = self._sink_thread = threading.Thread(
@@ -336,7 +336,8 @@ class Pipeline:
         tensor, lb = item.tensor, item.letterbox
         if item.imgsz_hw != det.info.imgsz_hw:  # prepared for the model before a swap
             tensor, lb = LetterboxBuffer(det.info.imgsz_hw)(frame.frame_bgr)
-        return _InFlight(frame, det, det.start(tensor), lb, t0, time.perf_counter())
+        t1 = time.perf_counter()  # before start: a backend without async runs inside it
+        return _InFlight(frame, det, det.start(tensor), lb, t0, t1)
 
     def _complete(self, item: _InFlight) -> None:
         """Wait for a started inference and hand it to the sink."""
