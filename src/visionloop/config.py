@@ -274,6 +274,14 @@ class Settings(BaseSettings):
         max_length=32,
         description="Where train jobs train: cpu, or a CUDA device index such as 0.",
     )
+    retrain_quantize: bool = Field(
+        default=True,
+        description=(
+            "Quantize each candidate a train job registers to INT8 (OpenVINO + NNCF, when "
+            "installed), checked against fp32 on the golden set before any promotion; off "
+            "saves its seconds (the job result's seconds.quantize) in every round."
+        ),
+    )
     golden_set: Path | None = Field(
         default=None,
         description=(
