@@ -296,6 +296,15 @@ class Settings(BaseSettings):
         le=1,
         description="Most mAP50 a candidate may lose against production on the golden set.",
     )
+    gate_max_recent_drop: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description=(
+            "Most mAP50 a candidate may lose against production on the recent held-out slice "
+            "(0: at least production's)."
+        ),
+    )
     gate_recall_floors: str = Field(
         default="",
         max_length=2000,

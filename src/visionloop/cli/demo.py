@@ -46,13 +46,14 @@ FAST_ENV: dict[str, str] = {
     "VISIONLOOP_RETRAIN_MIN_LABELS": "12",
     "VISIONLOOP_RETRAIN_DRIFT_MIN_LABELS": "12",
     "VISIONLOOP_RETRAIN_EPOCHS": "1",
-    "VISIONLOOP_RETRAIN_IMGSZ": "96",
+    "VISIONLOOP_RETRAIN_IMGSZ": "320",
     "VISIONLOOP_RETRAIN_BATCH": "8",
     "VISIONLOOP_RETRAIN_REPLAY": "0.5",
     "VISIONLOOP_RETRAIN_QUANTIZE": "false",
-    # A one-epoch model at 96 px cannot keep the golden set's mAP50: the fast configuration shows
-    # the loop's mechanics (gate report, promotion, the edge's swap), not a better model.
+    # A one-epoch model at 320 px need not beat production: the fast configuration shows the
+    # loop's mechanics (gate report, promotion, the edge's swap), not a better model.
     "VISIONLOOP_GATE_MAX_GOLDEN_DROP": "1",
+    "VISIONLOOP_GATE_MAX_RECENT_DROP": "1",
 }
 """``--fast``: a tiny round for tests (the first promotion within about two minutes)."""
 

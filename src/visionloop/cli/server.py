@@ -104,7 +104,15 @@ def app_factory() -> FastAPI:
     return app
 
 
-def _run_server(settings: Settings, *, host: str, port: int, workers: int, reload: bool) -> None:
+def _run_server(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    reload: bool,
+    access_log: bool = True,
+) -> None:
     import uvicorn
 
     _migrate(settings)
@@ -117,6 +125,7 @@ def _run_server(settings: Settings, *, host: str, port: int, workers: int, reloa
         workers=workers,
         reload=reload,
         log_level="info",
+        access_log=access_log,
         proxy_headers=True,
     )
 
@@ -491,7 +500,8 @@ def demo(
                     announce=typer.echo,
                 ),
             )
-        _run_server(settings, host=host, port=port, workers=1, reload=False)
+        # No access log: the camera and the oracle would bury the lines above in requests.
+        _run_server(settings, host=host, port=port, workers=1, reload=False, access_log=False)
     finally:
         children.stop_all()
 

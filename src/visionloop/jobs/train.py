@@ -337,6 +337,7 @@ def run_train(params: TrainParams, ctx: JobContext) -> dict[str, Any]:
         candidate=candidate,
         production=prod,
         max_golden_drop=settings.gate_max_golden_drop,
+        max_recent_drop=settings.gate_max_recent_drop,
         recall_floors=settings.recall_floors,
         notes=notes,
     )
