@@ -41,6 +41,7 @@ pytestmark = [
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 PROMOTION_WITHIN_S = 240.0  # on 2 busy cores; about 2 minutes on a quiet machine
+CSRF = {"X-Visionloop-CSRF": "1"}
 MODEL_CELL = 7  # the device table's model column (after state, FPS, latency, outbox, ...)
 
 
@@ -149,7 +150,7 @@ def test_demo_promotes_a_retrained_model_and_the_camera_runs_it(browser: Any, de
         screenshot(page, "demo-overview")
 
         # The oracle labels the queue; the policy queues a train job; the gate promotes.
-        with httpx.Client(base_url=demo.url, timeout=10) as api:
+        with httpx.Client(base_url=demo.url, timeout=10, headers=CSRF) as api:
             r = api.post(
                 "/api/v1/auth/login", json={"username": "admin", "password": demo.admin_password}
             )
