@@ -94,6 +94,7 @@ def test_cli_refuses_bad_options_before_starting_anything(args: list[str], tmp_p
 
 def _entry(strategy: str) -> dict[str, Any]:
     entry: dict[str, Any] = dict.fromkeys(FIELDS, 0.5)
+    entry |= {"map50_drifted_plateau": 0.3, "recovered_fraction_of_plateau": 0.9}
     entry |= {
         "strategy": strategy,
         "labels_used": 40,

@@ -102,9 +102,11 @@ def strategy_entry(
     if promoted is not None:
         tail_from = max(tail_from, promoted.index)
     final = _window_mean(live, tail_from, last + 1, whole=False)
-    recovered = None
-    if before is not None and lowest is not None and final is not None and before - lowest > 1e-9:
-        recovered = round((final - lowest) / (before - lowest), 4)
+    recovered = _recovered(before, lowest, final)
+    # The drifted plateau: frames at full drift, before a new model reached the edge (a mean of
+    # windows, less noisy than the single lowest one).
+    ramp_end = onset + scenario.drift.ramp
+    plateau = _window_mean(live, ramp_end, promoted.index if promoted else last + 1)
     started_at = job.started_at if job is not None else None
     finished_at = job.finished_at if job is not None else None
     result = (job.result or {}) if job is not None else {}
@@ -114,6 +116,8 @@ def strategy_entry(
         "map50_after_drift": lowest,
         "map50_final": final,
         "recovered_fraction": recovered,
+        "map50_drifted_plateau": plateau,
+        "recovered_fraction_of_plateau": _recovered(before, plateau, final),
         "golden_map50_before": scores["golden"]["before"],
         "golden_map50_after": scores["golden"]["after"],
         "drifted_test_map50_before": scores["drifted_test"]["before"],
@@ -154,6 +158,13 @@ def strategy_entry(
     }
 
 
+def _recovered(before: float | None, low: float | None, final: float | None) -> float | None:
+    """(final - low) / (before - low): the share of the lost mAP50 won back."""
+    if before is None or low is None or final is None or before - low <= 1e-9:
+        return None
+    return round((final - low) / (before - low), 4)
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     if value is None:
         return "n/a"
@@ -169,6 +180,8 @@ ROWS: tuple[tuple[str, str, int], ...] = (
     ("live mAP50 after drift (lowest)", "map50_after_drift", 3),
     ("live mAP50 final", "map50_final", 3),
     ("recovered fraction", "recovered_fraction", 2),
+    ("live mAP50 drifted plateau (mean)", "map50_drifted_plateau", 3),
+    ("recovered fraction of the plateau's loss", "recovered_fraction_of_plateau", 2),
     ("drifted test set mAP50 before", "drifted_test_map50_before", 3),
     ("drifted test set mAP50 after", "drifted_test_map50_after", 3),
     ("golden set mAP50 before", "golden_map50_before", 3),

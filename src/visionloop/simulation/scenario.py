@@ -43,7 +43,7 @@ class Scenario:
     max_golden_drop: float = 0.01
     golden_images: int = 100
     test_images: int = 200
-    timeout_s: float = 40 * 60.0
+    timeout_s: float = 60 * 60.0
 
     def __post_init__(self) -> None:
         schedule = self.drift  # validates the spec
@@ -99,7 +99,7 @@ FAST = Scenario(
     fps=10.0,
     review_at=300,
     after_promotion=120,
-    live_window=60,
+    live_window=100,
     live_stride=2,
     drift_window=60,
     drift_interval=10.0,
