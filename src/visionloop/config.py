@@ -233,6 +233,12 @@ class Settings(BaseSettings):
         ge=1,
         description="The same threshold while a drift alarm is on (fewer labels suffice).",
     )
+    retrain_policy_interval: float = Field(
+        default=60.0,
+        gt=0,
+        le=86400,
+        description="Seconds between two checks of the retraining policy by the workers.",
+    )
     retrain_cooldown: float = Field(
         default=3600.0,
         ge=0,

@@ -53,7 +53,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-POLICY_PERIOD_SECONDS = 60.0
 BASELINE_REPLAY_SEED = 0
 """The seed of the synthetic data the shipped baseline was trained on (its model card)."""
 REPLAY_VAL_SHARE = 0.1
@@ -545,4 +544,4 @@ def policy_check(
 
 def retrain_schedule(settings: Settings) -> list[Periodic]:
     """The retraining policy's entry in the workers' schedule."""
-    return [Periodic("retrain-policy", POLICY_PERIOD_SECONDS, policy_check(settings))]
+    return [Periodic("retrain-policy", settings.retrain_policy_interval, policy_check(settings))]
