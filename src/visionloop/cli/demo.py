@@ -14,8 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from visionloop.config import Settings
+from visionloop.simulation.processes import STOP_TIMEOUT_S, Child
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +44,15 @@ FAST_ENV: dict[str, str] = {
     **DEMO_ENV,
     "VISIONLOOP_RETRAIN_MIN_LABELS": "12",
     "VISIONLOOP_RETRAIN_DRIFT_MIN_LABELS": "12",
+    "VISIONLOOP_RETRAIN_POLICY_INTERVAL": "5",
+    "VISIONLOOP_DRIFT_INTERVAL": "30",
+    "VISIONLOOP_DRIFT_WINDOW": "60",
     "VISIONLOOP_RETRAIN_EPOCHS": "1",
-    "VISIONLOOP_RETRAIN_IMGSZ": "320",
+    "VISIONLOOP_RETRAIN_IMGSZ": "160",
     "VISIONLOOP_RETRAIN_BATCH": "8",
     "VISIONLOOP_RETRAIN_REPLAY": "0.5",
     "VISIONLOOP_RETRAIN_QUANTIZE": "false",
-    # A one-epoch model at 320 px need not beat production: the fast configuration shows the
+    # A one-epoch model at 160 px need not beat production: the fast configuration shows the
     # loop's mechanics (gate report, promotion, the edge's swap), not a better model.
     "VISIONLOOP_GATE_MAX_GOLDEN_DROP": "1",
     "VISIONLOOP_GATE_MAX_RECENT_DROP": "1",
@@ -72,6 +74,7 @@ class Camera:
     heartbeat_s: float
     seed: int = 0
     size_wh: tuple[int, int] = (640, 480)
+    golden_images: int = 100
 
     @property
     def source(self) -> str:
@@ -83,11 +86,9 @@ class Camera:
 
         return parse_schedule(self.schedule).start / self.fps
 
-    def argv(self, url: str, token_file: Path, outbox: Path) -> list[str]:
+    def args(self, url: str, token_file: Path, outbox: Path) -> list[str]:
+        """``visionloop edge`` arguments for this camera."""
         return [
-            sys.executable,
-            "-m",
-            "visionloop",
             "edge",
             "--server",
             url,
@@ -103,6 +104,8 @@ class Camera:
             f"{self.model_poll_s:g}",
             "--heartbeat",
             f"{self.heartbeat_s:g}",
+            "--synthetic-size",
+            f"{self.size_wh[0]}x{self.size_wh[1]}",
             "--outbox",
             str(outbox),
             "--drain-timeout",
@@ -115,13 +118,18 @@ DEMO_SCHEDULE = "blur:0.6@900+300"
 5 frames per second it begins 3 minutes in."""
 DEMO_FPS = 5.0
 FAST_SCHEDULE = "blur:0.6@40+40"
-FAST_FPS = 8.0
+FAST_FPS = 4.0
 
 
 def demo_camera(*, fast: bool, schedule: str | None, fps: float | None) -> Camera:
-    if fast:
+    if fast:  # small frames and a small golden set, as `visionloop simulate --fast` has them
         return Camera(
-            schedule=schedule or FAST_SCHEDULE, fps=fps or FAST_FPS, model_poll_s=2, heartbeat_s=2
+            schedule=schedule or FAST_SCHEDULE,
+            fps=fps or FAST_FPS,
+            model_poll_s=2,
+            heartbeat_s=2,
+            size_wh=(320, 240),
+            golden_images=20,
         )
     return Camera(
         schedule=schedule or DEMO_SCHEDULE, fps=fps or DEMO_FPS, model_poll_s=10, heartbeat_s=5
@@ -171,24 +179,25 @@ def new_password() -> str:
 
 
 class Children:
-    """The demo's child processes: started now or once the server answers ``/readyz``, and
-    stopped together (SIGTERM, then SIGKILL after ``grace_s``)."""
+    """The demo's child processes (``python -m visionloop ...``, the simulation's :class:`Child`,
+    each logging to ``<log_dir>/<name>.log``): started now or once the server answers
+    ``/readyz``, and stopped together (SIGTERM, then SIGKILL if one does not stop in time)."""
 
-    def __init__(self, announce: Callable[[str], None], grace_s: float = 15.0) -> None:
+    def __init__(self, log_dir: Path, announce: Callable[[str], None]) -> None:
+        self.log_dir = log_dir
         self.announce = announce
-        self.grace_s = grace_s
-        self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._children: list[Child] = []
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self.closing = threading.Event()
 
-    def start(self, name: str, argv: list[str]) -> None:
+    def start(self, name: str, args: list[str]) -> None:
         with self._lock:
             if self.closing.is_set():
                 return
-            proc = subprocess.Popen(argv)
-            self._procs.append((name, proc))
-        self.announce(f"{name} started (pid {proc.pid})")
+            child = Child(name, args, dict(os.environ), self.log_dir / f"{name.replace(' ', '-')}.log")
+            self._children.append(child)
+        self.announce(f"{name} started (pid {child.process.pid}), its log in {child.log_path}")
 
     def when_ready(self, url: str, name: str, run: Callable[[], None]) -> None:
         """Run ``run`` in a thread once the server at ``url`` is ready (never after close)."""
@@ -207,17 +216,12 @@ class Children:
     def stop_all(self) -> None:
         self.closing.set()
         with self._lock:
-            procs = list(self._procs)
-        for _, proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + self.grace_s
-        for _, proc in procs:
-            try:
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            children = list(self._children)
+        for child in children:  # SIGTERM to all first: they stop side by side
+            if child.alive():
+                child.process.terminate()
+        for child in children:
+            child.stop(timeout_s=STOP_TIMEOUT_S)
         for thread in self._threads:
             thread.join(timeout=5)
 

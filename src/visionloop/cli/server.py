@@ -319,7 +319,9 @@ DEMO_ORACLE = "oracle"
 """The reviewer the demo's oracle signs in as (``--demo-oracle``)."""
 
 
-def _demo_setup(settings: Settings, *, oracle: bool = False) -> DemoCredentials:
+def _demo_setup(
+    settings: Settings, *, oracle: bool = False, golden_images: int = 100
+) -> DemoCredentials:
     """Make the store ready for the demo: migrate, create the demo admin and device (and the
     oracle's reviewer) when missing, with their credentials kept in ``<data dir>/demo``; a
     device whose kept token is lost gets a new one. Then the baseline model and the golden set."""
@@ -358,7 +360,7 @@ def _demo_setup(settings: Settings, *, oracle: bool = False) -> DemoCredentials:
                 )
                 write_secret(oracle_file, oracle_password)
     _demo_baseline(settings)
-    _demo_golden_set(settings)
+    _demo_golden_set(settings, n=golden_images)
     return DemoCredentials(
         admin_password=admin_password,
         device_token=device_token,
@@ -380,12 +382,11 @@ def _demo_baseline(settings: Settings) -> None:
         typer.echo(f"registered {BASELINE_ONNX} as model version {version.version} (production)")
 
 
-GOLDEN_IMAGES = 100
 GOLDEN_SEED = 1
 """The demo's golden set: nominal frames of the synthetic line, not the baseline's seed (0)."""
 
 
-def _demo_golden_set(settings: Settings) -> None:
+def _demo_golden_set(settings: Settings, *, n: int) -> None:
     """A missing golden set (VISIONLOOP_GOLDEN_SET) is written from the synthetic line: nominal,
     seed 1, every image in the test split, which the promotion gate evaluates."""
     from visionloop.vision.synthetic.dataset import write_dataset
@@ -393,10 +394,8 @@ def _demo_golden_set(settings: Settings) -> None:
     path = settings.golden_set_path
     if (path / "data.yaml").is_file():
         return
-    write_dataset(path, n=GOLDEN_IMAGES, scenario="nominal", seed=GOLDEN_SEED, splits=(0, 0, 1))
-    typer.echo(
-        f"wrote the golden set ({GOLDEN_IMAGES} nominal frames, seed {GOLDEN_SEED}) to {path}"
-    )
+    write_dataset(path, n=n, scenario="nominal", seed=GOLDEN_SEED, splits=(0, 0, 1))
+    typer.echo(f"wrote the golden set ({n} nominal frames, seed {GOLDEN_SEED}) to {path}")
 
 
 def _print_demo_credentials(creds: DemoCredentials, url: str, folder: Path) -> None:
@@ -468,24 +467,25 @@ def demo(
     try:
         drift_in = cam.drift_starts_s()
     except InvalidInputError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--drift") from exc
-    creds = _demo_setup(settings, oracle=demo_oracle)
+        typer.echo(f"error: --drift: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    creds = _demo_setup(settings, oracle=demo_oracle, golden_images=cam.golden_images)
     url = f"http://{host}:{port}"
     folder = demo_dir(settings)
     _print_demo_credentials(creds, url, folder)
     if applied:
         typer.echo("demo settings: " + " ".join(f"{k}={v}" for k, v in sorted(applied.items())))
     _leave_on_signals()
-    children = Children(announce=typer.echo)
+    children = Children(folder / "logs", announce=typer.echo)
     try:
-        children.start("job worker", [sys.executable, "-m", "visionloop", "worker"])
+        children.start("job worker", ["worker"])
         if camera:
             typer.echo(
                 f"camera {DEMO_DEVICE!r}: the synthetic line at {cam.fps:g} FPS, drift "
                 f"{cam.schedule} (begins {drift_in / 60:.1f} min after it starts)"
             )
-            argv = cam.argv(url, folder / "device-token", folder / "edge" / "outbox.db")
-            children.when_ready(url, "camera", lambda: children.start("camera", argv))
+            args = cam.args(url, folder / "device-token", folder / "edge" / "outbox.db")
+            children.when_ready(url, "camera", lambda: children.start("camera", args))
         if demo_oracle and creds.oracle_password is not None:
             password = creds.oracle_password
             children.when_ready(
