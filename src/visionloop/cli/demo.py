@@ -195,7 +195,9 @@ class Children:
         with self._lock:
             if self.closing.is_set():
                 return
-            child = Child(name, args, dict(os.environ), self.log_dir / f"{name.replace(' ', '-')}.log")
+            child = Child(
+                name, args, dict(os.environ), self.log_dir / f"{name.replace(' ', '-')}.log"
+            )
             self._children.append(child)
         self.announce(f"{name} started (pid {child.process.pid}), its log in {child.log_path}")
 
