@@ -55,6 +55,12 @@ TINY = {
 
 
 @pytest.fixture
+def quantize_env() -> dict[str, str]:
+    """No INT8 step (tens of seconds): the test of the whole round turns it on."""
+    return {"VISIONLOOP_RETRAIN_QUANTIZE": "false"}
+
+
+@pytest.fixture
 def golden(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from visionloop.vision.synthetic.dataset import write_dataset
 
@@ -71,7 +77,11 @@ def gate_env() -> dict[str, str]:
 
 @pytest.fixture
 def settings(
-    settings: Settings, golden: Path, gate_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    settings: Settings,
+    golden: Path,
+    gate_env: dict[str, str],
+    quantize_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Settings:
     """The same store, with tiny retraining settings, also in the environment (the job's
     subprocess reads its settings from there)."""
@@ -81,6 +91,7 @@ def settings(
         "VISIONLOOP_GOLDEN_SET": str(golden),
         **TINY,
         **gate_env,
+        **quantize_env,
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -148,6 +159,7 @@ def _catalog(app: FastAPI) -> ModelCatalog:
     return catalog
 
 
+@pytest.mark.parametrize("quantize_env", [{}], ids=["int8-on"])
 def test_labels_become_the_production_model(
     app: FastAPI,
     settings: Settings,
