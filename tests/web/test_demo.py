@@ -185,6 +185,10 @@ def test_demo_promotes_a_retrained_model_and_the_camera_runs_it(browser: Any, de
         page.goto(demo.url + "/")
         _model_cell(page).filter(has_text=re.compile(rf"^{production}\b")).wait_for(timeout=60_000)
         screenshot(page, "demo-promoted")
+        # The Models page: the version, its gate report rule by rule, the train job that made it.
+        page.goto(demo.url + f"/models/?version={production}")
+        page.get_by_test_id("gate-rule").filter(has_text="recent_map50").wait_for()
+        screenshot(page, "demo-models")
     finally:
         context.close()
 
