@@ -46,8 +46,9 @@ def test_file_source_commits_every_frame_with_images_for_sampled(
     recs = records(outbox)
     assert len(recs) == 40 and len({r.id for r in recs}) == 40
     assert all(r.model_version == "v1" and (r.width, r.height) == (640, 480) for r in recs)
-    # Capture order is kept.
+    # Capture order is kept, and each record carries the source's frame number.
     assert [r.captured_at for r in recs] == sorted(r.captured_at for r in recs)
+    assert [r.source_index for r in recs] == list(range(40))
     sampled = [r for r in recs if r.sample_reason is not None]
     assert len(sampled) == summary.sampled_total > 0
     # Every sampled frame has its JPEG in the outbox (released for upload once acked).

@@ -39,6 +39,18 @@ def _band(value: str) -> tuple[float, float]:
     return low, high
 
 
+def parse_size_wh(value: str) -> tuple[int, int]:
+    """``--synthetic-size``: ``WxH`` in pixels (e.g. ``320x240``)."""
+    parts = value.lower().split("x")
+    try:
+        w, h = (int(p) for p in parts)
+    except ValueError:
+        _fail(f"--synthetic-size must be WxH, e.g. 640x480, got {value}")
+    if not (160 <= w <= 4096 and 120 <= h <= 4096):
+        _fail(f"--synthetic-size must be within 160x120..4096x4096, got {value}")
+    return w, h
+
+
 EXIT_UNDELIVERED = 3
 """Exit status of a ``--max-frames`` run that ends with records or images still in the outbox."""
 
@@ -264,6 +276,9 @@ def edge(
     seed: Annotated[
         int | None, typer.Option(help="Seed for the synthetic source and the audit draw.")
     ] = None,
+    synthetic_size: Annotated[
+        str, typer.Option(help="Frame size WxH of the synthetic source (pixels).")
+    ] = "640x480",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO.")] = False,
 ) -> None:
     """Run the edge agent: detect on a frame source, keep records in the outbox, sync them.
@@ -301,6 +316,7 @@ def edge(
         max_sampled_per_minute=max_sampled_per_minute,
     )
     size = parse_imgsz(imgsz) if imgsz is not None else None
+    source_size = parse_size_wh(synthetic_size)
     band = _band(sample_band)
     settings = load_settings()
     env_token = settings.edge_token.get_secret_value() if settings.edge_token else None
@@ -345,6 +361,7 @@ def edge(
             threads=threads,
             streams=streams,
             seed=seed + i if seed is not None else None,
+            source_size_wh=source_size,
         )
         for i, (camera_source, device_token, outbox_path) in enumerate(
             zip(source, device_tokens, outbox_paths, strict=True)

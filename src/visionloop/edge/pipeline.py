@@ -407,6 +407,7 @@ class Pipeline:
                 model_version=version,
                 captured_at=frame.captured_at,
                 sample_reason=reason,
+                source_index=frame.index,
             )
         except pydantic.ValidationError as exc:
             # Counted and logged, never sent: the server would reject it anyway.
