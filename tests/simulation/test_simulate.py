@@ -148,3 +148,17 @@ def test_fast_comparison_recovers_accuracy(tmp_path: Path) -> None:
         assert run["recovered_fraction"] is not None and run["recovered_fraction"] > 0, run
     assert "| recovered fraction |" in (out / "report.md").read_text()
     assert (out / "timeline.png").stat().st_size > 10_000
+
+
+def test_event_frames_come_from_capture_times() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from visionloop.simulation.live import FrameSeen
+    from visionloop.simulation.runner import index_at
+
+    t0 = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+    seen = [FrameSeen(i, t0 + timedelta(seconds=i), "1") for i in range(10)]
+    assert index_at(seen, None) is None
+    assert index_at(seen, t0 - timedelta(seconds=1)) is None
+    assert index_at(seen, t0 + timedelta(seconds=4.5)) == 4
+    assert index_at(seen, (t0 + timedelta(seconds=30)).replace(tzinfo=None)) == 9
