@@ -187,8 +187,10 @@ def _edge_args(scenario: Scenario, url: str, token_file: Path, store: Path) -> l
         "--seed", str(scenario.seed),
         "--synthetic-size", f"{w}x{h}",
         "--imgsz", str(scenario.imgsz),
-        "--backend", "onnxruntime",
-        "--precision", "fp32",
+        # As in production: OpenVINO where installed (bf16 on CPUs that have it), else ORT; one
+        # inference thread, which holds up best while training shares the cores.
+        "--backend", "auto",
+        "--precision", "auto",
         "--threads", "1",
         "--fps-limit", f"{scenario.fps:g}",
         "--model-poll", "2",
