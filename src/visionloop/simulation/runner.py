@@ -10,6 +10,7 @@ promotion, and the agent swaps to the new production model through its model wat
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import secrets
@@ -135,7 +136,7 @@ def _prepare_store(settings: Settings) -> tuple[str, str, str]:
 class _Watch:
     """What the runner saw while the run went on."""
 
-    alarm_at: datetime | None = None
+    alarms: list[datetime] = dataclasses.field(default_factory=list)
     last_index: int = -1
     train_job: Job | None = None
     promoted_index: int | None = None
@@ -144,9 +145,9 @@ class _Watch:
 def _observe(session: Session, watch: _Watch, baseline: str) -> None:
     last = session.scalar(select(Frame.source_index).order_by(Frame.source_index.desc()).limit(1))
     watch.last_index = int(last) if last is not None else -1
-    if watch.alarm_at is None:
-        opened = session.scalar(select(DriftAlarm.opened_at).where(DriftAlarm.is_open))
-        watch.alarm_at = opened
+    opened = session.scalar(select(DriftAlarm.opened_at).where(DriftAlarm.is_open))
+    if opened is not None and opened not in watch.alarms:
+        watch.alarms.append(opened)
     watch.train_job = session.scalar(
         select(Job).where(Job.kind == "train").order_by(Job.id).limit(1)
     )
@@ -316,7 +317,7 @@ def run_strategy(
             seen=seen,
             live=live,
             job=job,
-            alarm_at=watch.alarm_at,
+            alarms=watch.alarms,
             oracle=oracle,
             scores=scores,
             baseline=baseline,
@@ -330,7 +331,7 @@ def _status_line(strategy: str, scenario: Scenario, watch: _Watch, labels: int) 
         training = "no train job yet"
     else:
         training = f"train job {job.status} {job.progress:.0%} {job.message}".strip()
-    alarm = "drift alarm on" if watch.alarm_at is not None else "no drift alarm"
+    alarm = f"drift alarms opened: {len(watch.alarms)}"
     promoted = (
         f", new model on the edge since frame {watch.promoted_index}"
         if watch.promoted_index is not None
@@ -389,8 +390,6 @@ def run_simulation(
 ) -> dict[str, Any]:
     """Each strategy in turn from the same seed and schedule; the report (written to ``out``
     after each strategy, so a long comparison keeps what it finished)."""
-    import dataclasses
-
     from visionloop.simulation.report import write_report
 
     out.mkdir(parents=True, exist_ok=True)
