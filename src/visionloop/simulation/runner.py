@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import random
 import secrets
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -308,6 +309,9 @@ def run_strategy(
             if job is not None:
                 session.expunge(job)
         engine.dispose()
+        # The run's database (frames, detections, tasks, jobs) outlives the temporary store, so
+        # that the live measurement can be recomputed with other windows.
+        shutil.copyfile(store / "visionloop.db", logs / "visionloop.db")
         from visionloop.simulation.report import strategy_entry, test_set_scores
 
         scores = test_set_scores(settings, sets, baseline, scenario.imgsz)
