@@ -96,7 +96,7 @@ FAST = Scenario(
     size_wh=(320, 240),
     imgsz=320,
     epochs=1,
-    fps=10.0,
+    fps=20.0,
     review_at=300,
     after_promotion=300,
     live_window=150,
@@ -107,7 +107,7 @@ FAST = Scenario(
     max_golden_drop=0.1,
     golden_images=20,
     test_images=30,
-    timeout_s=420.0,
+    timeout_s=900.0,  # minutes on a quiet machine; a loaded one takes several times that
 )
 """A small configuration for tests and CI (small frames, one tiny epoch, a lenient gate)."""
 
