@@ -25,8 +25,10 @@ install-test: $(VENV)/.installed-test
 demo: $(VENV)/.installed-demo web-if-missing
 	$(VENV)/bin/visionloop demo
 
+# Two pytest-xdist processes (tests/conftest.py); TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed-test
-	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing loudly"; exit 1; fi; exit $$rc
 
 check: $(VENV)/.installed-test

@@ -489,6 +489,8 @@ def bench_read(kind: str, workdir: Path, args: argparse.Namespace) -> dict[str, 
                 ("stats window=24h", "/api/v1/stats/summary", {"window": "24h"}),
                 ("stats window=7d", "/api/v1/stats/summary", {"window": "7d"}),
                 ("stats window=30d (all)", "/api/v1/stats/summary", {"window": "30d"}),
+                ("rate window=1h (minutes)", "/api/v1/stats/rate", {"window": "1h"}),
+                ("rate window=7d (hours)", "/api/v1/stats/rate", {"window": "7d"}),
             ]
             for name, path, params in cases:
                 times = []

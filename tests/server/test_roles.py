@@ -109,6 +109,7 @@ ROLE_TABLE: list[RouteCase] = [
     ),
     RouteCase("GET", "/api/v1/frames/{frame_id}/image", PERSON_READ),
     RouteCase("GET", "/api/v1/stats/summary", PERSON_READ),
+    RouteCase("GET", "/api/v1/stats/rate", PERSON_READ),
     # Devices and people both read models; the registry here is empty, so a caller let through
     # gets 404 (tests/server/test_models.py covers the answers themselves).
     RouteCase("GET", "/api/v1/models/production", _statuses(401, 404, 404, 404, 404)),

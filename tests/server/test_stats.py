@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from support.db import add_device, app_state, frame_record
+from visionloop.server.schemas import parse_window
 from visionloop.server.store.stats import rebuild_rollups
 
 SUMMARY = "/api/v1/stats/summary"
@@ -161,3 +163,65 @@ def test_rebuilt_rollups_equal_the_ones_ingest_kept(
     assert {k: v for k, v in after.items() if k not in ("since", "until")} == {
         k: v for k, v in before.items() if k not in ("since", "until")
     }
+
+
+RATE = "/api/v1/stats/rate"
+
+
+@pytest.mark.parametrize(
+    ("window", "bucket_s"),
+    [("1h", 60), ("6h", 3600), ("7d", 3600)],
+    ids=["minutes", "hours-6h", "hours-7d"],
+)
+def test_rate_counts_every_frame_in_its_bucket(
+    app: FastAPI,
+    device_client: TestClient,
+    viewer_client: TestClient,
+    window: str,
+    bucket_s: int,
+) -> None:
+    now = datetime.now(UTC)
+    ages_s = [30, 50, 200, 1900, 3000]
+    frames = [
+        frame_record(captured_at=now - timedelta(seconds=a), detections=i % 3)
+        for i, a in enumerate(ages_s)
+    ]
+    frames.append(frame_record(captured_at=now - timedelta(days=8), detections=4))  # outside
+    assert device_client.post("/api/v1/ingest", json={"frames": frames}).status_code == 200
+    # Another device's frames count too.
+    with TestClient(app, headers=add_device(app, "cam2").headers) as other:
+        frames.insert(0, frame_record(captured_at=now - timedelta(seconds=100), detections=1))
+        assert other.post("/api/v1/ingest", json={"frames": frames[:1]}).status_code == 200
+
+    r = viewer_client.get(RATE, params={"window": window}).json()
+    assert r["bucket_s"] == bucket_s
+    points = r["points"]
+    starts = [datetime.fromisoformat(p["start"].replace("Z", "+00:00")) for p in points]
+    assert all(b - a == timedelta(seconds=bucket_s) for a, b in itertools.pairwise(starts))
+    assert starts[0].timestamp() % bucket_s == 0
+    assert starts[0] <= now - _window(window) < starts[0] + timedelta(seconds=bucket_s)
+    assert sum(p["frames"] for p in points) == 6
+    assert sum(p["detections"] for p in points) == 1 + sum(i % 3 for i in range(5))
+    for f in frames[:6]:
+        ts = datetime.fromisoformat(f["captured_at"].replace("Z", "+00:00"))
+        point = points[int((ts - starts[0]).total_seconds()) // bucket_s]
+        assert point["frames"] >= 1
+    busiest = max(points, key=lambda p: p["frames"])
+    assert busiest["frames_per_min"] == pytest.approx(busiest["frames"] * 60 / bucket_s, abs=1e-3)
+
+
+def _window(text: str) -> timedelta:
+    return parse_window(text)
+
+
+def test_rate_of_an_empty_store_is_all_zeros(viewer_client: TestClient) -> None:
+    points = viewer_client.get(RATE, params={"window": "1h"}).json()["points"]
+    assert len(points) in (60, 61)
+    assert {p["frames"] for p in points} == {0}
+
+
+@pytest.mark.parametrize("window", ["8d", "1y", "0h", "abc"])
+def test_rate_window_out_of_range_is_422(viewer_client: TestClient, window: str) -> None:
+    r = viewer_client.get(RATE, params={"window": window})
+    assert r.status_code == 422
+    assert "window" in r.json()["detail"]

@@ -8,6 +8,11 @@ that serves the built dashboard.
   a running and a queued job, and an admin, a reviewer and a viewer, password
   ``TEST_PASSWORD``); ``.url``, ``.app``, ``.api(role)`` (a signed-in TestClient).
 
+- ``loop_dashboard``: a live server on a fresh SQLite store and a real local MLflow registry:
+  version 1 the baseline in production, version 2 the baseline registered again by a (finished)
+  train job with a passing gate, version 3 the same with a failed gate; no frames. Its
+  ``.start_worker()`` runs a job worker in a thread with tiny retraining settings.
+
 ``screenshot(page, name)`` keeps a screenshot in ``$DASHBOARD_SCREENSHOTS`` (``make
 web-screenshots``: docs/screenshots/). Without the web build (``make web``) or Chromium these
 tests skip with the reason, except with ``CI=true``, where they fail: CI must run them.
@@ -222,6 +227,168 @@ def dashboard(
     finally:
         server.stop()
         app_state(app).engine.dispose()
+
+
+# Retraining settings that make a train job quick (as in tests/jobs/test_train.py).
+TINY_TRAINING = {
+    "VISIONLOOP_RETRAIN_EPOCHS": "1",
+    "VISIONLOOP_RETRAIN_IMGSZ": "64",
+    "VISIONLOOP_RETRAIN_BATCH": "8",
+    "VISIONLOOP_RETRAIN_REPLAY": "0.5",
+    "VISIONLOOP_RETRAIN_COOLDOWN": "0",
+    "VISIONLOOP_JOB_POLL_SECONDS": "0.2",
+    "VISIONLOOP_JOB_HEARTBEAT_SECONDS": "0.5",
+}
+
+
+def _gate(passed: bool) -> dict[str, Any]:
+    """A gate report as ``training.gate.gate_report`` writes one (two rules)."""
+    drop = 0.004 if passed else 0.2
+    rules = [
+        {
+            "rule": "recent_map50",
+            "passed": True,
+            "skipped": True,
+            "detail": "not judged: no held-out recent labels",
+        },
+        {
+            "rule": "golden_drop",
+            "passed": passed,
+            "skipped": False,
+            "detail": f"golden mAP50 {0.95 - drop:.4f} (candidate) vs 0.9500 (production): drop "
+            f"{drop:.4f} {'within' if passed else 'over'} 0.02",
+        },
+    ]
+    brief = {"map50": 0.95 - drop, "map50_95": 0.7, "images": 4, "per_class": {}}
+    prod = {"map50": 0.95, "map50_95": 0.71, "images": 4, "per_class": {}}
+    failed = [r["detail"] for r in rules if not r["passed"]]
+    return {
+        "passed": passed,
+        "summary": ("failed: " + "; ".join(failed)) if failed else "passed: golden drop small",
+        "rules": rules,
+        "sets": {
+            "golden": {"candidate": brief, "production": prod},
+            "recent": {"candidate": None, "production": None, "note": "no held-out recent labels"},
+        },
+        "settings": {"max_golden_drop": 0.02, "recall_floors": {}},
+    }
+
+
+def _finished_train_job(app: FastAPI) -> int:
+    state = app_state(app)
+    with state.write_sessions() as session, session.begin():
+        job = job_store.enqueue(
+            session,
+            kind="train",
+            params={"reason": "seeded", "trigger": "person"},
+            created_by="alice-admin",
+            max_attempts=1,
+        )
+        job_id = job.id
+    with state.write_sessions() as session, session.begin():
+        claimed = job_store.claim(
+            session, worker_id="worker-e2e", kinds=["train"], lease_seconds=60
+        )
+        assert claimed is not None
+        job_store.finish(
+            session,
+            claimed=claimed,
+            status=job_store.JobStatus.SUCCEEDED,
+            message="registered",
+            result={"version": "2"},
+            log_chunk="registered version 2\n",
+            log_tail="registered version 2\n",
+        )
+    return job_id
+
+
+@dataclass
+class LoopDashboard(Dashboard):
+    settings: Settings
+    worker: Any = None
+
+    def start_worker(self) -> None:
+        """A worker thread running every job kind (stopped with the fixture)."""
+        import threading
+
+        from visionloop.jobs.kinds import default_kinds
+        from visionloop.jobs.worker import Worker
+
+        self.worker = Worker(
+            engine=app_state(self.app).engine, settings=self.settings, kinds=default_kinds()
+        )
+        threading.Thread(target=self.worker.run, daemon=True).start()
+
+
+@pytest.fixture(scope="session")
+def mlflow_store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty local MLflow store with its schema made, once a session: MLflow migrates a new
+    SQLite store in 5 to 15 s, and each ``loop_dashboard`` starts from a copy instead."""
+    from visionloop.training.registry import Registry
+
+    folder = tmp_path_factory.mktemp("mlflow-template")
+    settings = Settings(data_dir=folder, database_url=f"sqlite:///{folder / 'unused.db'}")
+    assert Registry.from_settings(settings).versions() == []
+    return Path(settings.mlflow_tracking_uri.removeprefix("sqlite:///"))
+
+
+@pytest.fixture
+def loop_dashboard(
+    tmp_path: Path,
+    sqlite_url: str,
+    mlflow_store_template: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[LoopDashboard]:
+    import shutil
+
+    from support.models import BASELINE_ONNX
+    from visionloop.training.registry import Registry, ensure_baseline
+
+    if not BASELINE_ONNX.is_file():
+        _missing(f"{BASELINE_ONNX} is missing (the shipped baseline)")
+    for key in list(os.environ):
+        if key.startswith("VISIONLOOP_") and key != "VISIONLOOP_TEST_PG_URL":
+            monkeypatch.delenv(key)
+    # Also in the environment: a train job's subprocess reads its settings from there.
+    env = {
+        "VISIONLOOP_DATA_DIR": str(tmp_path),
+        "VISIONLOOP_DATABASE_URL": sqlite_url,
+        **TINY_TRAINING,
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    shutil.copy(mlflow_store_template, settings.mlflow_tracking_uri.removeprefix("sqlite:///"))
+    app = create_app(settings)
+    for role, name in USERS.items():
+        add_user(app, name, role)
+    registry = Registry.from_settings(settings)
+    ensure_baseline(registry, BASELINE_ONNX)
+    job_id = _finished_train_job(app)
+    for passed in (True, False):
+        version = registry.register(
+            BASELINE_ONNX,
+            tags={"origin": "retrain", "train_job_id": str(job_id), "base_version": "1"},
+            description=f"the baseline again ({'passing' if passed else 'failing'} its gate)",
+        )
+        registry.set_gate(version.version, _gate(passed), run_id=None)
+    server = LiveServer(app)
+    server.start()
+    dashboard = LoopDashboard(url=server.url, app=app, device_name="", settings=settings)
+    try:
+        yield dashboard
+    finally:
+        if dashboard.worker is not None:
+            dashboard.worker.stop()
+        server.stop()
+        app_state(app).engine.dispose()
+
+
+def page_scrolls_sideways(page: Any) -> bool:
+    """Whether the document is wider than the viewport (a horizontal scroll bar)."""
+    return bool(
+        page.evaluate("document.documentElement.scrollWidth > document.documentElement.clientWidth")
+    )
 
 
 def sign_in(page: Any, base_url: str, role: str, *, start: str = "/") -> None:

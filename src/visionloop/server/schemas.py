@@ -145,6 +145,22 @@ class StatsSummary(BaseModel):
     detections_total: int = Field(description="All detections ever stored.")
 
 
+class RatePointOut(BaseModel):
+    start: datetime = Field(description="Start of the bucket (capture time, UTC).")
+    frames: int
+    detections: int
+    frames_per_min: float = Field(description="frames / the bucket's length in minutes.")
+    detections_per_min: float
+
+
+class RateSeries(BaseModel):
+    window: str
+    since: datetime = Field(description="Start of the first bucket (the one holding now - window).")
+    until: datetime
+    bucket_s: int = Field(description="Bucket length: 60 s up to a 1h window, else 3600 s.")
+    points: list[RatePointOut] = Field(description="Every bucket, oldest first, zeros included.")
+
+
 _WINDOW = re.compile(r"^(\d{1,6})([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_WINDOW = timedelta(days=3660)

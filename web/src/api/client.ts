@@ -25,6 +25,11 @@ export type Frame = Schemas["FrameOut"];
 export type FrameDetail = Schemas["FrameDetail"];
 export type FramePage = Schemas["FramePageOut"];
 export type Task = Schemas["TaskOut"];
+export type RateSeries = Schemas["RateSeries"];
+export type DeviceDrift = Schemas["DeviceDriftOut"];
+export type ModelVersion = Schemas["ModelVersionOut"];
+export type RetrainingStatus = Schemas["RetrainingStatusOut"];
+export type JobQueued = Schemas["JobQueued"];
 
 export type FrameFilter = {
   device_id?: string;
@@ -44,12 +49,14 @@ function queryString(values: Record<string, string | undefined>): string {
 export const CSRF_HEADER = "X-Visionloop-CSRF";
 export const SIGN_IN_PATH = "/signin/";
 
-/** A failed request: the HTTP status (0 = the server could not be reached) and its detail. */
+/** A failed request: the HTTP status (0 = the server could not be reached), its detail and
+ * the body's other fields (e.g. the running job's `job_id` of a 409 from retraining/trigger). */
 export class ApiError extends Error {
   constructor(
     readonly status: number,
     readonly detail: string,
     readonly path: string,
+    readonly extra: Record<string, unknown> = {},
   ) {
     super(status === 0 ? `${path}: server unreachable (${detail})` : `${path}: ${status} ${detail}`);
   }
@@ -89,15 +96,18 @@ async function request<T>(
   if (response.status === 401 && options.redirectOn401 !== false) redirectToSignIn();
   if (!response.ok) {
     let detail = response.statusText;
+    let extra: Record<string, unknown> = {};
     try {
       const data: unknown = await response.json();
       if (data && typeof data === "object" && "detail" in data) {
-        detail = String((data as { detail: unknown }).detail);
+        const { detail: said, ...rest } = data as { detail: unknown } & Record<string, unknown>;
+        detail = typeof said === "string" ? said : JSON.stringify(said);
+        extra = rest;
       }
     } catch {
       // not JSON: keep the status text
     }
-    throw new ApiError(response.status, detail, path);
+    throw new ApiError(response.status, detail, path, extra);
   }
   if (response.status === 204) return undefined;
   return (await response.json()) as T;
@@ -125,6 +135,22 @@ export const api = {
   devices: () => get<Device[]>("/api/v1/devices"),
   statsSummary: (window: string) =>
     get<StatsSummary>(`/api/v1/stats/summary?window=${encodeURIComponent(window)}`),
+  statsRate: (window: string) => get<RateSeries>(`/api/v1/stats/rate?window=${encodeURIComponent(window)}`),
+  driftStatus: () => get<DeviceDrift[]>("/api/v1/drift/status"),
+  models: () => get<ModelVersion[]>("/api/v1/models"),
+  /** Point `production` at a version; `force` overrides a failed gate (recorded). */
+  promote: async (version: string, reason: string, force: boolean): Promise<ModelVersion> =>
+    (await request<ModelVersion>("POST", `/api/v1/models/${encodeURIComponent(version)}/promote`, {
+      reason,
+      force,
+      alias: "production",
+    })) as ModelVersion,
+  rollback: async (reason: string): Promise<ModelVersion> =>
+    (await request<ModelVersion>("POST", "/api/v1/models/rollback", { reason, alias: "production" })) as ModelVersion,
+  retrainingStatus: () => get<RetrainingStatus>("/api/v1/retraining/status"),
+  /** Queue a train job; a 409 ApiError carries the queued or running job's id in `extra.job_id`. */
+  retrain: async (reason: string): Promise<JobQueued> =>
+    (await request<JobQueued>("POST", "/api/v1/retraining/trigger", { reason })) as JobQueued,
   labelingStats: () => get<LabelingStats>("/api/v1/labeling/stats"),
   addDevice: async (name: string): Promise<DeviceCreated> =>
     (await request<DeviceCreated>("POST", "/api/v1/devices", { name })) as DeviceCreated,

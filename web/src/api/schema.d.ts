@@ -309,6 +309,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/stats/rate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Frames and detections per minute over a window (at most 7d), in buckets
+         * @description Buckets are a minute up to a 1h window (read from the frames) and an hour beyond (read
+         *     from the hourly rollups); each point gives its counts and the same as a per-minute rate.
+         */
+        get: operations["rate_api_v1_stats_rate_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/models/production": {
         parameters: {
             query?: never;
@@ -1683,6 +1704,52 @@ export interface components {
              */
             force: boolean;
         };
+        /** RatePointOut */
+        RatePointOut: {
+            /**
+             * Start
+             * Format: date-time
+             * @description Start of the bucket (capture time, UTC).
+             */
+            start: string;
+            /** Frames */
+            frames: number;
+            /** Detections */
+            detections: number;
+            /**
+             * Frames Per Min
+             * @description frames / the bucket's length in minutes.
+             */
+            frames_per_min: number;
+            /** Detections Per Min */
+            detections_per_min: number;
+        };
+        /** RateSeries */
+        RateSeries: {
+            /** Window */
+            window: string;
+            /**
+             * Since
+             * Format: date-time
+             * @description Start of the first bucket (the one holding now - window).
+             */
+            since: string;
+            /**
+             * Until
+             * Format: date-time
+             */
+            until: string;
+            /**
+             * Bucket S
+             * @description Bucket length: 60 s up to a 1h window, else 3600 s.
+             */
+            bucket_s: number;
+            /**
+             * Points
+             * @description Every bucket, oldest first, zeros included.
+             */
+            points: components["schemas"]["RatePointOut"][];
+        };
         /** RetrainingStatusOut */
         RetrainingStatusOut: {
             /**
@@ -2561,6 +2628,38 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["StatsSummary"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    rate_api_v1_stats_rate_get: {
+        parameters: {
+            query?: {
+                /** @description How far back from now, by capture time: 1h, 6h, 24h, 7d */
+                window?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RateSeries"];
                 };
             };
             /** @description Validation Error */

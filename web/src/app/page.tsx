@@ -3,11 +3,12 @@ import { useQuery } from "@tanstack/react-query";
 import Link from "next/link";
 import { useRouter, useSearchParams } from "next/navigation";
 import { Suspense } from "react";
-import { api } from "@/api/client";
-import { ClassMix, ConfidenceHistogram } from "@/components/Charts";
+import { api, type DeviceDrift } from "@/api/client";
+import { ClassMix, ConfidenceHistogram, RateChart } from "@/components/Charts";
 import { DeviceTable } from "@/components/DeviceTable";
 import { useUser } from "@/components/Session";
-import { ErrorNote, Skeleton, Source } from "@/components/States";
+import { Empty, ErrorNote, Skeleton, Source } from "@/components/States";
+import { RelativeTime } from "@/components/Time";
 import { count, percent } from "@/lib/format";
 
 const WINDOWS = ["1h", "24h", "7d"] as const;
@@ -28,6 +29,47 @@ function Tile({ label, value, hint, testId }: { label: string; value: string | u
   );
 }
 
+/** Drift per device: the open alarm (if any), the latest check and what drifted in it. */
+function DriftTable({ rows }: { rows: DeviceDrift[] }) {
+  if (rows.length === 0) return <Empty>No devices yet, so no drift checks.</Empty>;
+  return (
+    <div className="table-wrap">
+      <table className="data" aria-label="Drift per device">
+        <thead>
+          <tr>
+            <th scope="col">Device</th>
+            <th scope="col">Drift</th>
+            <th scope="col">Last check</th>
+            <th scope="col">Drifted features</th>
+          </tr>
+        </thead>
+        <tbody>
+          {rows.map((d) => (
+            <tr key={d.device_id} data-testid={`drift-${d.device}`}>
+              <th scope="row">{d.device}</th>
+              <td>
+                {d.alarm ? (
+                  <span className="state state-alarm">
+                    ⚠ alarm since <RelativeTime iso={d.since} />
+                  </span>
+                ) : d.last_check ? (
+                  <span className="state state-ok">✓ no drift</span>
+                ) : (
+                  <span className="state state-muted">○ not checked yet</span>
+                )}
+              </td>
+              <td>
+                <RelativeTime iso={d.last_check?.checked_at} empty="never" />
+              </td>
+              <td className="small">{d.drifted_features.length ? d.drifted_features.join(", ") : "–"}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
 function Overview() {
   const params = useSearchParams();
   const router = useRouter();
@@ -42,12 +84,16 @@ function Overview() {
     refetchInterval: SLOW_S * 1000,
   });
   const labeling = useQuery({ queryKey: ["labeling-stats"], queryFn: api.labelingStats, refetchInterval: SLOW_S * 1000 });
+  const rate = useQuery({ queryKey: ["stats-rate", span], queryFn: () => api.statsRate(span), refetchInterval: SLOW_S * 1000 });
+  const drift = useQuery({ queryKey: ["drift-status"], queryFn: api.driftStatus, refetchInterval: SLOW_S * 1000 });
+  const retraining = useQuery({ queryKey: ["retraining-status"], queryFn: api.retrainingStatus, refetchInterval: SLOW_S * 1000 });
 
   const s = stats.data;
   const l = labeling.data;
   const production = l?.since_production ?? null;
   const productionReview = production ? l?.versions.find((v) => v.model_version === production.version) : undefined;
-  const updatedAt = Math.max(devices.dataUpdatedAt, stats.dataUpdatedAt, labeling.dataUpdatedAt);
+  const r = retraining.data;
+  const updatedAt = Math.max(devices.dataUpdatedAt, stats.dataUpdatedAt, labeling.dataUpdatedAt, rate.dataUpdatedAt);
 
   return (
     <>
@@ -78,12 +124,21 @@ function Overview() {
         </label>
       </div>
       <Source
-        paths={["/readyz", "/api/v1/devices", `/api/v1/stats/summary?window=${span}`, "/api/v1/labeling/stats"]}
+        paths={[
+          "/readyz",
+          "/api/v1/devices",
+          `/api/v1/stats/summary?window=${span}`,
+          `/api/v1/stats/rate?window=${span}`,
+          "/api/v1/labeling/stats",
+          "/api/v1/retraining/status",
+          "/api/v1/drift/status",
+        ]}
         updatedAt={updatedAt}
         everyS={FAST_S}
       />
       {stats.isError && <ErrorNote what="Loading statistics" error={stats.error} />}
       {labeling.isError && <ErrorNote what="Loading labeling statistics" error={labeling.error} />}
+      {retraining.isError && <ErrorNote what="Loading the retraining status" error={retraining.error} />}
 
       <section className="tiles" aria-label="Totals">
         <Tile label={`Frames, last ${span}`} value={s && count(s.frames)} hint={s && `${count(s.frames_total)} stored in all`} testId="frames" />
@@ -91,18 +146,37 @@ function Overview() {
         <Tile label="Review queue: open" value={l && count(l.totals.open)} hint={l && `${count(l.totals.leased)} being labeled now`} testId="queue-open" />
         <Tile label="Reviewed frames" value={l && count(l.reviewed_frames)} hint={l && `${count(l.totals.skipped)} skipped`} />
         <Tile
-          label="Labels since production model"
-          value={l && (production ? count(production.labels) : "–")}
-          hint={l && (production ? `model ${production.version}, ${count(production.reviewed_frames)} frames` : "no production model")}
+          label="Labels since last training"
+          value={r && count(r.labels_since_last_training)}
+          hint={r && `retrains at ${count(r.min_labels)}${r.drift_alarm ? " (lowered: drift alarm)" : ""}`}
+          testId="labels-since-training"
         />
         <Tile
+          label="Production model"
+          value={l && (production ? `version ${production.version}` : "none")}
+          hint={l && (production ? `${count(production.labels)} labels on ${count(production.reviewed_frames)} frames since it was registered` : "promote one on the Models page")}
+          testId="production-version"
+        />
+        <Tile
+          testId="production-precision"
           label="Production precision (reviews)"
           value={l && (productionReview ? percent(productionReview.precision) : "–")}
           hint={
             l &&
             (productionReview
-              ? `miss rate ${percent(productionReview.miss_rate)} on ${count(productionReview.audit_frames)} audit frames`
+              ? `${count(productionReview.tp)} right, ${count(productionReview.fp)} wrong boxes on ${count(productionReview.reviewed_frames)} reviewed frames`
               : "no reviewed frames of the production model")
+          }
+        />
+        <Tile
+          testId="production-miss-rate"
+          label="Production miss rate (audit, est.)"
+          value={l && (productionReview ? percent(productionReview.miss_rate) : "–")}
+          hint={
+            l &&
+            (productionReview
+              ? `${count(productionReview.audit_misses)} of ${count(productionReview.audit_objects)} objects missed on ${count(productionReview.audit_frames)} audit frames`
+              : "no audit frames reviewed yet")
           }
         />
       </section>
@@ -122,6 +196,12 @@ function Overview() {
       </section>
 
       <section className="charts" aria-label="Charts">
+        {rate.isError && <ErrorNote what="Loading frame rates" error={rate.error} />}
+        {rate.data ? (
+          <RateChart points={rate.data.points} bucketS={rate.data.bucket_s} windowLabel={span} />
+        ) : (
+          !rate.isError && <Skeleton height="150px" />
+        )}
         {s ? (
           <>
             <ClassMix rows={s.per_class.map((c) => ({ name: c.class_name, value: c.detections }))} windowLabel={span} />
@@ -138,6 +218,12 @@ function Overview() {
             <Skeleton height="150px" />
           </>
         )}
+      </section>
+
+      <section aria-labelledby="drift-title">
+        <h2 id="drift-title">Drift per device</h2>
+        {drift.isError && <ErrorNote what="Loading drift status" error={drift.error} />}
+        {drift.data ? <DriftTable rows={drift.data} /> : !drift.isError && <Skeleton height="4em" />}
       </section>
 
       {l && (

@@ -6,12 +6,15 @@ export function Confirm({
   title,
   children,
   confirmLabel,
+  confirmDisabled = false,
   onConfirm,
   onCancel,
 }: {
   title: string;
   children: ReactNode;
   confirmLabel: string;
+  /** Keep the confirm button off until the dialog's form is complete (e.g. a reason given). */
+  confirmDisabled?: boolean;
   onConfirm: () => void;
   onCancel: () => void;
 }) {
@@ -23,7 +26,7 @@ export function Confirm({
         <h2 id="confirm-title">{title}</h2>
         {children}
         <div className="actions">
-          <button type="button" className="primary" onClick={onConfirm}>
+          <button type="button" className="primary" onClick={onConfirm} disabled={confirmDisabled}>
             {confirmLabel}
           </button>
           <button type="button" ref={cancel} onClick={onCancel}>

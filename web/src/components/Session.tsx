@@ -18,7 +18,8 @@ const NAV: { href: string; label: string; role: Role }[] = [
   { href: "/frames/", label: "Frames", role: "viewer" },
   { href: "/review/", label: "Review", role: "reviewer" },
   { href: "/devices/", label: "Devices", role: "viewer" },
-  { href: "/jobs/", label: "Jobs", role: "viewer" },
+  { href: "/models/", label: "Models", role: "viewer" },
+  { href: "/jobs/", label: "Retraining & jobs", role: "viewer" },
 ];
 
 function isCurrent(pathname: string, href: string): boolean {

@@ -1,8 +1,9 @@
-"""``GET /api/v1/stats/summary``: counts per class and device and a confidence histogram."""
+"""``GET /api/v1/stats/summary``: counts per class and device and a confidence histogram;
+``GET /api/v1/stats/rate``: frames and detections per minute over time."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -13,6 +14,8 @@ from visionloop.server.schemas import (
     ClassStats,
     DeviceStats,
     Histogram,
+    RatePointOut,
+    RateSeries,
     StatsSummary,
     parse_window,
 )
@@ -62,4 +65,50 @@ def summary(
         ),
         frames_total=s.frames_total,
         detections_total=s.detections_total,
+    )
+
+
+RATE_MAX_WINDOW = timedelta(days=7)
+MINUTE_BUCKETS_UP_TO = timedelta(hours=1)
+
+
+@router.get(
+    "/stats/rate",
+    response_model=RateSeries,
+    summary="Frames and detections per minute over a window (at most 7d), in buckets",
+)
+def rate(
+    session: SessionDep,
+    _user: CurrentUser,
+    window: Annotated[
+        str, Query(description="How far back from now, by capture time: 1h, 6h, 24h, 7d")
+    ] = "6h",
+) -> RateSeries:
+    """Buckets are a minute up to a 1h window (read from the frames) and an hour beyond (read
+    from the hourly rollups); each point gives its counts and the same as a per-minute rate."""
+    try:
+        span = parse_window(window)
+    except ValueError as exc:
+        raise InvalidInputError(f"window: {exc}") from exc
+    if span > RATE_MAX_WINDOW:
+        raise InvalidInputError("window: at most 7d for a rate series (use /stats/summary)")
+    bucket_s = stats_store.MINUTE_S if span <= MINUTE_BUCKETS_UP_TO else stats_store.HOUR_S
+    until = datetime.now(UTC)
+    points = stats_store.rate_series(session, since=until - span, until=until, bucket_s=bucket_s)
+    minutes = bucket_s / 60
+    return RateSeries(
+        window=window,
+        since=points[0].start,
+        until=until,
+        bucket_s=bucket_s,
+        points=[
+            RatePointOut(
+                start=p.start,
+                frames=p.frames,
+                detections=p.detections,
+                frames_per_min=round(p.frames / minutes, 3),
+                detections_per_min=round(p.detections / minutes, 3),
+            )
+            for p in points
+        ],
     )

@@ -10,9 +10,10 @@ per hour of window plus at most two hours of raw rows, however much data is stor
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Integer, cast, distinct, func, select
+from sqlalchemy import BigInteger, ColumnElement, Connection, Integer, cast, distinct, func, select
 from sqlalchemy.orm import Session
 
 from visionloop.server.models import (
@@ -25,7 +26,18 @@ from visionloop.server.models import (
 )
 from visionloop.server.store import rollups
 
-__all__ = ["HISTOGRAM_BINS", "ClassCounts", "DeviceCounts", "Summary", "rebuild_rollups", "summary"]
+__all__ = [
+    "HISTOGRAM_BINS",
+    "HOUR_S",
+    "MINUTE_S",
+    "ClassCounts",
+    "DeviceCounts",
+    "RatePoint",
+    "Summary",
+    "rate_series",
+    "rebuild_rollups",
+    "summary",
+]
 
 _HOUR = timedelta(hours=1)
 
@@ -182,6 +194,89 @@ def summary(session: Session, *, since: datetime, until: datetime) -> Summary:
         frames_total=int(frames_total),
         detections_total=int(detections_total),
     )
+
+
+@dataclass(slots=True)
+class RatePoint:
+    """Frames and detections captured in ``[start, start + bucket)``."""
+
+    start: datetime
+    frames: int
+    detections: int
+
+
+MINUTE_S = 60
+HOUR_S = 3600
+
+
+def _per_minute(session: Session, start: datetime, end: datetime) -> dict[int, tuple[int, int]]:
+    """Frames and detections per minute (minutes since the epoch) captured in ``[start, end)``.
+
+    Read through the covering index ``(device_id, captured_at, pk, detection_count)`` (hence the
+    device filter): about a microsecond a frame, so keep the window short (an hour).
+    """
+    devices = Frame.device_id.in_(select(Device.id))
+    in_window = (devices, Frame.captured_at >= start, Frame.captured_at < end)
+    out: dict[int, tuple[int, int]] = {}
+    if session.get_bind().dialect.name == "postgresql":
+        minute: ColumnElement[Any] = cast(
+            func.floor(func.extract("epoch", Frame.captured_at) / MINUTE_S), BigInteger
+        )
+    else:
+        # SQLite keeps UTC text 'YYYY-MM-DD HH:MM:SS.ffffff': its first 16 characters name the
+        # minute (cheaper than strftime on every row).
+        minute = func.substr(Frame.captured_at, 1, 16)
+    label = minute.label("minute")
+    for key, frames, dets in session.execute(
+        select(label, func.count(), func.sum(Frame.detection_count))
+        .where(*in_window)
+        .group_by(label)
+    ):
+        if isinstance(key, str):
+            ts = datetime.strptime(key, "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+            key = int(ts.timestamp()) // MINUTE_S
+        out[int(key)] = (int(frames), int(dets or 0))
+    return out
+
+
+def _per_hour(session: Session, start: datetime, end: datetime) -> dict[int, tuple[int, int]]:
+    """Frames and detections per hour (hours since the epoch) from the hourly rollups."""
+    out: dict[int, tuple[int, int]] = {}
+    for hour, frames, dets in session.execute(
+        select(FrameRollup.hour, func.sum(FrameRollup.frames), func.sum(FrameRollup.detections))
+        .where(FrameRollup.hour >= start, FrameRollup.hour < end)
+        .group_by(FrameRollup.hour)
+    ):
+        out[int(hour.timestamp()) // HOUR_S] = (int(frames), int(dets or 0))
+    return out
+
+
+def rate_series(
+    session: Session, *, since: datetime, until: datetime, bucket_s: int
+) -> list[RatePoint]:
+    """Frames and detections per bucket (``MINUTE_S`` or ``HOUR_S``, aligned to the epoch) from
+    the bucket that holds ``since`` to the one that holds ``until``, every bucket present (zeros
+    included).
+
+    Hour buckets read the hourly rollups (a row per hour and device), whatever the window;
+    minute buckets read the frames themselves, so keep their window short (an hour).
+    """
+    if bucket_s not in (MINUTE_S, HOUR_S):
+        raise ValueError(f"bucket_s must be {MINUTE_S} or {HOUR_S}, got {bucket_s}")
+    first = int(since.timestamp()) // bucket_s
+    last = int(until.timestamp()) // bucket_s
+    start = datetime.fromtimestamp(first * bucket_s, UTC)
+    end = datetime.fromtimestamp((last + 1) * bucket_s, UTC)
+    read = _per_hour if bucket_s == HOUR_S else _per_minute
+    counts = read(session, start, end)
+    return [
+        RatePoint(
+            start=datetime.fromtimestamp(k * bucket_s, UTC),
+            frames=counts.get(k, (0, 0))[0],
+            detections=counts.get(k, (0, 0))[1],
+        )
+        for k in range(first, last + 1)
+    ]
 
 
 def rebuild_rollups(connection: Connection) -> None:

@@ -192,7 +192,7 @@ def _compose(frame: NDArray[np.uint8], sprite: PartSprite, x0: int, y0: int) -> 
     crop = (slice(fy0 - y0, fy1 - y0), slice(fx0 - x0, fx1 - x0))
     # Darken the belt under the shadow, then paste the part through its mask; both write into
     # ``roi``, a view of the frame.
-    cv2.copyTo(cv2.multiply(roi, _SHADOW), sprite.shadow[crop], roi)  # type: ignore[call-overload]  # the stubs miss the scalar overload
+    cv2.copyTo(cv2.multiply(roi, _SHADOW), sprite.shadow[crop], roi)
     cv2.copyTo(sprite.bgr[crop], sprite.mask[crop], roi)
 
 

@@ -1,5 +1,6 @@
 "use client";
 import { keepPreviousData, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
+import Link from "next/link";
 import { useRouter, useSearchParams } from "next/navigation";
 import { Suspense, useState } from "react";
 import { api, mayAct, type Job, type JobStatus } from "@/api/client";
@@ -8,8 +9,10 @@ import { useUser } from "@/components/Session";
 import { Empty, ErrorNote, Skeleton, Source } from "@/components/States";
 import { RelativeTime } from "@/components/Time";
 import { duration } from "@/lib/format";
+import { RetrainingPolicy } from "./RetrainingPolicy";
 
 const EVERY_S = 3;
+const KINDS = ["train", "evaluate", "drift_check", "quantize"] as const;
 const STATUSES: JobStatus[] = ["queued", "running", "succeeded", "failed", "cancelled"];
 const STATUS_LOOK: Record<JobStatus, [string, string]> = {
   queued: ["state-muted", "○"],
@@ -80,6 +83,11 @@ function JobPanel({ id, admin }: { id: number; admin: boolean }) {
               <strong>✕ Failed:</strong> {j.error}
             </p>
           )}
+          {j.kind === "train" && typeof j.result?.["version"] === "string" && (
+            <p>
+              Registered <Link href={`/models/?version=${j.result["version"]}`}>version {j.result["version"]}</Link>
+            </p>
+          )}
           {j.result && (
             <details>
               <summary>Result</summary>
@@ -125,20 +133,23 @@ function Jobs() {
   const router = useRouter();
   const user = useUser();
   const status = STATUSES.find((s) => s === params.get("status"));
+  const kind = KINDS.find((k) => k === params.get("kind"));
   const selected = Number(params.get("job")) || null;
   const [cursor, setCursor] = useState<string | undefined>(undefined);
   const jobs = useQuery({
-    queryKey: ["jobs", status, cursor],
-    queryFn: () => api.jobs({ status, cursor }),
+    queryKey: ["jobs", status, kind, cursor],
+    queryFn: () => api.jobs({ status, kind, cursor }),
     refetchInterval: EVERY_S * 1000,
     placeholderData: keepPreviousData,
   });
 
-  function go(next: { status?: string; job?: number | null }) {
+  function go(next: { status?: string; kind?: string; job?: number | null }) {
     const query = new URLSearchParams();
     const s = "status" in next ? next.status : status;
+    const k = "kind" in next ? next.kind : kind;
     const j = "job" in next ? next.job : selected;
     if (s) query.set("status", s);
+    if (k) query.set("kind", k);
     if (j) query.set("job", String(j));
     router.replace(`/jobs/${query.size ? `?${query.toString()}` : ""}`);
   }
@@ -147,10 +158,35 @@ function Jobs() {
   return (
     <>
       <div className="page-head">
-        <h1>Jobs</h1>
+        <h1>Retraining and jobs</h1>
       </div>
-      <Source paths={["/api/v1/jobs"]} updatedAt={jobs.dataUpdatedAt} everyS={EVERY_S} />
+      <Source paths={["/api/v1/retraining/status", "/api/v1/jobs"]} updatedAt={jobs.dataUpdatedAt} everyS={EVERY_S} />
+      <RetrainingPolicy
+        admin={mayAct(user, "admin")}
+        onQueued={(id) => {
+          setCursor(undefined);
+          go({ job: id });
+        }}
+      />
+      <h2>Jobs</h2>
       <div className="filters">
+        <label>
+          Kind{" "}
+          <select
+            value={kind ?? ""}
+            onChange={(e) => {
+              setCursor(undefined);
+              go({ kind: e.target.value || undefined });
+            }}
+          >
+            <option value="">all</option>
+            {KINDS.map((k) => (
+              <option key={k} value={k}>
+                {k}
+              </option>
+            ))}
+          </select>
+        </label>
         <label>
           Status{" "}
           <select
@@ -234,7 +270,7 @@ function Jobs() {
           </tbody>
         </table>
         {items !== undefined && items.length === 0 && (
-          <Empty>{status ? `No ${status} jobs.` : "No jobs yet: retraining and dataset jobs appear here once queued."}</Empty>
+          <Empty>{status || kind ? `No ${[status, kind].filter(Boolean).join(" ")} jobs.` : "No jobs yet: retraining and dataset jobs appear here once queued."}</Empty>
         )}
       </div>
       {selected && <JobPanel key={selected} id={selected} admin={mayAct(user, "admin")} />}
