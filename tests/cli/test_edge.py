@@ -43,6 +43,8 @@ def test_help_lists_every_flag_of_the_issue() -> None:
         (["--imgsz", "100"], "multiples of 32"),
         (["--imgsz", "384x600"], "multiples of 32"),
         (["--imgsz", "big"], "N or HxW"),
+        (["--synthetic-size", "640"], "WxH"),
+        (["--synthetic-size", "100x100"], "within 160x120"),
     ],
     ids=[
         "band-reversed",
@@ -53,6 +55,8 @@ def test_help_lists_every_flag_of_the_issue() -> None:
         "imgsz-100",
         "imgsz-rect",
         "imgsz-garbage",
+        "synthetic-size-garbage",
+        "synthetic-size-small",
     ],
 )
 def test_bad_flags_exit_2_with_a_message(args: list[str], message: str, tmp_path: Path) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
+import signal
 import time
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -103,7 +105,18 @@ def simulate(
         + [str(part) for pair in given for part in pair]
         + ["--out", str(out)]
     )
-    report = run_simulation(scenario, strategies, out, command=command, progress=progress)
+
+    def leave(signum: int, _frame: FrameType | None) -> None:
+        # Unwinds through the runner, which stops its server, worker and agent on the way out.
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    # Also for SIGINT: a shell starts background commands with SIGINT ignored.
+    before = signal.signal(signal.SIGINT, leave), signal.signal(signal.SIGTERM, leave)
+    try:
+        report = run_simulation(scenario, strategies, out, command=command, progress=progress)
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
     typer.echo((out / "report.md").read_text())
     typer.echo(f"wrote {out / 'report.json'}, {out / 'report.md'}, {out / 'timeline.png'}")
     if not report["strategies"]:

@@ -81,7 +81,7 @@ def strategy_entry(
     seen: list[FrameSeen],
     live: list[LivePoint],
     job: Job | None,
-    alarm_at: datetime | None,
+    alarms: list[datetime],
     oracle: OracleReviewer | None,
     scores: dict[str, dict[str, float | None]],
     baseline: str,
@@ -92,6 +92,10 @@ def strategy_entry(
 
     onset = scenario.drift.start
     onset_at = next((f.captured_at for f in seen if f.index >= onset), None)
+    # Alarms that opened before the drift are false alarms (consecutive frames of the line show
+    # few parts, so windows of them can differ from the reference without any drift).
+    early = [a for a in alarms if (_seconds(onset_at, a) or 0.0) < 0]
+    alarm_at = next((a for a in alarms if a not in early), None)
     promoted = next((f for f in seen if f.model_version != baseline), None)
     last = seen[-1].index if seen else 0
     before = _window_mean(live, max(onset - 2 * scenario.live_window, 0), onset)
@@ -127,6 +131,7 @@ def strategy_entry(
         "oracle_dropped": oracle.dropped if oracle is not None else 0,
         "oracle_mislabeled": oracle.mislabeled if oracle is not None else 0,
         "seconds_drift_to_alarm": _seconds(onset_at, alarm_at),
+        "alarms_before_drift": len(early),
         "seconds_drift_to_retraining": _seconds(onset_at, started_at),
         "seconds_drift_to_promotion_on_edge": _seconds(
             onset_at, promoted.captured_at if promoted else None
@@ -188,6 +193,7 @@ ROWS: tuple[tuple[str, str, int], ...] = (
     ("golden set mAP50 after", "golden_map50_after", 3),
     ("labels used", "labels_used", 0),
     ("drift onset → alarm (s)", "seconds_drift_to_alarm", 0),
+    ("false alarms before the drift", "alarms_before_drift", 0),
     ("drift onset → retraining start (s)", "seconds_drift_to_retraining", 0),
     ("drift onset → new model on the edge (s)", "seconds_drift_to_promotion_on_edge", 0),
     ("retraining wall time (s)", "retraining_wall_seconds", 0),

@@ -10,9 +10,11 @@ promotion, and the agent swaps to the new production model through its model wat
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import secrets
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -135,7 +137,7 @@ def _prepare_store(settings: Settings) -> tuple[str, str, str]:
 class _Watch:
     """What the runner saw while the run went on."""
 
-    alarm_at: datetime | None = None
+    alarms: list[datetime] = dataclasses.field(default_factory=list)
     last_index: int = -1
     train_job: Job | None = None
     promoted_index: int | None = None
@@ -144,9 +146,9 @@ class _Watch:
 def _observe(session: Session, watch: _Watch, baseline: str) -> None:
     last = session.scalar(select(Frame.source_index).order_by(Frame.source_index.desc()).limit(1))
     watch.last_index = int(last) if last is not None else -1
-    if watch.alarm_at is None:
-        opened = session.scalar(select(DriftAlarm.opened_at).where(DriftAlarm.is_open))
-        watch.alarm_at = opened
+    opened = session.scalar(select(DriftAlarm.opened_at).where(DriftAlarm.is_open))
+    if opened is not None and opened not in watch.alarms:
+        watch.alarms.append(opened)
     watch.train_job = session.scalar(
         select(Job).where(Job.kind == "train").order_by(Job.id).limit(1)
     )
@@ -187,8 +189,10 @@ def _edge_args(scenario: Scenario, url: str, token_file: Path, store: Path) -> l
         "--seed", str(scenario.seed),
         "--synthetic-size", f"{w}x{h}",
         "--imgsz", str(scenario.imgsz),
-        "--backend", "onnxruntime",
-        "--precision", "fp32",
+        # As in production: OpenVINO where installed (bf16 on CPUs that have it), else ORT; one
+        # inference thread, which holds up best while training shares the cores.
+        "--backend", "auto",
+        "--precision", "auto",
         "--threads", "1",
         "--fps-limit", f"{scenario.fps:g}",
         "--model-poll", "2",
@@ -305,6 +309,9 @@ def run_strategy(
             if job is not None:
                 session.expunge(job)
         engine.dispose()
+        # The run's database (frames, detections, tasks, jobs) outlives the temporary store, so
+        # that the live measurement can be recomputed with other windows.
+        shutil.copyfile(store / "visionloop.db", logs / "visionloop.db")
         from visionloop.simulation.report import strategy_entry, test_set_scores
 
         scores = test_set_scores(settings, sets, baseline, scenario.imgsz)
@@ -314,7 +321,7 @@ def run_strategy(
             seen=seen,
             live=live,
             job=job,
-            alarm_at=watch.alarm_at,
+            alarms=watch.alarms,
             oracle=oracle,
             scores=scores,
             baseline=baseline,
@@ -328,7 +335,7 @@ def _status_line(strategy: str, scenario: Scenario, watch: _Watch, labels: int) 
         training = "no train job yet"
     else:
         training = f"train job {job.status} {job.progress:.0%} {job.message}".strip()
-    alarm = "drift alarm on" if watch.alarm_at is not None else "no drift alarm"
+    alarm = f"drift alarms opened: {len(watch.alarms)}"
     promoted = (
         f", new model on the edge since frame {watch.promoted_index}"
         if watch.promoted_index is not None
@@ -387,8 +394,6 @@ def run_simulation(
 ) -> dict[str, Any]:
     """Each strategy in turn from the same seed and schedule; the report (written to ``out``
     after each strategy, so a long comparison keeps what it finished)."""
-    import dataclasses
-
     from visionloop.simulation.report import write_report
 
     out.mkdir(parents=True, exist_ok=True)

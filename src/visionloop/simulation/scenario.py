@@ -35,7 +35,7 @@ class Scenario:
     fps: float = 15.0
     review_at: int = 2400
     after_promotion: int = 900
-    live_window: int = 300
+    live_window: int = 600
     live_stride: int = 3
     drift_window: int = 300
     drift_interval: float = 30.0
@@ -96,10 +96,10 @@ FAST = Scenario(
     size_wh=(320, 240),
     imgsz=320,
     epochs=1,
-    fps=10.0,
+    fps=20.0,
     review_at=300,
-    after_promotion=120,
-    live_window=100,
+    after_promotion=300,
+    live_window=150,
     live_stride=2,
     drift_window=60,
     drift_interval=10.0,
@@ -107,7 +107,7 @@ FAST = Scenario(
     max_golden_drop=0.1,
     golden_images=20,
     test_images=30,
-    timeout_s=420.0,
+    timeout_s=900.0,  # minutes on a quiet machine; a loaded one takes several times that
 )
 """A small configuration for tests and CI (small frames, one tiny epoch, a lenient gate)."""
 
