@@ -6,7 +6,10 @@ export NEXT_TELEMETRY_DISABLED := 1
 export DVC_NO_ANALYTICS := 1
 export YOLO_OFFLINE := 1
 
-DEMO_EXTRAS := server,postgres,openvino
+# The demo retrains (train: Ultralytics and torch) and quantizes (openvino).
+DEMO_EXTRAS := server,postgres,openvino,train
+# `make demo DEMO_ARGS=--demo-oracle`: any `visionloop demo` options.
+DEMO_ARGS ?=
 TEST_EXTRAS := server,postgres,openvino,train,dev
 
 .PHONY: demo test check install-demo install-test bench web web-dev web-types web-if-missing web-screenshots
@@ -23,10 +26,12 @@ install-demo: $(VENV)/.installed-demo
 install-test: $(VENV)/.installed-test
 
 demo: $(VENV)/.installed-demo web-if-missing
-	$(VENV)/bin/visionloop demo
+	$(VENV)/bin/visionloop demo $(DEMO_ARGS)
 
+# Two pytest-xdist processes (tests/conftest.py); TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed-test
-	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing loudly"; exit 1; fi; exit $$rc
 
 check: $(VENV)/.installed-test

@@ -234,6 +234,12 @@ class Settings(BaseSettings):
         ge=1,
         description="The same threshold while a drift alarm is on (fewer labels suffice).",
     )
+    retrain_policy_interval: float = Field(
+        default=60.0,
+        gt=0,
+        le=86400,
+        description="Seconds between two checks of the retraining policy by the workers.",
+    )
     retrain_cooldown: float = Field(
         default=3600.0,
         ge=0,
@@ -275,6 +281,14 @@ class Settings(BaseSettings):
         max_length=32,
         description="Where train jobs train: cpu, or a CUDA device index such as 0.",
     )
+    retrain_quantize: bool = Field(
+        default=True,
+        description=(
+            "Quantize each candidate a train job registers to INT8 (OpenVINO + NNCF, when "
+            "installed), checked against fp32 on the golden set before any promotion; off "
+            "saves its seconds (the job result's seconds.quantize) in every round."
+        ),
+    )
     golden_set: Path | None = Field(
         default=None,
         description=(
@@ -288,6 +302,15 @@ class Settings(BaseSettings):
         ge=0,
         le=1,
         description="Most mAP50 a candidate may lose against production on the golden set.",
+    )
+    gate_max_recent_drop: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description=(
+            "Most mAP50 a candidate may lose against production on the recent held-out slice "
+            "(0: at least production's)."
+        ),
     )
     gate_recall_floors: str = Field(
         default="",

@@ -121,6 +121,10 @@ class FrameStats(_Strict):
     sharpness: FiniteNonNegative
 
 
+MAX_SOURCE_INDEX = 2**63 - 1
+"""The largest ``source_index`` (a signed 64-bit column)."""
+
+
 class FrameRecord(_Strict):
     """What an edge agent sends for one frame. ``id`` is the idempotency key."""
 
@@ -137,6 +141,16 @@ class FrameRecord(_Strict):
     stats: FrameStats
     detections: list[DetectionRecord] = Field(max_length=1000)
     sample_reason: SampleReason | None = None
+    source_index: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_SOURCE_INDEX,
+        description=(
+            "The frame's number in its source, counted from 0 (a video's frame number, the "
+            "synthetic line's frame index): gaps show dropped frames, and a synthetic frame's "
+            "ground truth is re-rendered from it. Absent when the source has no numbering."
+        ),
+    )
 
 
 class IngestBatch(_Strict):

@@ -43,6 +43,8 @@ def test_help_lists_every_flag_of_the_issue() -> None:
         (["--imgsz", "100"], "multiples of 32"),
         (["--imgsz", "384x600"], "multiples of 32"),
         (["--imgsz", "big"], "N or HxW"),
+        (["--synthetic-size", "640"], "WxH"),
+        (["--synthetic-size", "100x100"], "within 160x120"),
     ],
     ids=[
         "band-reversed",
@@ -53,6 +55,8 @@ def test_help_lists_every_flag_of_the_issue() -> None:
         "imgsz-100",
         "imgsz-rect",
         "imgsz-garbage",
+        "synthetic-size-garbage",
+        "synthetic-size-small",
     ],
 )
 def test_bad_flags_exit_2_with_a_message(args: list[str], message: str, tmp_path: Path) -> None:
@@ -149,6 +153,21 @@ def error_lines(stderr: str) -> list[str]:
         (["--token-file", "/nonexistent/token"], "error: --token-file /nonexistent/token:"),
         (["--token", "t", "--token-file", "x"], "error: pass --token or --token-file, not both"),
         ([], "error: no device token: pass --token TOKEN, --token-file PATH or set"),
+        (["--streams", "0"], "error: --streams must be at least 1, got 0"),
+        (
+            ["--source", "synthetic:blur"],
+            "error: 2 sources need 2 device tokens, one per camera (--token or --token-file "
+            "once per --source, in the same order); got 1",
+        ),
+        (
+            ["--token", "t1", "--source", "synthetic:blur", "--token", "t2"],
+            "error: 2 sources need 2 outboxes (--outbox once per --source, in the same order); "
+            "got 1",
+        ),
+        (
+            ["--token", "t", "--source", "synthetic:blur", "--token", "t", "--outbox", "o2.db"],
+            "error: cameras 1 and 2 have the same device token: each camera is its own device",
+        ),
     ],
     ids=[
         "fps-limit-0",
@@ -159,6 +178,10 @@ def error_lines(stderr: str) -> list[str]:
         "token-file-missing",
         "token-and-token-file",
         "no-token",
+        "streams-0",
+        "two-sources-one-token",
+        "two-sources-one-outbox",
+        "two-cameras-one-token",
     ],
 )
 def test_flag_mistakes_are_one_line_errors(
@@ -323,8 +346,11 @@ def test_the_agent_says_which_backend_it_chose_and_runs_a_16_9_letterbox(
     assert result.returncode == 0, result.stderr
     first = result.stdout.splitlines()[0]
     assert first.startswith("model local-") and " at 640x384 on " in first
-    from visionloop.vision.backends import choose_backend
+
+    from visionloop.vision.backends import choose_backend, default_streams
 
     backend, why = choose_backend("auto")
     assert f"on {backend} " in first and why in first
+    streams = default_streams(backend)
+    assert first.endswith(f"; {streams} frames in flight (--streams)") == (streams > 1)
     assert "frames: 3 in" in result.stdout

@@ -74,6 +74,12 @@ MISTAKES = [
         env={"VISIONLOOP_DATABASE_UR": "postgresql+psycopg://postgres@127.0.0.1/visionloop"},
     ),
     Mistake(
+        "demo-bad-drift",
+        ["demo", "--drift", "bogus:2"],
+        2,
+        "--drift: unknown scenario 'bogus'",
+    ),
+    Mistake(
         "mysql-url",
         ["db", "upgrade"],
         2,

@@ -96,6 +96,11 @@ STDINS = [
 
 SUBS = [
     Sub(r"^make demo\b", "visionloop demo", "what `make demo` runs once .venv is installed"),
+    Sub(
+        r"^visionloop demo\b",
+        "visionloop demo --no-camera",
+        "no simulated camera: the examples count the frames they send themselves",
+    ),
     # ports: the servers listen on a free port, $VL_PORT, and the clients talk to it
     Sub(r"127\.0\.0\.1:8000\b", "127.0.0.1:$VL_PORT", "the demo server's free port"),
     Sub(r"--port 8000\b", "--port $VL_PORT", "a free port"),

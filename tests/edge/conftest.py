@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from support.models import BASELINE_ONNX
+from support.shared import build_once, run_dir
 from visionloop.vision.detector import sha256_file
 
 BASELINE_PT = BASELINE_ONNX.with_name("best.pt")
@@ -30,21 +31,24 @@ def edge_onnx(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     """The real baseline detector at 320x320 (3.5x cheaper than its shipped 640 export).
 
     Exported from the shipped weights ``models/baseline/best.pt`` in a subprocess (ultralytics
-    stays out of the test process) and cached by the weights' sha256. Without the weights or the
-    train extra: the shipped ONNX, else support/models.py's YOLO11n export.
+    stays out of the test process) and cached by the weights' sha256, built once for all xdist
+    workers. Without the weights or the train extra: the shipped ONNX, else support/models.py's
+    YOLO11n export.
     """
     if not BASELINE_PT.is_file() or importlib.util.find_spec("ultralytics") is None:
         return Path(request.getfixturevalue("detector_onnx"))
     store = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
-    cache = Path(store.mkdir("edge-models")) if store else tmp_path_factory.mktemp("edge-models")
+    cache = Path(store.mkdir("edge-models")) if store else run_dir(tmp_path_factory) / "edge-models"
     out = cache / f"baseline-{sha256_file(BASELINE_PT)[:16]}-{EDGE_IMGSZ}.onnx"
-    if not out.is_file():
+
+    def export(target: Path) -> None:
         env = {**os.environ, "YOLO_OFFLINE": "1", "DO_NOT_TRACK": "1"}
         proc = subprocess.run(
-            [sys.executable, "-c", _EXPORT, str(BASELINE_PT), str(out), str(EDGE_IMGSZ),
+            [sys.executable, "-c", _EXPORT, str(BASELINE_PT), str(target), str(EDGE_IMGSZ),
              str(cache / "ultralytics")],
             capture_output=True, text=True, env=env, timeout=300, check=False,
         )  # fmt: skip
         if proc.returncode != 0:
             pytest.fail(f"exporting the baseline at {EDGE_IMGSZ} failed:\n{proc.stderr[-3000:]}")
-    return out
+
+    return build_once(out, export)  # once for all xdist workers

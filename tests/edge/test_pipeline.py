@@ -15,7 +15,9 @@ from visionloop.edge.outbox import Outbox
 from visionloop.edge.pipeline import Pipeline
 from visionloop.edge.sampler import Sampler, SamplerConfig
 from visionloop.types import FrameRecord
+from visionloop.vision.backends import openvino_installed
 from visionloop.vision.detector import Detector, load_detector
+from visionloop.vision.sources import open_source
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +46,9 @@ def test_file_source_commits_every_frame_with_images_for_sampled(
     recs = records(outbox)
     assert len(recs) == 40 and len({r.id for r in recs}) == 40
     assert all(r.model_version == "v1" and (r.width, r.height) == (640, 480) for r in recs)
-    # Capture order is kept.
+    # Capture order is kept, and each record carries the source's frame number.
     assert [r.captured_at for r in recs] == sorted(r.captured_at for r in recs)
+    assert [r.source_index for r in recs] == list(range(40))
     sampled = [r for r in recs if r.sample_reason is not None]
     assert len(sampled) == summary.sampled_total > 0
     # Every sampled frame has its JPEG in the outbox (released for upload once acked).
@@ -167,3 +170,27 @@ def test_heartbeat_is_safe_while_other_threads_add_stages(
     assert {"racing-1", "racing-2"} <= set(pipeline.heartbeat().latency_ms)
     summary = pipeline.run()
     assert summary.frames == 8
+
+
+@pytest.mark.skipif(not openvino_installed(), reason="needs the openvino extra")
+def test_frames_in_flight_keep_capture_order_and_the_same_detections(
+    edge_onnx: Path, tmp_path: Path
+) -> None:
+    """OpenVINO with 2 streams keeps two frames in inference at once: every frame is still
+    committed, in capture order, with what one frame at a time finds."""
+    found = []
+    for streams in (1, 2):
+        det = load_detector(
+            edge_onnx, backend="openvino", precision="fp32", version="v1", streams=streams
+        )
+        assert det.depth == streams
+        box = Outbox(tmp_path / f"outbox-{streams}.db")
+        source = open_source("synthetic", seed=4, size_wh=(640, 480))
+        sampler = Sampler(SamplerConfig(audit_rate=0.0), seed=1)
+        summary = Pipeline(source, det, box, sampler, max_frames=12).run()
+        recs = records(box)
+        box.close()
+        assert summary.frames == len(recs) == 12
+        assert [r.captured_at for r in recs] == sorted(r.captured_at for r in recs)
+        found.append([[(d.class_id, round(d.confidence, 3)) for d in r.detections] for r in recs])
+    assert found[0] == found[1] and any(found[0])

@@ -1,12 +1,17 @@
 """The loop closed, on SQLite and PostgreSQL: reviewed labels made through the labeling API
 reach ``retrain_min_labels`` -> the workers' scheduler queues a ``train`` job -> a worker runs it
 (a real fine-tune of the baseline with tiny settings) -> a new version is registered with its
-gate report -> auto-promoted -> ``GET /api/v1/models/production`` serves it. And a candidate
-that is worse on the golden set is registered but never promoted; a second trigger gets 409.
+gate report (and its INT8 model, with OpenVINO) -> auto-promoted -> ``GET
+/api/v1/models/production`` serves it to a real edge agent running all along, whose model watcher
+swaps its detector to it. And a candidate that is worse on the golden set is registered but never
+promoted; a second trigger gets 409.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,10 +20,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import sessionmaker
 
-from support.db import app_state
+from support.db import DeviceCredentials, LiveServer, app_state
 from support.labeling import CSRF, review_everything, send_frames
 from support.models import BASELINE_ONNX, BASELINE_PT, have_ultralytics
 from visionloop.config import Settings
+from visionloop.edge.agent import Agent, AgentConfig, AgentSummary
+from visionloop.edge.sampler import SamplerConfig
+from visionloop.edge.sync import SyncConfig
 from visionloop.jobs.kinds import default_kinds
 from visionloop.jobs.scheduler import Scheduler, default_schedule
 from visionloop.jobs.worker import Worker
@@ -47,6 +55,12 @@ TINY = {
 
 
 @pytest.fixture
+def quantize_env() -> dict[str, str]:
+    """No INT8 step (tens of seconds): the test of the whole round turns it on."""
+    return {"VISIONLOOP_RETRAIN_QUANTIZE": "false"}
+
+
+@pytest.fixture
 def golden(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from visionloop.vision.synthetic.dataset import write_dataset
 
@@ -63,7 +77,11 @@ def gate_env() -> dict[str, str]:
 
 @pytest.fixture
 def settings(
-    settings: Settings, golden: Path, gate_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    settings: Settings,
+    golden: Path,
+    gate_env: dict[str, str],
+    quantize_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Settings:
     """The same store, with tiny retraining settings, also in the environment (the job's
     subprocess reads its settings from there)."""
@@ -73,6 +91,7 @@ def settings(
         "VISIONLOOP_GOLDEN_SET": str(golden),
         **TINY,
         **gate_env,
+        **quantize_env,
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -86,11 +105,61 @@ def worker(app: FastAPI, settings: Settings) -> Iterator[Worker]:
     yield Worker(engine=app_state(app).engine, settings=settings, kinds=default_kinds())
 
 
+HAVE_INT8 = all(importlib.util.find_spec(m) is not None for m in ("openvino", "nncf"))
+
+
+class RunningAgent:
+    """A real edge agent on the synthetic line against ``url``, in a thread until :meth:`stop`."""
+
+    def __init__(self, url: str, token: str, tmp_path: Path) -> None:
+        config = AgentConfig(
+            server=url,
+            token=token,
+            source="synthetic",
+            outbox_path=tmp_path / "edge" / "outbox.db",
+            backend="onnxruntime",
+            threads=1,
+            sampler=SamplerConfig(audit_rate=0.0, max_per_minute=1),
+            fps_limit=4.0,  # light beside the training subprocess
+            model_poll_s=0.3,
+            sync=SyncConfig(heartbeat_s=0.5),
+            drain_timeout_s=5.0,
+            seed=3,
+        )
+        self.agent = Agent(config)
+        self.summary: AgentSummary | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self.summary = self.agent.run()
+
+    def wait_for(self, version: str, timeout: float) -> None:
+        """Until the pipeline has detected at least one frame with ``version``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pipeline = self.agent.pipeline
+            if pipeline is not None and pipeline.summary(0.0).versions.get(version, 0) > 0:
+                return
+            assert self._thread.is_alive(), "the agent stopped early"
+            time.sleep(0.1)
+        pipeline = self.agent.pipeline
+        seen = pipeline.summary(0.0).versions if pipeline is not None else None
+        raise AssertionError(f"no frame detected with model {version} in {timeout} s: {seen}")
+
+    def stop(self) -> AgentSummary:
+        self.agent.stop()
+        self._thread.join(30)
+        assert self.summary is not None, "the agent did not stop"
+        return self.summary
+
+
 def _catalog(app: FastAPI) -> ModelCatalog:
     catalog: ModelCatalog = app.state.model_catalog
     return catalog
 
 
+@pytest.mark.parametrize("quantize_env", [{}], ids=["int8-on"])
 def test_labels_become_the_production_model(
     app: FastAPI,
     settings: Settings,
@@ -99,10 +168,17 @@ def test_labels_become_the_production_model(
     reviewer_client: TestClient,
     admin_client: TestClient,
     viewer_client: TestClient,
+    device: DeviceCredentials,
+    live_server: LiveServer,
+    tmp_path: Path,
 ) -> None:
     # No held-out frames: the recent rule is skipped and a tiny candidate can pass the gate.
     truth = send_frames(device_client, {"train": 8, "val": 2})
     review_everything(reviewer_client, truth)
+    app.state.model_catalog = ModelCatalog(settings, ttl_s=0.2)  # a promotion reaches the edge
+    # within a poll, not 5 s
+    camera = RunningAgent(live_server.url, device.token, tmp_path)
+    camera.wait_for("1", timeout=60)
 
     status = viewer_client.get("/api/v1/retraining/status").json()
     assert status["eligible"] is True, status
@@ -132,7 +208,12 @@ def test_labels_become_the_production_model(
     assert result["aliases"] == ["staging", "production"]
     assert result["images"]["test"] == 0
     assert result["replay_images"]["train"] + result["replay_images"]["val"] == 4
-    assert set(result["seconds"]) == {"export", "replay", "train", "evaluate", "register"}
+    stages = {"export", "replay", "train", "evaluate", "register"}
+    assert set(result["seconds"]) == stages | ({"quantize"} if HAVE_INT8 else set())
+    if HAVE_INT8:  # the INT8 model is checked on the golden set; accepted or not, it is stored
+        assert set(result["int8"]) == {"accepted", "map50_fp32", "map50_int8"}, result["int8"]
+    else:
+        assert "skipped" in result["int8"]
     assert "epoch 1/1" in done["log_tail"] or "registered" in done["log_tail"]
 
     models = viewer_client.get("/api/v1/models").json()
@@ -152,6 +233,15 @@ def test_labels_become_the_production_model(
     onnx = device_client.get(production["download_url"])
     assert onnx.status_code == 200
     assert onnx.headers["x-model-sha256"] == production["sha256"]
+    if HAVE_INT8:
+        assert production["int8"] is not None  # quantized before the promotion
+
+    # The edge agent running since before training swapped to version 2 by itself.
+    camera.wait_for("2", timeout=30)
+    seen = camera.stop()
+    assert seen.model_error is None
+    assert seen.model_version == "2"
+    assert seen.pipeline is not None and set(seen.pipeline.versions) == {"1", "2"}
 
     after = viewer_client.get("/api/v1/retraining/status").json()
     assert after["labels_since_last_training"] == 0

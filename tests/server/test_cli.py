@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -132,16 +133,37 @@ def test_users_add_prompts_twice_without_stdin(settings: Settings) -> None:
     assert "role viewer" in r.output
 
 
-def test_demo_setup_creates_credentials_once(settings: Settings, app: FastAPI) -> None:
-    first = _demo_setup(settings)
-    assert first.admin_password and first.device_token
-    second = _demo_setup(settings)
-    assert second.admin_password is None and second.device_token is None
+def test_demo_setup_creates_credentials_once_and_keeps_them(
+    settings: Settings, app: FastAPI
+) -> None:
+    first = _demo_setup(settings, oracle=True)
+    assert first.admin_password and first.device_token and first.oracle_password
+    assert first.admin_created and first.device_created
+    second = _demo_setup(settings, oracle=True)
+    assert not (second.admin_created or second.device_created)
+    assert (second.admin_password, second.device_token, second.oracle_password) == (
+        first.admin_password,
+        first.device_token,
+        first.oracle_password,
+    )
+    kept = settings.data_dir / "demo"
+    assert {p.name for p in kept.iterdir()} == {"admin-password", "device-token", "oracle-password"}
+    assert all(p.stat().st_mode & 0o077 == 0 for p in kept.iterdir())  # this user's only
     with TestClient(app, headers=CSRF_HEADERS) as c:
         r = c.post(
             "/api/v1/auth/login", json={"username": "admin", "password": first.admin_password}
         )
         assert r.json()["role"] == "admin"
+        r = c.post(
+            "/api/v1/auth/login", json={"username": "oracle", "password": first.oracle_password}
+        )
+        assert r.json()["role"] == "reviewer"
+
+    # A lost token file: the device gets a new token (the old one is revoked).
+    (kept / "device-token").unlink()
+    third = _demo_setup(settings)
+    assert third.device_token != first.device_token and not third.device_created
+    assert (kept / "device-token").read_text().strip() == third.device_token
 
 
 def test_help_is_fast_and_imports_no_server_libraries() -> None:
@@ -176,13 +198,14 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_demo_serves_healthz_and_prints_credentials_once(tmp_path: Path, sqlite_url: str) -> None:
+def test_demo_serves_healthz_and_keeps_its_credentials(tmp_path: Path, sqlite_url: str) -> None:
     """Also: demo starts a job worker beside the server, and SIGINT (Ctrl-C) or SIGTERM stops
     both."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VISIONLOOP_")}
     env["VISIONLOOP_DATA_DIR"] = str(tmp_path / "demo")
-    cmd = [sys.executable, "-m", "visionloop", "demo", "--port", str(port)]
+    # The camera has its own test (tests/web/test_demo.py): here the server and the worker.
+    cmd = [sys.executable, "-m", "visionloop", "demo", "--no-camera", "--port", str(port)]
 
     def run_once(stop: signal.Signals) -> str:
         proc = subprocess.Popen(
@@ -210,9 +233,10 @@ def test_demo_serves_healthz_and_prints_credentials_once(tmp_path: Path, sqlite_
         return output
 
     first = run_once(signal.SIGINT)
-    assert "demo admin created: user 'admin', password" in first
-    assert "demo device 'demo-cam' created; token: vld_" in first
-    second = run_once(signal.SIGTERM)
-    assert "password" not in second.split("exists")[0]
-    assert "demo admin 'admin' exists" in second
-    assert "demo device 'demo-cam' exists" in second
+    assert f"dashboard: http://127.0.0.1:{port}/" in first
+    password = re.search(r"demo admin created: user 'admin', password (\S+)", first)
+    token = re.search(r"demo device 'demo-cam' created; token: (vld_\S+)", first)
+    assert password and token, first
+    second = run_once(signal.SIGTERM)  # resumes: the same credentials, printed again
+    assert f"demo admin kept: user 'admin', password {password[1]}" in second
+    assert f"demo device 'demo-cam' kept; token: {token[1]}" in second

@@ -140,6 +140,25 @@ def test_one_frame_with_its_detections(
     assert got["captured_at"] == record["captured_at"].replace("+00:00", "Z")
 
 
+def test_source_index_is_stored_and_returned(
+    device_client: TestClient, viewer_client: TestClient
+) -> None:
+    numbered, plain = frame_record(), frame_record(captured_at=T0)
+    numbered["source_index"] = 2**40
+    _ingest(device_client, [numbered, plain])
+    assert viewer_client.get(f"{FRAMES}/{numbered['id']}").json()["source_index"] == 2**40
+    listed = {f["id"]: f["source_index"] for f in viewer_client.get(FRAMES).json()["items"]}
+    assert listed == {numbered["id"]: 2**40, plain["id"]: None}
+
+
+@pytest.mark.parametrize("bad", [-1, 2**63, 1.5, "7"], ids=["negative", "too-big", "float", "text"])
+def test_bad_source_index_is_422(device_client: TestClient, bad: object) -> None:
+    record = frame_record()
+    record["source_index"] = bad
+    r = device_client.post("/api/v1/ingest", json={"frames": [record]})
+    assert r.status_code == 422, r.text
+
+
 def test_unknown_frame_is_404(viewer_client: TestClient) -> None:
     r = viewer_client.get(f"{FRAMES}/{uuid.uuid4()}")
     assert r.status_code == 404

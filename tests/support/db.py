@@ -4,10 +4,10 @@ Fixtures (function scope unless said):
 
 - ``db_url``: a migrated, empty database, parametrized ``sqlite`` / ``postgresql`` (test ids
   ``[sqlite]`` / ``[postgresql]``). SQLite: a copy of a migrated template file in ``tmp_path``.
-  PostgreSQL: one fresh database per test session (created, migrated, dropped at the end), its
-  tables truncated before each test. Outside CI a PostgreSQL that is down skips those tests with
-  a message; with ``CI=true`` it fails them. Select one side with ``-k sqlite`` or
-  ``-m "not postgres"``.
+  PostgreSQL: one fresh database per test session (created, migrated, dropped at the end;
+  its commits do not wait for the disk), its tables emptied before each test. Outside CI a
+  PostgreSQL that is down skips those tests with a message; with ``CI=true`` it fails them.
+  Select one side with ``-k sqlite`` or ``-m "not postgres"``.
 - ``sqlite_url``: the SQLite side only, for tests that need no second database.
 - ``settings``: ``Settings`` with ``data_dir=tmp_path`` and ``database_url=db_url`` (the
   autouse ``clean_environ`` of tests/conftest.py has cleared ``VISIONLOOP_*`` and ``MLFLOW_*``).
@@ -107,6 +107,8 @@ def postgres_database() -> Iterator[str]:
     admin = create_db_engine(PG_ADMIN_URL).execution_options(isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
+        # A commit need not wait for the disk (~5 ms each): a crash loses only test data.
+        conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
     url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     engine = create_db_engine(url)
     try:
@@ -120,21 +122,52 @@ def postgres_database() -> Iterator[str]:
         admin.dispose()
 
 
-def _truncate_postgres(url: str) -> None:
+def _empty_postgres(url: str) -> None:
+    """Delete every row (but the migrations' version) and restart the sequences that were used.
+
+    As ``TRUNCATE ... RESTART IDENTITY`` would, at a fraction of its cost on tables this small
+    (a TRUNCATE makes new files for each table: 0.2-0.8 s a test, a DELETE ~0.05 s). Foreign
+    keys are not checked meanwhile (``session_replication_role``, a superuser's right, which the
+    test server's ``postgres`` has); every table is emptied, so none is left dangling. Without
+    that right it falls back to TRUNCATE.
+    """
     from sqlalchemy import text
+    from sqlalchemy.exc import ProgrammingError
 
     engine = create_db_engine(url, pool_size=1)
     try:
         with engine.begin() as conn:
-            tables = conn.execute(
-                text(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-                    "AND tablename <> 'alembic_version'"
+            tables = (
+                conn.execute(
+                    text(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                        "AND tablename <> 'alembic_version'"
+                    )
                 )
-            ).scalars()
-            names = ", ".join(f'"{t}"' for t in tables)
-            if names:
+                .scalars()
+                .all()
+            )
+            if not tables:
+                return
+            try:
+                with conn.begin_nested():
+                    conn.execute(text("SET LOCAL session_replication_role = replica"))
+            except ProgrammingError:  # not a superuser
+                names = ", ".join(f'"{t}"' for t in tables)
                 conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+                return
+            conn.execute(text("; ".join(f'DELETE FROM "{t}"' for t in tables)))
+            used = conn.execute(
+                text(
+                    "SELECT sequencename, start_value FROM pg_sequences "
+                    "WHERE schemaname = 'public' AND last_value IS NOT NULL"
+                )
+            ).all()
+            for name, start in used:
+                conn.execute(
+                    text("SELECT setval(CAST(:seq AS regclass), :start, false)"),
+                    {"seq": f'"{name}"', "start": start},
+                )
     finally:
         engine.dispose()
 
@@ -165,7 +198,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
     if request.param == "sqlite":
         return _sqlite_copy(sqlite_template, tmp_path)
     url: str = request.getfixturevalue("postgres_database")
-    _truncate_postgres(url)
+    _empty_postgres(url)
     return url
 
 

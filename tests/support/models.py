@@ -3,8 +3,8 @@
 - ``write_constant_model``: a hand-built ONNX graph whose output is a given array, whatever the
   input; with Ultralytics-style metadata. For exact decode/NMS expectations, no ultralytics needed.
 - ``yolo_model`` (session): a YOLO11n (4 classes, 320x320) built and exported once per test
-  session by Ultralytics in a subprocess, with its ``.pt``; skips where the ``train`` extra is
-  absent. See ``support/ultralytics_ref.py``.
+  session (once for all xdist workers) by Ultralytics in a subprocess, with its ``.pt``; skips
+  where the ``train`` extra is absent. See ``support/ultralytics_ref.py``.
 - ``baseline_onnx`` (session): ``models/baseline/model.onnx``; skips until it is committed.
 - ``detector_onnx`` (session): the baseline when present, else the YOLO11n export.
 """
@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+from support.shared import build_once, run_dir
 
 REPO = Path(__file__).resolve().parents[2]
 BASELINE_ONNX = REPO / "models" / "baseline" / "model.onnx"
@@ -128,9 +130,14 @@ def yolo_model(tmp_path_factory: pytest.TempPathFactory) -> YoloFiles:
     """YOLO11n (4 classes, re-scaled random weights) as ``.pt`` and a 320x320 ONNX export."""
     if not have_ultralytics():
         pytest.skip("needs the train extra (ultralytics)")
-    root = tmp_path_factory.mktemp("yolo11n")
+
+    def make(folder: Path) -> None:
+        run_ultralytics(
+            "make-model", "--out", str(folder), "--imgsz", "320", config_dir=folder / "ultralytics"
+        )
+
+    root = build_once(run_dir(tmp_path_factory) / "yolo11n", make)  # once for all xdist workers
     config_dir = root / "ultralytics"
-    run_ultralytics("make-model", "--out", str(root), "--imgsz", "320", config_dir=config_dir)
     return YoloFiles(
         onnx=root / "model.onnx",
         pt=root / "model.pt",

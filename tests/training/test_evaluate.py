@@ -169,3 +169,31 @@ def test_agrees_with_ultralytics_val(baseline_onnx: Path, tmp_path: Path) -> Non
     assert 0.2 < ours.map50 < 0.9, "a mid-range mAP is needed for the comparison to mean much"
     assert ours.map50 == pytest.approx(theirs["map50"], abs=0.02)
     assert ours.map50_95 == pytest.approx(theirs["map50_95"], abs=0.03)
+
+
+@pytest.mark.parametrize(
+    ("found", "expected"),
+    [
+        ([(10, 10, 50, 50, 0, 0.9), (60, 60, 90, 90, 1, 0.8)], 1.0),
+        ([(10, 10, 50, 50, 0, 0.9)], 0.5),
+        ([(10, 10, 50, 50, 1, 0.9), (60, 60, 90, 90, 0, 0.8)], 0.0),
+        ([], 0.0),
+    ],
+    ids=["all-found", "half-found", "wrong-classes", "nothing-found"],
+)
+def test_map50_of_detections_already_made(
+    found: list[tuple[float, float, float, float, int, float]], expected: float
+) -> None:
+    from visionloop.training.evaluate import ScoredImage, map50_of
+
+    image = ScoredImage(
+        size_wh=(100, 100),
+        truth_xyxy=[(10, 10, 50, 50), (60, 60, 90, 90)],
+        truth_class=[0, 1],
+        found_xyxy=[f[:4] for f in found],
+        found_class=[f[4] for f in found],
+        found_confidence=[f[5] for f in found],
+    )
+    assert map50_of([image], nc=2) == pytest.approx(expected, abs=0.02)
+    empty = ScoredImage((100, 100), [], [], [], [], [])
+    assert map50_of([empty], nc=2) is None

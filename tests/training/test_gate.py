@@ -96,6 +96,28 @@ def test_gate_rules(
     assert report["passed"] is passed
     assert {r["rule"] for r in report["rules"] if not r["passed"]} == failed_rules
     assert report["summary"].startswith("passed" if passed else "failed")
-    assert report["settings"] == {"max_golden_drop": 0.01, "recall_floors": floors}
+    assert report["settings"] == {
+        "max_golden_drop": 0.01,
+        "max_recent_drop": 0.0,
+        "recall_floors": floors,
+    }
     if candidate["golden"] is not None:
         assert report["sets"]["golden"]["candidate"]["map50"] == candidate["golden"]["map50"]
+
+
+@pytest.mark.parametrize(
+    ("max_recent_drop", "passed"), [(0.0, False), (0.1, True), (0.05, False)], ids=str
+)
+def test_recent_rule_allows_a_set_drop(max_recent_drop: float, passed: bool) -> None:
+    both = {"golden": _eval(0.9), "recent": _eval(0.8)}
+    report = gate_report(
+        candidate={"golden": _eval(0.9), "recent": _eval(0.72)},
+        production=both,
+        max_golden_drop=0.01,
+        recall_floors={},
+        max_recent_drop=max_recent_drop,
+    )
+    recent = next(r for r in report["rules"] if r["rule"] == "recent_map50")
+    assert recent["passed"] is passed
+    assert report["passed"] is passed
+    assert ("within" if passed else "below" if not max_recent_drop else "over") in recent["detail"]

@@ -17,7 +17,7 @@ import typer
 from typer._click import exceptions as click_errors
 
 from visionloop import __version__
-from visionloop.cli import datasets, drift, edge, jobs, models, server, train, vision
+from visionloop.cli import datasets, drift, edge, jobs, models, server, simulate, train, vision
 from visionloop.errors import VisionloopError
 
 HELP_WIDTH = 80
@@ -62,6 +62,7 @@ train.register(app)
 datasets.register(app)
 jobs.register(app)
 drift.register(app)
+simulate.register(app)
 
 
 def _error(message: str, code: int) -> int:

@@ -1,4 +1,4 @@
-"""CLI commands: edge (``visionloop edge``, the edge agent for one camera)."""
+"""CLI commands: edge (``visionloop edge``, the edge agent: one camera or several per process)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,18 @@ def _band(value: str) -> tuple[float, float]:
     return low, high
 
 
+def parse_size_wh(value: str) -> tuple[int, int]:
+    """``--synthetic-size``: ``WxH`` in pixels (e.g. ``320x240``)."""
+    parts = value.lower().split("x")
+    try:
+        w, h = (int(p) for p in parts)
+    except ValueError:
+        _fail(f"--synthetic-size must be WxH, e.g. 640x480, got {value}")
+    if not (160 <= w <= 4096 and 120 <= h <= 4096):
+        _fail(f"--synthetic-size must be within 160x120..4096x4096, got {value}")
+    return w, h
+
+
 EXIT_UNDELIVERED = 3
 """Exit status of a ``--max-frames`` run that ends with records or images still in the outbox."""
 
@@ -53,6 +65,32 @@ def _token(token: str | None, token_file: Path | None, from_env: str | None) -> 
     """The device token from --token, else --token-file, else VISIONLOOP_EDGE_TOKEN."""
     if token is not None and token_file is not None:
         _fail("pass --token or --token-file, not both")
+    return _one_token(token, token_file, from_env)
+
+
+def _tokens(
+    sources: int, tokens: list[str], token_files: list[Path], from_env: str | None
+) -> list[str]:
+    """One device token per source, in --source order (several cameras: no environment token,
+    which names one device only)."""
+    if tokens and token_files:
+        _fail("pass --token or --token-file, not both")
+    if sources == 1 and len(tokens) + len(token_files) <= 1:
+        return [
+            _token(tokens[0] if tokens else None, token_files[0] if token_files else None, from_env)
+        ]
+    given = len(tokens) or len(token_files)
+    if given != sources:
+        _fail(
+            f"{_count(sources, 'source')} need {_count(sources, 'device token')}, one per camera "
+            f"(--token or --token-file once per --source, in the same order); got {given}"
+        )
+    if tokens:
+        return [_one_token(t, None, None) for t in tokens]
+    return [_one_token(None, f, None) for f in token_files]
+
+
+def _one_token(token: str | None, token_file: Path | None, from_env: str | None) -> str:
     if token is None and token_file is not None:
         try:
             token = token_file.read_text().strip()
@@ -80,6 +118,7 @@ def _check_ranges(
     heartbeat: float,
     dead_letter_after: int,
     threads: int | None,
+    streams: int | None,
     conf: float,
     max_sampled_per_minute: int,
 ) -> None:
@@ -101,6 +140,8 @@ def _check_ranges(
         _fail(f"--dead-letter-after must be at least 1, got {dead_letter_after}")
     if threads is not None and threads < 1:
         _fail(f"--threads must be at least 1, got {threads}")
+    if streams is not None and streams < 1:
+        _fail(f"--streams must be at least 1, got {streams}")
     if not 0.0 <= conf <= 1.0:
         _fail(f"--conf must be in 0..1, got {conf:g}")
     if max_sampled_per_minute < 0:
@@ -110,26 +151,29 @@ def _check_ranges(
 def edge(
     server: Annotated[str, typer.Option(help="Server base URL, e.g. http://127.0.0.1:8000.")],
     source: Annotated[
-        str,
+        list[str],
         typer.Option(
             help=(
                 "Frames: synthetic[:SCHEDULE] (e.g. synthetic:blur:1.0@300+200), a video file, "
-                "webcam:N, rtsp://..., or a folder of images."
+                "webcam:N, rtsp://..., or a folder of images. Repeat for several cameras in "
+                "one process (one device token and outbox each, one shared model)."
             )
         ),
     ],
     token: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
             help=(
-                "This device's bearer token (`devices add`). Visible in the process list: "
-                "prefer --token-file or VISIONLOOP_EDGE_TOKEN."
+                "This device's bearer token (`devices add`); once per --source. Visible in the "
+                "process list: prefer --token-file or VISIONLOOP_EDGE_TOKEN."
             )
         ),
     ] = None,
     token_file: Annotated[
-        Path | None,
-        typer.Option(help="Read the device token from this file (its first line)."),
+        list[Path] | None,
+        typer.Option(
+            help="Read the device token from this file (its first line); once per --source."
+        ),
     ] = None,
     model: Annotated[
         Path | None,
@@ -188,8 +232,13 @@ def edge(
         float | None, typer.Option(help="Process at most F frames per second (F > 0).")
     ] = None,
     outbox: Annotated[
-        Path | None,
-        typer.Option(help="Outbox SQLite file. Default: <VISIONLOOP_DATA_DIR>/edge/outbox.db."),
+        list[Path] | None,
+        typer.Option(
+            help=(
+                "Outbox SQLite file (once per --source). Default: <VISIONLOOP_DATA_DIR>/edge/"
+                "outbox.db; with several sources <VISIONLOOP_DATA_DIR>/edge/camera-N/outbox.db."
+            )
+        ),
     ] = None,
     outbox_max_mb: Annotated[
         int, typer.Option(help="Outbox size cap in MiB (images evicted first, then records).")
@@ -214,13 +263,28 @@ def edge(
     threads: Annotated[
         int | None, typer.Option(help="Inference threads (default: the backend's).")
     ] = None,
+    streams: Annotated[
+        int | None,
+        typer.Option(
+            help=(
+                "Inferences OpenVINO runs side by side. Default: 2 on 2 or more cores "
+                "(throughput: one frame's bookkeeping overlaps the next one's inference); "
+                "1 gives each frame the lowest latency."
+            )
+        ),
+    ] = None,
     seed: Annotated[
         int | None, typer.Option(help="Seed for the synthetic source and the audit draw.")
     ] = None,
+    synthetic_size: Annotated[
+        str, typer.Option(help="Frame size WxH of the synthetic source (pixels).")
+    ] = "640x480",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO.")] = False,
 ) -> None:
     """Run the edge agent: detect on a frame source, keep records in the outbox, sync them.
 
+    Several --source flags run several cameras in one process over one loaded model, each
+    with its own device token (--token or --token-file per source, in order) and outbox.
     Stops on Ctrl-C / SIGTERM or after --max-frames, then drains the outbox (at most
     --drain-timeout; what is left stays for the next start) and prints a summary. A second
     Ctrl-C stops the drain. Exit status: 0 done; 1 an error (the source or the pipeline
@@ -229,6 +293,7 @@ def edge(
     """
     from visionloop.cli.settings import load_settings
     from visionloop.edge.agent import Agent, AgentConfig
+    from visionloop.edge.cameras import Cameras
     from visionloop.edge.sampler import SamplerConfig
     from visionloop.edge.sync import SyncConfig
     from visionloop.errors import VisionloopError
@@ -246,55 +311,97 @@ def edge(
         heartbeat=heartbeat,
         dead_letter_after=dead_letter_after,
         threads=threads,
+        streams=streams,
         conf=conf,
         max_sampled_per_minute=max_sampled_per_minute,
     )
     size = parse_imgsz(imgsz) if imgsz is not None else None
+    source_size = parse_size_wh(synthetic_size)
     band = _band(sample_band)
     settings = load_settings()
     env_token = settings.edge_token.get_secret_value() if settings.edge_token else None
-    device_token = _token(token, token_file, env_token)
-    outbox_path = outbox or settings.data_dir / "edge" / "outbox.db"
+    device_tokens = _tokens(len(source), token or [], token_file or [], env_token)
+    edge_dir = settings.data_dir / "edge"
+    if outbox and len(outbox) != len(source):
+        _fail(
+            f"{_count(len(source), 'source')} need {len(source)} outboxes "
+            f"(--outbox once per --source, in the same order); got {len(outbox)}"
+        )
+    if outbox:
+        outbox_paths = list(outbox)
+    elif len(source) == 1:
+        outbox_paths = [edge_dir / "outbox.db"]
+    else:
+        outbox_paths = [edge_dir / f"camera-{i}" / "outbox.db" for i in range(1, len(source) + 1)]
     try:
         sampler = SamplerConfig(
             band=band, audit_rate=audit_rate, max_per_minute=max_sampled_per_minute
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    config = AgentConfig(
-        server=server,
-        token=device_token,
-        source=source,
-        outbox_path=outbox_path,
-        model=model,
-        backend=backend,
-        precision=precision,
-        imgsz=size,
-        conf=conf,
-        sampler=sampler,
-        max_frames=max_frames,
-        fps_limit=fps_limit,
-        drain_timeout_s=drain_timeout,
-        outbox_max_bytes=outbox_max_mb * 1024 * 1024,
-        model_poll_s=model_poll,
-        sync=SyncConfig(heartbeat_s=heartbeat, dead_letter_after=dead_letter_after),
-        threads=threads,
-        seed=seed,
-    )
-    agent = Agent(config, announce=typer.echo)
+    configs = [
+        AgentConfig(
+            server=server,
+            token=device_token,
+            source=camera_source,
+            outbox_path=outbox_path,
+            model_cache=None if outbox or len(source) == 1 else edge_dir / "models",
+            model=model,
+            backend=backend,
+            precision=precision,
+            imgsz=size,
+            conf=conf,
+            sampler=sampler,
+            max_frames=max_frames,
+            fps_limit=fps_limit,
+            drain_timeout_s=drain_timeout,
+            outbox_max_bytes=outbox_max_mb * 1024 * 1024,
+            model_poll_s=model_poll,
+            sync=SyncConfig(heartbeat_s=heartbeat, dead_letter_after=dead_letter_after),
+            threads=threads,
+            streams=streams,
+            seed=seed + i if seed is not None else None,
+            source_size_wh=source_size,
+        )
+        for i, (camera_source, device_token, outbox_path) in enumerate(
+            zip(source, device_tokens, outbox_paths, strict=True)
+        )
+    ]
+    runner: Agent | Cameras
+    try:
+        runner = (
+            Agent(configs[0], announce=typer.echo)
+            if len(configs) == 1
+            else Cameras(configs, announce=typer.echo)
+        )
+    except VisionloopError as exc:
+        _fail(str(exc))
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         typer.echo(f"\n{signal.Signals(signum).name}: stopping", err=True)
-        agent.stop()
+        runner.stop()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        summary = agent.run()
+        summaries = [runner.run()] if isinstance(runner, Agent) else runner.run()
     except VisionloopError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
 
+    statuses = set()
+    for i, (config, summary) in enumerate(zip(configs, summaries, strict=True), start=1):
+        if len(configs) > 1:
+            typer.echo(f"camera {i} ({config.source}):")
+        statuses.add(_camera_status(summary, config.outbox_path, max_frames))
+    # An error on any camera (1) outranks records left undelivered (3).
+    status = 1 if 1 in statuses else max(statuses)
+    if status:
+        raise typer.Exit(status)
+
+
+def _camera_status(summary: AgentSummary, outbox_path: Path, max_frames: int | None) -> int:
+    """Print one camera's summary; its exit status (the CLI exits with the cameras' highest)."""
     status = _print_summary(summary, outbox_path)
     if summary.failure is not None:
         typer.echo(f"error: the pipeline stopped: {summary.failure}", err=True)
@@ -309,8 +416,7 @@ def edge(
             err=True,
         )
         status = EXIT_UNDELIVERED
-    if status:
-        raise typer.Exit(status)
+    return status
 
 
 def _count(n: int, noun: str) -> str:

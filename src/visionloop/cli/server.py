@@ -6,7 +6,6 @@ fast.
 
 from __future__ import annotations
 
-import secrets
 import signal
 import sys
 from collections.abc import Iterator
@@ -107,7 +106,15 @@ def app_factory() -> FastAPI:
     return app
 
 
-def _run_server(settings: Settings, *, host: str, port: int, workers: int, reload: bool) -> None:
+def _run_server(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    reload: bool,
+    access_log: bool = True,
+) -> None:
     import uvicorn
 
     _migrate(settings)
@@ -120,6 +127,7 @@ def _run_server(settings: Settings, *, host: str, port: int, workers: int, reloa
         workers=workers,
         reload=reload,
         log_level="info",
+        access_log=access_log,
         proxy_headers=True,
     )
 
@@ -298,30 +306,70 @@ def devices_rotate(
 
 @dataclass(frozen=True, slots=True)
 class DemoCredentials:
-    """What ``_demo_setup`` created this time (None where it already existed)."""
+    """The demo's credentials, kept in ``<data dir>/demo`` (readable by this user only) so that
+    a second ``visionloop demo`` on the same store prints them again and its camera reconnects.
+    ``*_created``: made this time. ``admin_password`` is None for an admin made otherwise."""
 
     admin_password: str | None
-    device_token: str | None
+    device_token: str
+    admin_created: bool
+    device_created: bool
+    oracle_password: str | None = None
 
 
-def _demo_setup(settings: Settings) -> DemoCredentials:
-    """Make the store ready for the demo: migrate, then create the demo admin and device when
-    they are missing. Later set-up steps (a baseline model in the registry…) go here too."""
+DEMO_ORACLE = "oracle"
+"""The reviewer the demo's oracle signs in as (``--demo-oracle``)."""
+
+
+def _demo_setup(
+    settings: Settings, *, oracle: bool = False, golden_images: int = 100
+) -> DemoCredentials:
+    """Make the store ready for the demo: migrate, create the demo admin and device (and the
+    oracle's reviewer) when missing, with their credentials kept in ``<data dir>/demo``; a
+    device whose kept token is lost gets a new one. Then the baseline model and the golden set."""
+    from visionloop.cli.demo import demo_dir, new_password, read_secret, write_secret
     from visionloop.server.auth import Role
     from visionloop.server.store import devices, people
 
     _migrate(settings)
-    admin_password: str | None = None
-    device_token: str | None = None
+    folder = demo_dir(settings)
+    admin_file, token_file = folder / "admin-password", folder / "device-token"
+    oracle_file = folder / "oracle-password"
+    admin_created = device_created = False
+    oracle_password: str | None = None
     with _write_session(settings) as session:
+        admin_password = read_secret(admin_file)
         if not people.user_exists(session, name=DEMO_ADMIN):
-            admin_password = secrets.token_urlsafe(12)
+            admin_password = new_password()
             people.create_user(session, name=DEMO_ADMIN, role=Role.ADMIN, password=admin_password)
-        if not any(d.name == DEMO_DEVICE for d in devices.list_devices(session)):
+            write_secret(admin_file, admin_password)
+            admin_created = True
+        device_token = read_secret(token_file)
+        found = next((d for d in devices.list_devices(session) if d.name == DEMO_DEVICE), None)
+        if found is None:
             _, device_token = devices.create_device(session, name=DEMO_DEVICE)
+            write_secret(token_file, device_token)
+            device_created = True
+        elif device_token is None:
+            _, device_token = devices.rotate_token(session, device_id=found.id)
+            write_secret(token_file, device_token)
+        if oracle:
+            oracle_password = read_secret(oracle_file)
+            if not people.user_exists(session, name=DEMO_ORACLE):
+                oracle_password = new_password()
+                people.create_user(
+                    session, name=DEMO_ORACLE, role=Role.REVIEWER, password=oracle_password
+                )
+                write_secret(oracle_file, oracle_password)
     _demo_baseline(settings)
-    _demo_golden_set(settings)
-    return DemoCredentials(admin_password=admin_password, device_token=device_token)
+    _demo_golden_set(settings, n=golden_images)
+    return DemoCredentials(
+        admin_password=admin_password,
+        device_token=device_token,
+        admin_created=admin_created,
+        device_created=device_created,
+        oracle_password=oracle_password,
+    )
 
 
 def _demo_baseline(settings: Settings) -> None:
@@ -361,12 +409,11 @@ BASELINE_PROFILE = Path("models/baseline/drift_profile.json")
 --reference-data synthetic`` computes the same (500 random nominal frames, seed 0)."""
 
 
-GOLDEN_IMAGES = 100
 GOLDEN_SEED = 1
 """The demo's golden set: nominal frames of the synthetic line, not the baseline's seed (0)."""
 
 
-def _demo_golden_set(settings: Settings) -> None:
+def _demo_golden_set(settings: Settings, *, n: int) -> None:
     """A missing golden set (VISIONLOOP_GOLDEN_SET) is written from the synthetic line: nominal,
     seed 1, every image in the test split, which the promotion gate evaluates."""
     from visionloop.vision.synthetic.dataset import write_dataset
@@ -374,68 +421,127 @@ def _demo_golden_set(settings: Settings) -> None:
     path = settings.golden_set_path
     if (path / "data.yaml").is_file():
         return
-    write_dataset(path, n=GOLDEN_IMAGES, scenario="nominal", seed=GOLDEN_SEED, splits=(0, 0, 1))
-    typer.echo(
-        f"wrote the golden set ({GOLDEN_IMAGES} nominal frames, seed {GOLDEN_SEED}) to {path}"
-    )
+    write_dataset(path, n=n, scenario="nominal", seed=GOLDEN_SEED, splits=(0, 0, 1))
+    typer.echo(f"wrote the golden set ({n} nominal frames, seed {GOLDEN_SEED}) to {path}")
 
 
-def _print_demo_credentials(creds: DemoCredentials, url: str) -> None:
+def _print_demo_credentials(creds: DemoCredentials, url: str, folder: Path) -> None:
+    typer.echo(f"dashboard: {url}/")
     if creds.admin_password is not None:
-        typer.echo(f"demo admin created: user {DEMO_ADMIN!r}, password {creds.admin_password}")
-    else:
-        typer.echo(f"demo admin {DEMO_ADMIN!r} exists (its password was printed when created)")
-    if creds.device_token is not None:
-        typer.echo(f"demo device {DEMO_DEVICE!r} created; token: {creds.device_token}")
-        typer.echo(
-            f"  try: visionloop edge --server {url} --token {creds.device_token} "
-            "--source synthetic --max-frames 300"
-        )
+        made = "created" if creds.admin_created else "kept"
+        typer.echo(f"demo admin {made}: user {DEMO_ADMIN!r}, password {creds.admin_password}")
     else:
         typer.echo(
-            f"demo device {DEMO_DEVICE!r} exists (its token was printed when created; "
-            "`visionloop devices add NAME` makes another)"
+            f"demo admin {DEMO_ADMIN!r} exists (made before its password was kept in {folder})"
         )
-    if creds.admin_password is not None or creds.device_token is not None:
-        typer.echo("These credentials are shown once: keep them.")
+    made = "created" if creds.device_created else "kept"
+    typer.echo(f"demo device {DEMO_DEVICE!r} {made}; token: {creds.device_token}")
+    typer.echo(f"(kept in {folder}, readable by you only: a second `visionloop demo` resumes)")
 
 
 def demo(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = DEMO_HOST,
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = DEMO_PORT,
+    camera: Annotated[
+        bool,
+        typer.Option(help="Start the simulated camera: an edge agent on the synthetic line."),
+    ] = True,
+    drift: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "The camera's drift schedule, NAME:INTENSITY@START+RAMP in frames (default "
+                "blur:0.6@900+300: 3 minutes in at 5 FPS)."
+            )
+        ),
+    ] = None,
+    fps: Annotated[
+        float | None, typer.Option(min=0.1, max=100, help="The camera's frames per second.")
+    ] = None,
+    demo_oracle: Annotated[
+        bool,
+        typer.Option(
+            "--demo-oracle",
+            help="Label the review queue with the synthetic line's ground truth (a reviewer "
+            "called 'oracle').",
+        ),
+    ] = False,
+    fast: Annotated[
+        bool,
+        typer.Option(
+            "--fast",
+            help=(
+                "Tiny retraining rounds (1 epoch at 96 px, 12 labels, a gate that lets it pass) "
+                "and an early drift: the first promotion within minutes, for tests."
+            ),
+        ),
+    ] = False,
 ) -> None:
-    """Set up a demo store (admin, device; credentials printed once), start a job worker and serve
-    on :8000. Ctrl-C (or SIGTERM) stops the server and the worker."""
+    """Start the whole loop on one machine: server and dashboard on :8000, a job worker, a
+    simulated camera whose line drifts a few minutes in and, with --demo-oracle, a reviewer
+    that labels with the ground truth. Prints the dashboard URL and the credentials (kept in
+    <data dir>/demo: a second run resumes on the same store). Ctrl-C (or SIGTERM) stops it all.
+
+    Retraining settings are the demo's (60 labels, a 5-minute cooldown, drift checks every
+    minute) wherever VISIONLOOP_* variables do not set them.
+    """
+    from visionloop.cli.demo import Children, apply_demo_env, demo_camera, demo_dir, run_oracle
+    from visionloop.errors import InvalidInputError
+
+    applied = apply_demo_env(fast=fast)
     settings = load_settings()
-    creds = _demo_setup(settings)
-    _print_demo_credentials(creds, f"http://{host}:{port}")
-    with _worker_beside():
-        _run_server(settings, host=host, port=port, workers=1, reload=False)
+    cam = demo_camera(fast=fast, schedule=drift, fps=fps)
+    try:
+        drift_in = cam.drift_starts_s()
+    except InvalidInputError as exc:
+        typer.echo(f"error: --drift: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    creds = _demo_setup(settings, oracle=demo_oracle, golden_images=cam.golden_images)
+    url = f"http://{host}:{port}"
+    folder = demo_dir(settings)
+    _print_demo_credentials(creds, url, folder)
+    if applied:
+        typer.echo("demo settings: " + " ".join(f"{k}={v}" for k, v in sorted(applied.items())))
+    _leave_on_signals()
+    children = Children(folder / "logs", announce=typer.echo)
+    try:
+        children.start("job worker", ["worker"])
+        if camera:
+            typer.echo(
+                f"camera {DEMO_DEVICE!r}: the synthetic line at {cam.fps:g} FPS, drift "
+                f"{cam.schedule} (begins {drift_in / 60:.1f} min after it starts)"
+            )
+            args = cam.args(url, folder / "device-token", folder / "edge" / "outbox.db")
+            children.when_ready(url, "camera", lambda: children.start("camera", args))
+        if demo_oracle and creds.oracle_password is not None:
+            password = creds.oracle_password
+            children.when_ready(
+                url,
+                "oracle",
+                lambda: run_oracle(
+                    url,
+                    username=DEMO_ORACLE,
+                    password=password,
+                    camera=cam,
+                    stop=children.closing,
+                    announce=typer.echo,
+                ),
+            )
+        # No access log: the camera and the oracle would bury the lines above in requests.
+        _run_server(settings, host=host, port=port, workers=1, reload=False, access_log=False)
+    finally:
+        children.stop_all()
 
 
-@contextmanager
-def _worker_beside() -> Iterator[None]:
-    """A ``visionloop worker`` process for as long as the block runs (the server, which returns
-    on Ctrl-C or SIGTERM); then it is stopped (SIGTERM: its job goes back to the queue) and
-    waited for."""
-    import subprocess
+def _leave_on_signals() -> None:
+    """Ctrl-C and SIGTERM end the server's block with SystemExit, so the children are stopped.
 
-    # uvicorn handles SIGINT and SIGTERM itself, then re-raises them once it has shut down: with
-    # Python's default SIGTERM action the process would die there, before the worker is stopped.
+    uvicorn handles SIGINT and SIGTERM itself, then re-raises them once it has shut down: with
+    Python's default SIGTERM action the process would die there, before its children stop.
+    """
+
     def leave(signum: int, _frame: object) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGINT, leave)
     signal.signal(signal.SIGTERM, leave)
-    worker = subprocess.Popen([sys.executable, "-m", "visionloop", "worker"])
-    typer.echo(f"job worker started (pid {worker.pid})")
-    try:
-        yield
-    finally:
-        if worker.poll() is None:
-            worker.terminate()
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()

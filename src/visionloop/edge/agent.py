@@ -6,6 +6,10 @@ tests build the same object with an injected ``httpx.Client`` (faults included).
 Shutdown order, however the pipeline ends (its source ran out, ``max_frames``, a stop, or an
 exception): the model watcher stops, the uploader drains the outbox (at most
 ``drain_timeout_s``) and stops, and only then are the outbox and the HTTP client closed.
+
+Several cameras in one process (:mod:`visionloop.edge.cameras`) run one ``Agent`` each, every
+one with its own token, outbox, sampler and uploader, over one :class:`SharedModel`: one
+loaded detector and one model watcher, whose updates reach every camera's pipeline.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class AgentConfig:
     sync: SyncConfig = field(default_factory=SyncConfig)
     request_timeout_s: float = 10.0
     threads: int | None = None
+    streams: int | None = None
     seed: int | None = None
     source_size_wh: tuple[int, int] = (640, 480)
 
@@ -88,6 +93,36 @@ class AgentSummary:
     failure: str | None = None
 
 
+class SharedModel:
+    """One loaded detector for several cameras and the one watcher that replaces it.
+
+    The watcher's new detector goes to every subscribed pipeline. The owner of the shared model
+    starts and stops the watcher; the agents only read it.
+    """
+
+    def __init__(self, watcher: ModelWatcher, detector: Detector) -> None:
+        self.watcher = watcher
+        self.detector = detector
+        self._swaps: list[Callable[[Detector], None]] = []
+        self._lock = threading.Lock()
+        watcher.on_new = self._swap
+
+    def subscribe(self, swap: Callable[[Detector], None], running: Detector) -> None:
+        """Send every new detector to ``swap`` (a pipeline's, now ``running`` that one); one
+        that came in since the pipeline was built goes at once."""
+        with self._lock:
+            self._swaps.append(swap)
+            if self.detector is not running:
+                swap(self.detector)
+
+    def _swap(self, detector: Detector) -> None:
+        with self._lock:
+            self.detector = detector
+            swaps = list(self._swaps)
+        for swap in swaps:
+            swap(detector)
+
+
 class Agent:
     """One camera's agent. :meth:`run` blocks until the source ends, ``max_frames`` or stop."""
 
@@ -97,9 +132,12 @@ class Agent:
         *,
         client: httpx.Client | None = None,
         announce: Callable[[str], None] | None = None,
+        shared: SharedModel | None = None,
     ) -> None:
-        """``announce`` receives one line per loaded model: its backend, precision and why."""
+        """``announce`` receives one line per loaded model: its backend, precision and why.
+        ``shared``: run that model (its watcher brings updates) instead of loading one."""
         self.config = config
+        self.shared = shared
         self._announce = announce
         self.client = client or httpx.Client(
             base_url=config.server,
@@ -123,7 +161,7 @@ class Agent:
         if self.pipeline is not None:
             self.pipeline.stop()
 
-    def _load(self, path: Path, version: str) -> Detector:
+    def load(self, path: Path, version: str) -> Detector:
         c = self.config
         detector = load_detector(
             path,
@@ -132,19 +170,22 @@ class Agent:
             conf=c.conf,
             version=version,
             threads=c.threads,
+            streams=c.streams,
             imgsz=c.imgsz,
         )
         info = detector.info
+        streams = info.extra.get("streams", "1")
         line = (
             f"model {version} at {info.imgsz_hw[1]}x{info.imgsz_hw[0]} on "
             f"{info.extra.get('choice', '')}"
+            + (f"; {streams} frames in flight (--streams)" if streams != "1" else "")
         )
         log.info("%s", line)
         if self._announce is not None:
             self._announce(line)
         return detector
 
-    def _probe(self, watcher: ModelWatcher) -> tuple[ProductionModel | None, Exception | None]:
+    def probe(self, watcher: ModelWatcher) -> tuple[ProductionModel | None, Exception | None]:
         """Ask the server for its production model once at start, and say plainly what is wrong.
 
         A URL that is not a visionloop server raises (a person must fix the flag); a refused
@@ -166,15 +207,16 @@ class Agent:
             )
             return None, exc
 
-    def _initial_detector(
+    def initial_detector(
         self,
         watcher: ModelWatcher,
         production: ProductionModel | None,
         problem: Exception | None,
     ) -> Detector:
+        """The model to start on: ``--model``, else the server's production, else the cache."""
         c = self.config
         if c.model is not None:
-            return self._load(c.model, f"local-{sha256_file(c.model)[:12]}")
+            return self.load(c.model, f"local-{sha256_file(c.model)[:12]}")
         try:
             if problem is not None:
                 raise problem
@@ -183,7 +225,7 @@ class Agent:
                     "the server has no production model yet: pass --model PATH to run a local one"
                 )
             path = watcher.fetch(production)
-            detector = self._load(path, production.version)
+            detector = self.load(path, production.version)
             watcher.current = production
             return detector
         except (httpx.HTTPError, VisionloopError) as exc:
@@ -193,7 +235,7 @@ class Agent:
             path, version = cached
             log.warning("no model from the server (%s); starting on cached model %s", exc, version)
             watcher.error = f"{type(exc).__name__}: {exc}"[:2000]
-            return self._load(path, version)
+            return self.load(path, version)
 
     def run(self) -> AgentSummary:
         c = self.config
@@ -202,14 +244,22 @@ class Agent:
         watcher: ModelWatcher | None = None
         try:
             at_start = outbox.counters()
-            watcher = ModelWatcher(
-                self.client, cache_dir=c.model_cache_dir, load=self._load, poll_s=c.model_poll_s
-            )
+            detector: Detector | None
+            if self.shared is not None:
+                watcher = self.shared.watcher
+                detector = self.shared.detector if c.max_frames != 0 else None
+            else:
+                watcher = ModelWatcher(
+                    self.client, cache_dir=c.model_cache_dir, load=self.load, poll_s=c.model_poll_s
+                )
+                production, problem = self.probe(watcher)
+                detector = (
+                    self.initial_detector(watcher, production, problem)
+                    if c.max_frames != 0
+                    else None
+                )
             self.watcher = watcher
-            production, problem = self._probe(watcher)
-            detector = (
-                self._initial_detector(watcher, production, problem) if c.max_frames != 0 else None
-            )
+            owns_watcher = self.shared is None
             pipeline_summary: PipelineSummary | None = None
             pipeline: Pipeline | None = None
             if detector is not None:
@@ -225,7 +275,10 @@ class Agent:
                     fps_limit=c.fps_limit,
                 )
                 self.pipeline = pipeline
-                watcher.on_new = pipeline.swap
+                if self.shared is not None:
+                    self.shared.subscribe(pipeline.swap, detector)
+                else:
+                    watcher.on_new = pipeline.swap
             running = pipeline
             model_watcher = watcher
             uploader = Uploader(
@@ -244,7 +297,7 @@ class Agent:
             uploader.start()
             failure: str | None = None
             if pipeline is not None:
-                if c.model is None:
+                if c.model is None and owns_watcher:
                     watcher.start()
                 if self._stopping.is_set():
                     pipeline.stop()
@@ -256,7 +309,8 @@ class Agent:
                     log.error("the pipeline stopped: %s", failure, exc_info=exc)
                     pipeline_summary = pipeline.summary(time.perf_counter() - started)
                 finally:
-                    watcher.stop()
+                    if owns_watcher:
+                        watcher.stop()
                     pipeline.source.close()
             drained = False
             if not self._abort_drain.is_set():
@@ -286,7 +340,7 @@ class Agent:
             # The uploader goes first: it must never use a closed outbox or client.
             if uploader is not None and not uploader.stop(timeout=c.request_timeout_s + 5.0):
                 log.error("the uploader did not stop in time; closing the outbox under it")
-            if watcher is not None:
+            if watcher is not None and self.shared is None:
                 watcher.stop()
             outbox.close()
             if self._owns_client:

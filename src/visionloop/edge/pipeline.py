@@ -4,13 +4,15 @@ One capture thread reads the source, letterboxes each frame for the model (into 
 reused buffers, one per frame in flight) and puts it into a bounded queue. A live source
 (camera, RTSP) must never wait for us, so when the queue is full the oldest frame is dropped
 and counted; a file or synthetic source blocks instead and never drops. The calling thread only
-runs the model, back to back. A sink thread takes each inferred frame, in order, through
-decode + NMS, frame statistics, the sampler and record building, and commits the record (and a
-sampled frame's JPEG) to the outbox in one transaction. Overlapping letterbox and bookkeeping
-with inference is what keeps the pipeline near the model's own speed on two cores. A frame
-counts as processed only once committed; at a stop, every inferred frame is committed before
-:meth:`Pipeline.run` returns. A detector handed over with :meth:`Pipeline.swap` takes effect
-between two frames, and each frame travels with the detector that ran it, so its record
+starts inferences and collects their results, keeping as many frames in flight as the detector
+runs side by side (``Detector.depth``: OpenVINO's streams, 2 by default on 2 cores), so the
+model never waits for the calling thread either. A sink thread takes each inferred frame, in
+order, through decode + NMS, frame statistics, the sampler and record building, and commits the
+record (and a sampled frame's JPEG) to the outbox in one transaction. Overlapping letterbox and
+bookkeeping with inference is what keeps the pipeline near the model's own speed on two cores.
+A frame counts as processed only once committed; at a stop, every inferred frame is committed
+before :meth:`Pipeline.run` returns. A detector handed over with :meth:`Pipeline.swap` takes
+effect between two frames, and each frame travels with the detector that ran it, so its record
 carries that model's version.
 """
 
@@ -37,6 +39,7 @@ from visionloop.edge.outbox import Outbox
 from visionloop.edge.records import build_record
 from visionloop.edge.sampler import Sampler
 from visionloop.types import Heartbeat
+from visionloop.vision.backends import Pending
 from visionloop.vision.detector import Detector
 from visionloop.vision.preprocess import Letterbox, LetterboxBuffer, frame_stats
 
@@ -133,6 +136,18 @@ class _Prepared:
 
 
 @dataclass(frozen=True, slots=True)
+class _InFlight:
+    """A frame whose inference was started and may still be running."""
+
+    frame: Frame
+    detector: Detector
+    pending: Pending
+    letterbox: Letterbox
+    started: float
+    submitted: float
+
+
+@dataclass(frozen=True, slots=True)
 class _Inferred:
     """A frame between inference and the sink, with the detector that ran it."""
 
@@ -149,6 +164,8 @@ class Pipeline:
     ``max_frames`` stops after that many frames were committed (None: until the source ends or
     ``stop`` is set). ``fps_limit`` paces a file source by sleeping and thins a live source by
     skipping frames (skips are not drops). ``queue_size`` bounds the capture queue.
+    ``side_thread_nice`` raises the capture and sink threads' nice value (None: +10 for a
+    detector that runs one inference at a time, 0 for one with several streams).
     """
 
     def __init__(
@@ -163,7 +180,7 @@ class Pipeline:
         queue_size: int = 4,
         jpeg_quality: int = 90,
         on_frame: Callable[[int], None] | None = None,
-        side_thread_nice: int = 10,
+        side_thread_nice: int | None = None,
     ) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be >= 1")
@@ -177,14 +194,22 @@ class Pipeline:
         self.fps_limit = fps_limit
         self.jpeg_quality = jpeg_quality
         self.on_frame = on_frame
+        # Capture and sink run at a lower priority (nice +10) so a 2-thread inference is not
+        # stalled by one of its threads being pre-empted. With several streams each runs on its
+        # own thread and nothing stalls, while a niced capture thread starves against two busy
+        # streams (capture 2 -> 16-18 ms, 15-19% fewer FPS at 320, docs/performance.md).
+        if side_thread_nice is None:
+            side_thread_nice = 10 if detector.depth == 1 else 0
         self.side_thread_nice = side_thread_nice
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._sink_queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._sink_error: BaseException | None = None
+        self._sink_thread: threading.Thread | None = None
         # Letterbox buffers: one per frame that can be in flight between capture and the end
-        # of its inference (the queue, the frame in hand on each side).
+        # of its inference (the queue, the frame in capture's hand, those inferring: at most
+        # the detector's depth, which a swap may change).
         self._ring: list[LetterboxBuffer] = []
-        self._ring_size = queue_size + 3
+        self._ring_size = queue_size + 2 + max(detector.depth, 4)
         self._ring_next = 0
         self._next_detector: Detector | None = None
         self._metrics = _Metrics()
@@ -246,33 +271,42 @@ class Pipeline:
     def run(self) -> PipelineSummary:
         """Process frames until the source ends, ``max_frames`` is reached or :meth:`stop`.
 
-        Three threads: capture (source → queue), this one (letterbox + inference, back to back,
-        so the model never waits on bookkeeping) and the sink (decode + NMS, statistics, sampler,
-        record, JPEG, outbox commit), which keeps capture order. At the end every frame that was
-        inferred is committed before ``run`` returns.
+        Three threads: capture (source → letterbox → queue), this one (inference, up to the
+        detector's depth of frames in flight, so the model never waits on bookkeeping) and the
+        sink (decode + NMS, statistics, sampler, record, JPEG, outbox commit), which keeps
+        capture order. At the end every frame that was inferred, or was inferring, is committed
+        before ``run`` returns.
         """
         capture = threading.Thread(target=self._capture, name="visionloop-capture", daemon=True)
-        sink = threading.Thread(target=self._sink, name="visionloop-sink", daemon=True)
+        sink = self._sink_thread = threading.Thread(
+            target=self._sink, name="visionloop-sink", daemon=True
+        )
         started = time.perf_counter()
         capture.start()
         sink.start()
-        inferred = 0
+        started_frames = 0
+        inflight: deque[_InFlight] = deque()
         try:
             while not self._stop.is_set():
-                if self.max_frames is not None and inferred >= self.max_frames:
+                if self.max_frames is not None and started_frames >= self.max_frames:
                     break
                 try:
-                    item = self._queue.get(timeout=0.1)
+                    item = self._queue.get_nowait() if inflight else self._queue.get(timeout=0.1)
                 except queue.Empty:
+                    if inflight:  # nothing new yet: hand the oldest result on meanwhile
+                        self._complete(inflight.popleft())
                     continue
                 if item is _END:
                     break
-                self._infer(cast("_Prepared", item))
-                inferred += 1
+                inflight.append(self._start(cast("_Prepared", item)))
+                started_frames += 1
+                while len(inflight) >= self.detector.depth:
+                    self._complete(inflight.popleft())
         finally:
             self._stop.set()
+            self._complete_all(inflight)
             self._drain_queue()
-            self._put_sink(_END, sink)
+            self._put_sink(_END)
             sink.join()
             elapsed = time.perf_counter() - started
             capture.join(timeout=5.0)
@@ -299,7 +333,8 @@ class Pipeline:
                 source_error=self.source_error,
             )
 
-    def _infer(self, item: _Prepared) -> None:
+    def _start(self, item: _Prepared) -> _InFlight:
+        """Start inference on a prepared frame (it runs while earlier ones are collected)."""
         if self._next_detector is not None:
             self.detector, self._next_detector = self._next_detector, None
             log.info("now running model %s", self.detector.info.version)
@@ -308,16 +343,30 @@ class Pipeline:
         t0 = time.perf_counter()
         tensor, lb = item.tensor, item.letterbox
         if item.imgsz_hw != det.info.imgsz_hw:  # prepared for the model before a swap
-            tensor, lb = det.preprocess(frame.frame_bgr)
-        t1 = time.perf_counter()
-        # Backends may hand out views of buffers the next inference overwrites: keep a copy.
-        outputs = [np.array(o, copy=True) for o in det.forward(tensor)]
-        t2 = time.perf_counter()
-        self._metrics.add("infer", t2 - t1)
-        self._put_sink(_Inferred(frame, det, outputs, lb, t0), None)
+            tensor, lb = LetterboxBuffer(det.info.imgsz_hw)(frame.frame_bgr)
+        t1 = time.perf_counter()  # before start: a backend without async runs inside it
+        return _InFlight(frame, det, det.start(tensor), lb, t0, t1)
 
-    def _put_sink(self, item: object, sink: threading.Thread | None) -> None:
-        while self._sink_error is None and (sink is None or sink.is_alive()):
+    def _complete(self, item: _InFlight) -> None:
+        """Wait for a started inference and hand it to the sink."""
+        outputs = item.pending.result()
+        self._metrics.add("infer", time.perf_counter() - item.submitted)
+        self._put_sink(_Inferred(item.frame, item.detector, outputs, item.letterbox, item.started))
+
+    def _complete_all(self, inflight: deque[_InFlight]) -> None:
+        """At the end: every frame already inferring goes to the sink, unless inference failed."""
+        while inflight:
+            try:
+                self._complete(inflight.popleft())
+            except Exception as exc:  # the run is ending on an error already
+                log.error("an inference in flight failed at stop: %s", exc)
+                inflight.clear()
+
+    def _sink_alive(self) -> bool:
+        return self._sink_thread is not None and self._sink_thread.is_alive()
+
+    def _put_sink(self, item: object) -> None:
+        while self._sink_error is None and self._sink_alive():
             try:
                 self._sink_queue.put(item, timeout=0.1)
                 return
@@ -358,6 +407,7 @@ class Pipeline:
                 model_version=version,
                 captured_at=frame.captured_at,
                 sample_reason=reason,
+                source_index=frame.index,
             )
         except pydantic.ValidationError as exc:
             # Counted and logged, never sent: the server would reject it anyway.

@@ -20,11 +20,13 @@ def build_record(
     captured_at: datetime,
     sample_reason: SampleReason | None,
     frame_id: uuid.UUID | None = None,
+    source_index: int | None = None,
 ) -> FrameRecord:
     """The wire record of one frame: boxes normalised ``xyxyn`` in 0..1 of the ``size_wh`` frame.
 
     ``names`` maps class ids to names (a class the model does not name is sent as its id).
-    A fresh uuid4 is the idempotency key unless ``frame_id`` is given. The record is validated,
+    A fresh uuid4 is the idempotency key unless ``frame_id`` is given; ``source_index`` is the
+    frame's number in its source. The record is validated,
     so a detector that emits NaN confidences fails here, at the edge, not at the server.
     """
     xyxyn = detections.xyxyn(size_wh).astype(np.float64).round(5).tolist()
@@ -49,5 +51,6 @@ def build_record(
                 for cid, conf, box in zip(class_id, confidence, xyxyn, strict=True)
             ],
             "sample_reason": sample_reason,
+            "source_index": source_index,
         }
     )

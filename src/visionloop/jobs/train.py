@@ -19,8 +19,12 @@ One round (``run_train``), each stage timed into the result and reported as prog
    snapshot's held-out ``test`` slice; **gate** (``training.gate``).
 5. **register**: an MLflow run (params, per-epoch metrics, the digest, ``dataset/manifest.json``,
    ``weights/best.pt``, ``gate/gate.json``) and a registered version tagged with the gate's
-   verdict; a passing version gets ``staging``, and ``production`` when
-   ``retrain_auto_promote``; a failing one stays registered, never promoted.
+   verdict.
+6. **quantize** (``retrain_quantize``, with OpenVINO and NNCF installed): the version's INT8
+   model, as ``visionloop models quantize`` makes it, checked against fp32 on the golden set
+   (``--precision auto`` runs it only within the INT8 budget). Then a passing version gets
+   ``staging``, and ``production`` when ``retrain_auto_promote``; a failing one stays
+   registered, never promoted.
 """
 
 from __future__ import annotations
@@ -49,12 +53,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-POLICY_PERIOD_SECONDS = 60.0
 BASELINE_REPLAY_SEED = 0
 """The seed of the synthetic data the shipped baseline was trained on (its model card)."""
 REPLAY_VAL_SHARE = 0.1
 TRAIN_DATA_TAG = "train_data"
 SYNTHETIC_REPLAY = "synthetic nominal (seed 0)"
+QUANTIZE_EVAL_IMAGES = 100
+"""Golden-set frames the INT8 check synthesizes when no golden set is configured."""
 
 
 class TrainParams(BaseModel):
@@ -331,12 +336,13 @@ def run_train(params: TrainParams, ctx: JobContext) -> dict[str, Any]:
         candidate=candidate,
         production=prod,
         max_golden_drop=settings.gate_max_golden_drop,
+        max_recent_drop=settings.gate_max_recent_drop,
         recall_floors=settings.recall_floors,
         notes=notes,
     )
     log.info("gate: %s", report["summary"])
 
-    ctx.progress(0.95, "registering")
+    ctx.progress(0.9, "registering")
     with _stage("register", seconds):
         digest = dataset_digest(work / "export")
         primary = candidate.get("golden") or candidate.get("recent")
@@ -388,16 +394,20 @@ def run_train(params: TrainParams, ctx: JobContext) -> dict[str, Any]:
             + (f": {params.reason}" if params.reason else ""),
         )
         registry.set_gate(version.version, report, run_id=run_id)
-        ctx.progress(0.97, f"drift reference profile of version {version.version}")
-        _drift_profile(registry, version.version, data, work, job_id=ctx.job_id)
-        promoted: list[str] = []
-        if report["passed"]:
-            why = f"passed the promotion gate (train job {ctx.job_id})"
-            registry.promote(version.version, alias=STAGING, by="retraining", reason=why)
-            promoted.append(STAGING)
-            if settings.retrain_auto_promote:
-                registry.promote(version.version, alias=PRODUCTION, by="retraining", reason=why)
-                promoted.append(PRODUCTION)
+    ctx.progress(0.9, f"drift reference profile of version {version.version}")
+    _drift_profile(registry, version.version, data, work, job_id=ctx.job_id)
+    # Before any promotion, so an edge that swaps to the version finds its INT8 model with it.
+    int8 = _quantize(registry, version.version, settings=settings, work=work, ctx=ctx)
+    if "seconds" in int8:
+        seconds["quantize"] = int8.pop("seconds")
+    promoted: list[str] = []
+    if report["passed"]:
+        why = f"passed the promotion gate (train job {ctx.job_id})"
+        registry.promote(version.version, alias=STAGING, by="retraining", reason=why)
+        promoted.append(STAGING)
+        if settings.retrain_auto_promote:
+            registry.promote(version.version, alias=PRODUCTION, by="retraining", reason=why)
+            promoted.append(PRODUCTION)
     log.info(
         "version %s registered (%s); aliases: %s",
         version.version,
@@ -417,6 +427,7 @@ def run_train(params: TrainParams, ctx: JobContext) -> dict[str, Any]:
         "replay_source": replay_source,
         "epochs": len(result.metrics_per_epoch),
         "imgsz": imgsz,
+        "int8": int8,
         "seconds": seconds,
     }
 
@@ -441,6 +452,59 @@ def _drift_profile(
         )
     except VisionloopError as exc:
         log.warning("version %s has no drift profile: %s", version, exc)
+
+
+def _quantize(
+    registry: Registry, version: str, *, settings: Settings, work: Path, ctx: JobContext
+) -> dict[str, Any]:
+    """``visionloop models quantize`` of the new version, when ``retrain_quantize`` is on and
+    OpenVINO and NNCF are installed: calibrated on the round's new training images (else the
+    synthetic line), checked against fp32 on the golden set (so ``--precision auto`` uses it
+    only within the INT8 budget). Never fails the round: the fp32 model always works.
+
+    Returns the check's numbers and ``seconds`` spent, or ``skipped`` / ``error`` with why.
+    """
+    import importlib.util
+
+    from visionloop.training.quantize import quantize_version
+
+    if not settings.retrain_quantize:
+        return {"skipped": "VISIONLOOP_RETRAIN_QUANTIZE is off"}
+    if importlib.util.find_spec("openvino") is None or importlib.util.find_spec("nncf") is None:
+        log.info("no INT8 model: OpenVINO and NNCF are not installed (the openvino extra)")
+        return {"skipped": "OpenVINO and NNCF are not installed (the openvino extra)"}
+    export = work / "export"
+    golden = settings.golden_set_path
+    started = time.perf_counter()
+    ctx.progress(0.92, f"quantizing version {version} to INT8")
+    try:
+        check = quantize_version(
+            registry,
+            version,
+            data=export if _has_images(export / "images" / "train") else None,
+            golden=golden if (golden / "data.yaml").is_file() else None,
+            drift=None,
+            eval_images=QUANTIZE_EVAL_IMAGES,
+            progress=lambda fraction, message: ctx.progress(0.92 + 0.06 * fraction, message),
+        )
+    except Exception as exc:  # NNCF and OpenVINO raise many kinds; the round must not fail
+        log.warning("version %s: quantization failed, no INT8 model (%s)", version, exc)
+        return {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    took = round(time.perf_counter() - started, 3)
+    log.info(
+        "version %s: INT8 mAP50 %.4f vs fp32 %.4f on the golden set, %s (%.1f s)",
+        version,
+        check.map50_int8,
+        check.map50_fp32,
+        "accepted" if check.accepted else "NOT accepted: the edge keeps fp32/bf16",
+        took,
+    )
+    return {
+        "accepted": check.accepted,
+        "map50_fp32": check.map50_fp32,
+        "map50_int8": check.map50_int8,
+        "seconds": took,
+    }
 
 
 def _names_of(data_yaml: Path) -> dict[int, str]:
@@ -504,4 +568,4 @@ def policy_check(
 
 def retrain_schedule(settings: Settings) -> list[Periodic]:
     """The retraining policy's entry in the workers' schedule."""
-    return [Periodic("retrain-policy", POLICY_PERIOD_SECONDS, policy_check(settings))]
+    return [Periodic("retrain-policy", settings.retrain_policy_interval, policy_check(settings))]

@@ -162,6 +162,8 @@ class Frame(Base):
     max_confidence: Mapped[float | None] = mapped_column(Float)
     image_sha256: Mapped[str | None] = mapped_column(String(64))
     image_content_type: Mapped[str | None] = mapped_column(String(32))
+    # The frame's number in its source (FrameRecord.source_index); None when not sent.
+    source_index: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         Index("ix_frames_captured_at_pk", "captured_at", "pk"),

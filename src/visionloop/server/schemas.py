@@ -89,6 +89,9 @@ class FrameOut(BaseModel):
     detection_count: int
     max_confidence: float | None
     has_image: bool
+    source_index: int | None = Field(
+        description="The frame's number in its source (see the frame record); null if not sent."
+    )
 
 
 class FrameDetail(FrameOut):

@@ -189,6 +189,61 @@ def _coco_eval(gt: dict[str, Any], dets: list[dict[str, Any]]) -> Any:
     return evaluator
 
 
+@dataclass(frozen=True)
+class ScoredImage:
+    """One image's ground truth and what a detector found on it: boxes ``xyxy`` in pixels,
+    class ids, and the detections' confidences (for ``map50_of``)."""
+
+    size_wh: tuple[int, int]
+    truth_xyxy: list[tuple[float, float, float, float]]
+    truth_class: list[int]
+    found_xyxy: list[tuple[float, float, float, float]]
+    found_class: list[int]
+    found_confidence: list[float]
+
+
+def map50_of(images: list[ScoredImage], nc: int) -> float | None:
+    """COCO mAP50 of detections already made (an edge agent's, at its own threshold) against
+    the ground truth, with the same evaluator as ``evaluate``; None when no image has a true
+    box. Class ids outside ``0..nc-1`` are ignored."""
+    gt: dict[str, Any] = {
+        "images": [],
+        "annotations": [],
+        "categories": [{"id": k, "name": str(k)} for k in range(nc)],
+    }
+    dets: list[dict[str, Any]] = []
+    for image_id, image in enumerate(images, start=1):
+        w, h = image.size_wh
+        gt["images"].append({"id": image_id, "width": w, "height": h, "file_name": str(image_id)})
+        for (x1, y1, x2, y2), cls in zip(image.truth_xyxy, image.truth_class, strict=True):
+            if 0 <= cls < nc:
+                gt["annotations"].append(
+                    {
+                        "id": len(gt["annotations"]) + 1,
+                        "image_id": image_id,
+                        "category_id": int(cls),
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "area": (x2 - x1) * (y2 - y1),
+                        "iscrowd": 0,
+                    }
+                )
+        for (x1, y1, x2, y2), cls, score in zip(
+            image.found_xyxy, image.found_class, image.found_confidence, strict=True
+        ):
+            if 0 <= cls < nc:
+                dets.append(
+                    {
+                        "image_id": image_id,
+                        "category_id": int(cls),
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "score": float(score),
+                    }
+                )
+    if not gt["annotations"]:
+        return None
+    return max(float(np.asarray(_coco_eval(gt, dets).stats)[1]), 0.0)
+
+
 def _per_class_ap50(evaluator: Any, k: int) -> float:
     # precision: [iou thresholds, recall points, classes, area ranges, max dets]
     p = np.asarray(evaluator.eval["precision"])[0, :, k, 0, -1]

@@ -5,7 +5,8 @@ The sets: ``golden`` (a fixed labeled dataset, ``VISIONLOOP_GOLDEN_SET``) and ``
 held-out ``test`` slice of the reviewed labels the candidate was trained beside). The rules, each
 with its numbers and verdict in the report:
 
-- ``recent_map50``: on the recent slice the candidate's mAP50 is at least production's (skipped,
+- ``recent_map50``: on the recent slice the candidate's mAP50 is at least production's, less
+  ``max_recent_drop`` (0 by default; skipped,
   not failed, when the slice is empty or production cannot be evaluated on it because the class
   list grew);
 - ``golden_drop``: on the golden set the candidate loses at most ``max_golden_drop`` mAP50
@@ -50,6 +51,7 @@ def gate_report(
     max_golden_drop: float,
     recall_floors: Mapping[str, float],
     notes: Mapping[str, str] | None = None,
+    max_recent_drop: float = 0.0,
 ) -> dict[str, Any]:
     """The gate's verdict on ``candidate`` against ``production``.
 
@@ -73,15 +75,20 @@ def gate_report(
         )
     else:
         c, p = float(cand_recent["map50"]), float(prod_recent["map50"])
+        ok = c >= p - max_recent_drop - (1e-12 if max_recent_drop else 0.0)
+        if max_recent_drop:
+            verdict = f"drop {p - c:.4f} {'within' if ok else 'over'} {max_recent_drop:g}"
+        else:
+            verdict = "at least production's" if ok else "below production's"
         rules.append(
             {
                 "rule": "recent_map50",
-                "passed": c >= p,
+                "passed": ok,
                 "skipped": False,
                 "candidate": c,
                 "production": p,
-                "detail": f"recent mAP50 {c:.4f} (candidate) vs {p:.4f} (production): "
-                + ("at least production's" if c >= p else "below production's"),
+                "max_drop": max_recent_drop,
+                "detail": f"recent mAP50 {c:.4f} (candidate) vs {p:.4f} (production): {verdict}",
             }
         )
 
@@ -153,5 +160,9 @@ def gate_report(
             }
             for s in SETS
         },
-        "settings": {"max_golden_drop": max_golden_drop, "recall_floors": dict(recall_floors)},
+        "settings": {
+            "max_golden_drop": max_golden_drop,
+            "max_recent_drop": max_recent_drop,
+            "recall_floors": dict(recall_floors),
+        },
     }

@@ -5,9 +5,13 @@ A backend only runs the graph; it knows nothing of boxes. Each one also reads th
 detector can check the file before it is used.
 
 OpenVINO note: its CPU plugin runs bf16 by default on CPUs that support it, even for an f32
-model, so the precision hint is always set explicitly. ``import openvino`` loads its conversion
-tools, whose telemetry sender asks a per-user consent file: ``scripts/install.sh`` runs
-``opt_in_out --opt_out`` so nothing tries the network (README, "Telemetry").
+model, so the precision hint is always set explicitly. With ``streams`` above 1 it compiles in
+throughput mode: that many streams (each on its share of the cores) and a pool of as many infer
+requests, so inferences started with :meth:`~InferenceBackend.start` run side by side (several
+frames of one camera in flight, or frames of several cameras sharing one loaded model).
+``import openvino`` loads its conversion tools, whose telemetry sender asks a per-user consent
+file: ``scripts/install.sh`` runs ``opt_in_out --opt_out`` so nothing tries the network
+(README, "Telemetry").
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import os
 import platform
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -34,20 +40,72 @@ Dim = int | str | None
 """A tensor dimension: a size, or a name / None where the model leaves it dynamic."""
 
 
+class Pending(Protocol):
+    """An inference started with :meth:`InferenceBackend.start`."""
+
+    def result(self) -> list[NDArray[np.floating]]:
+        """Wait for it; the outputs are the caller's own arrays (no backend memory)."""
+        ...
+
+
 class InferenceBackend(Protocol):
-    """Runs one ONNX graph on one input tensor."""
+    """Runs one ONNX graph on one input tensor; thread-safe (several cameras may share one)."""
 
     name: BackendName
     precision: Precision
     metadata: dict[str, str]
     input_shape: list[Dim]
     output_shapes: list[list[Dim]]
+    depth: int
+    """How many inferences run side by side (``start`` blocks while that many are running)."""
 
     def prepare(self, imgsz_hw: tuple[int, int]) -> None:
         """Fix the input size (a no-op for static models; compiles dynamic ones for this size)."""
 
     def run(self, tensor: NDArray[np.float32]) -> list[NDArray[np.floating]]:
-        """Run the graph; the arrays may be views of backend memory reused by the next call."""
+        """Run the graph and wait; the outputs are the caller's own arrays."""
+
+    def start(self, tensor: NDArray[np.float32]) -> Pending:
+        """Start the graph on ``tensor``, which must stay unchanged until the result is in."""
+
+
+class _Done:
+    """A :class:`Pending` that already has its outputs (a backend without asynchronous runs)."""
+
+    def __init__(self, outputs: list[NDArray[np.floating]]) -> None:
+        self._outputs = outputs
+
+    def result(self) -> list[NDArray[np.floating]]:
+        return self._outputs
+
+
+class _Waiting:
+    """A :class:`Pending` filled by an OpenVINO completion callback."""
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self._outputs: list[NDArray[np.floating]] = []
+        self._error: BaseException | None = None
+
+    def fill(self, outputs: list[NDArray[np.floating]], error: BaseException | None) -> None:
+        self._outputs, self._error = outputs, error
+        self._done.set()
+
+    def result(self) -> list[NDArray[np.floating]]:
+        self._done.wait()
+        if self._error is not None:
+            raise ModelError(f"inference failed: {self._error}") from self._error
+        return self._outputs
+
+
+def default_streams(backend: BackendName, cpu_count: int | None = None) -> int:
+    """Streams when none are asked for: ONNX Runtime 1 (it runs one inference at a time);
+    OpenVINO 2 on a machine with 2 or more cores (throughput mode: one frame's pre- and
+    post-processing overlap the next frame's inference; docs/performance.md has the figures)."""
+    if backend != "openvino":
+        return 1
+    cores = cpu_count if cpu_count is not None else os.cpu_count() or 1
+    return 2 if cores >= 2 else 1
 
 
 @dataclass(frozen=True)
@@ -116,9 +174,10 @@ def is_openvino_ir(path: Path) -> bool:
 
 
 class OnnxRuntimeBackend:
-    """ONNX Runtime on the CPU, fp32 only."""
+    """ONNX Runtime on the CPU, fp32 only, one inference at a time (``start`` runs it at once)."""
 
     name: BackendName = "onnxruntime"
+    depth = 1
 
     def __init__(self, path: Path, *, precision: Precision, threads: int | None) -> None:
         if precision != "fp32":
@@ -149,19 +208,26 @@ class OnnxRuntimeBackend:
         self.input_shape: list[Dim] = list(inputs[0].shape)
         self.output_shapes: list[list[Dim]] = [list(o.shape) for o in self._session.get_outputs()]
         self._output_names = [o.name for o in self._session.get_outputs()]
+        # One run at a time: cameras sharing the session would otherwise split its threads.
+        self._lock = threading.Lock()
 
     def prepare(self, imgsz_hw: tuple[int, int]) -> None:
         """ONNX Runtime takes any input size the graph allows; nothing to do."""
 
     def run(self, tensor: NDArray[np.float32]) -> list[NDArray[np.floating]]:
-        outputs: list[NDArray[np.floating]] = self._session.run(
-            self._output_names, {self._input_name: tensor}
-        )
+        with self._lock:
+            outputs: list[NDArray[np.floating]] = self._session.run(
+                self._output_names, {self._input_name: tensor}
+            )
         return outputs
+
+    def start(self, tensor: NDArray[np.float32]) -> Pending:
+        return _Done(self.run(tensor))
 
 
 class OpenVinoBackend:
-    """OpenVINO on the CPU, latency mode, fp32 or bf16 set explicitly.
+    """OpenVINO on the CPU, fp32 or bf16 set explicitly; latency mode with ``streams`` 1, else
+    throughput mode with that many streams and infer requests.
 
     ``int8`` runs an INT8 model (an OpenVINO IR that NNCF quantized): its quantized layers run
     in int8 and the rest in bf16 where the CPU has it (else f32).
@@ -169,7 +235,11 @@ class OpenVinoBackend:
 
     name: BackendName = "openvino"
 
-    def __init__(self, path: Path, *, precision: Precision, threads: int | None) -> None:
+    def __init__(
+        self, path: Path, *, precision: Precision, threads: int | None, streams: int = 1
+    ) -> None:
+        if streams < 1:
+            raise InvalidInputError(f"streams must be at least 1, got {streams}")
         if not openvino_installed():
             raise InvalidInputError(
                 "the OpenVINO backend needs the openvino extra: pip install 'visionloop[openvino]'"
@@ -199,12 +269,15 @@ class OpenVinoBackend:
         rest = "bf16" if precision == "int8" and cpu_info().bf16 else "f32"
         self._config: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else rest,
-            "PERFORMANCE_HINT": "LATENCY",
-            "NUM_STREAMS": "1",
+            "PERFORMANCE_HINT": "LATENCY" if streams == 1 else "THROUGHPUT",
+            "NUM_STREAMS": str(streams),
         }
         if threads is not None:
             self._config["INFERENCE_NUM_THREADS"] = threads
-        self._request: Any = None
+        self.depth = streams
+        self._queue: Any = None
+        # AsyncInferQueue.start_async waits for an idle request; one caller at a time picks one.
+        self._start_lock = threading.Lock()
         self._compiled_hw: tuple[int, int] | None = None
 
     def prepare(self, imgsz_hw: tuple[int, int]) -> None:
@@ -213,18 +286,34 @@ class OpenVinoBackend:
             return
         if not self._model.inputs[0].get_partial_shape().is_static:
             self._model.reshape({0: [1, 3, imgsz_hw[0], imgsz_hw[1]]})
+        import openvino as ov
+
         try:
             compiled = self._core.compile_model(self._model, "CPU", self._config)
         except Exception as exc:
             raise ModelError(f"OpenVINO cannot compile this model: {exc}") from exc
-        self._request = compiled.create_infer_request()
+        self._queue = ov.AsyncInferQueue(compiled, self.depth)
+        self._queue.set_callback(_finished)
         self._compiled_hw = imgsz_hw
 
     def run(self, tensor: NDArray[np.float32]) -> list[NDArray[np.floating]]:
-        if self._request is None:
-            raise RuntimeError("OpenVinoBackend.prepare() must run before run()")
-        self._request.infer({0: tensor}, share_inputs=True)
-        return [t.data for t in self._request.output_tensors]
+        return self.start(tensor).result()
+
+    def start(self, tensor: NDArray[np.float32]) -> Pending:
+        if self._queue is None:
+            raise RuntimeError("OpenVinoBackend.prepare() must run before start()")
+        pending = _Waiting()
+        with self._start_lock:
+            self._queue.start_async({0: tensor}, pending, share_inputs=True)
+        return pending
+
+
+def _finished(request: Any, pending: _Waiting) -> None:
+    """OpenVINO's completion callback: copy the outputs out before the request is reused."""
+    try:
+        pending.fill([np.array(t.data, copy=True) for t in request.output_tensors], None)
+    except BaseException as exc:  # surfaces in result(), on the caller's thread
+        pending.fill([], exc)
 
 
 def _openvino_shape(shape: Any) -> list[Dim]:
@@ -240,9 +329,15 @@ def _openvino_metadata(model: Any) -> dict[str, str]:
 
 
 def open_backend(
-    path: Path, *, backend: BackendName, precision: Precision, threads: int | None
+    path: Path,
+    *,
+    backend: BackendName,
+    precision: Precision,
+    threads: int | None,
+    streams: int = 1,
 ) -> InferenceBackend:
-    """Open ``path`` with the named backend (``auto`` already resolved)."""
+    """Open ``path`` with the named backend (``auto`` already resolved); ``streams`` is how many
+    inferences OpenVINO runs side by side (ONNX Runtime runs one)."""
     if not path.is_file():
         raise ModelError(f"{path}: no such model file")
     if threads is not None and threads < 1:
@@ -251,5 +346,5 @@ def open_backend(
     if backend == "onnxruntime":
         return OnnxRuntimeBackend(path, precision=precision, threads=threads)
     if backend == "openvino":
-        return OpenVinoBackend(path, precision=precision, threads=threads)
+        return OpenVinoBackend(path, precision=precision, threads=threads, streams=streams)
     raise InvalidInputError(f"unknown backend {backend!r}: use auto, onnxruntime or openvino")

@@ -27,8 +27,10 @@ from visionloop.vision.backends import (
     BackendName,
     Dim,
     InferenceBackend,
+    Pending,
     choose_backend,
     cpu_info,
+    default_streams,
     open_backend,
 )
 from visionloop.vision.decode import MAX_DET, OutputLayout, decode
@@ -41,11 +43,17 @@ log = logging.getLogger(__name__)
 class Detector(Protocol):
     """A loaded detector. ``detect`` = ``preprocess`` -> ``forward`` -> ``postprocess``.
 
-    The three stages are public so a pipeline can time them separately. Arrays a stage returns
-    may be views of buffers the detector reuses: consume them before the next call of that stage.
+    The three stages are public so a pipeline can time them separately. ``preprocess`` returns
+    a view of a buffer it reuses: consume it before the next call. ``forward`` and ``start`` are
+    thread-safe and return the caller's own arrays; ``postprocess`` is pure.
     """
 
     info: ModelInfo
+
+    @property
+    def depth(self) -> int:
+        """How many ``start``-ed inferences run side by side (the backend's streams)."""
+        ...
 
     def preprocess(self, frame_bgr: NDArray[np.uint8]) -> tuple[NDArray[np.float32], Letterbox]:
         """Letterbox a BGR uint8 frame into the model's ``(1, 3, H, W)`` RGB 0..1 input."""
@@ -53,6 +61,10 @@ class Detector(Protocol):
 
     def forward(self, tensor: NDArray[np.float32]) -> list[NDArray[np.floating]]:
         """Run the model on a preprocessed tensor; returns the raw outputs."""
+        ...
+
+    def start(self, tensor: NDArray[np.float32]) -> Pending:
+        """Start ``forward`` without waiting; ``tensor`` must stay unchanged until the result."""
         ...
 
     def postprocess(
@@ -106,8 +118,15 @@ class YoloDetector:
     def preprocess(self, frame_bgr: NDArray[np.uint8]) -> tuple[NDArray[np.float32], Letterbox]:
         return self._letterbox(frame_bgr)
 
+    @property
+    def depth(self) -> int:
+        return self._backend.depth
+
     def forward(self, tensor: NDArray[np.float32]) -> list[NDArray[np.floating]]:
         return self._backend.run(tensor)
+
+    def start(self, tensor: NDArray[np.float32]) -> Pending:
+        return self._backend.start(tensor)
 
     def postprocess(
         self, outputs: list[NDArray[np.floating]], lb: Letterbox, size_wh: tuple[int, int]
@@ -247,6 +266,7 @@ def _open(
     backend: BackendName,
     precision: Precision,
     threads: int | None,
+    streams: int,
     imgsz: int | tuple[int, int] | None,
     conf: float,
     iou: float,
@@ -255,7 +275,9 @@ def _open(
     sha256: str,
     choice: str,
 ) -> YoloDetector:
-    runtime = open_backend(path, backend=backend, precision=precision, threads=threads)
+    runtime = open_backend(
+        path, backend=backend, precision=precision, threads=threads, streams=streams
+    )
     names, imgsz_hw, layout = inspect_model(runtime, imgsz=imgsz)
     info = ModelInfo(
         version=version,
@@ -269,6 +291,7 @@ def _open(
             "layout": layout,
             "task": "detect",
             "producer": runtime.metadata.get("version", ""),
+            "streams": str(runtime.depth),
         },
     )
     return YoloDetector(runtime, info, layout, conf=conf, iou=iou, multi_label=multi_label)
@@ -324,6 +347,7 @@ def load_detector(
     threads: int | None = None,
     imgsz: int | tuple[int, int] | None = None,
     multi_label: bool = False,
+    streams: int | None = 1,
 ) -> Detector:
     """Load an Ultralytics ONNX export as a ``Detector``.
 
@@ -338,7 +362,10 @@ def load_detector(
     the model in records. ``threads`` caps the backend's intra-op threads (None: the
     backend's default). ``imgsz`` picks the input size, ``n`` or ``(h, w)``, of a model
     exported with ``dynamic=True``. ``multi_label`` reports every class above ``conf`` of a
-    box, not only the best (for mAP).
+    box, not only the best (for mAP). ``streams`` is how many inferences OpenVINO runs side by
+    side: 1 (latency mode, for one ``detect`` after another), or more for callers that keep
+    frames in flight with ``start`` (None: :func:`~visionloop.vision.backends.default_streams`,
+    what the edge agent uses: 2 on 2 or more cores); ONNX Runtime runs one at a time.
     Raises ``ModelError`` for a file that is not such a model, ``InvalidInputError`` for an
     impossible combination of options.
     """
@@ -351,9 +378,12 @@ def load_detector(
     sha256 = sha256_file(path)
     companion = int8_companion(path)
     cpu = cpu_info()
+    if streams is not None and streams < 1:
+        raise InvalidInputError(f"streams must be at least 1, got {streams}")
     opener = functools.partial(
         _open,
         threads=threads,
+        streams=(streams or default_streams(chosen)) if chosen == "openvino" else 1,
         imgsz=imgsz,
         conf=conf,
         iou=iou,

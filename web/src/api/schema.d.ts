@@ -1227,6 +1227,11 @@ export interface components {
             max_confidence: number | null;
             /** Has Image */
             has_image: boolean;
+            /**
+             * Source Index
+             * @description The frame's number in its source (see the frame record); null if not sent.
+             */
+            source_index: number | null;
             /** Detections */
             detections: components["schemas"]["DetectionOut"][];
             /** Image Url */
@@ -1266,6 +1271,11 @@ export interface components {
             max_confidence: number | null;
             /** Has Image */
             has_image: boolean;
+            /**
+             * Source Index
+             * @description The frame's number in its source (see the frame record); null if not sent.
+             */
+            source_index: number | null;
         };
         /** FramePageOut */
         FramePageOut: {
@@ -2137,6 +2147,12 @@ export interface components {
              * @default null
              */
             sample_reason: ("uncertain" | "audit" | "drift") | null;
+            /**
+             * Source Index
+             * @description The frame's number in its source, counted from 0 (a video's frame number, the synthetic line's frame index): gaps show dropped frames, and a synthetic frame's ground truth is re-rendered from it. Absent when the source has no numbering.
+             * @default null
+             */
+            source_index: number | null;
         };
         /**
          * IngestBatch

@@ -57,6 +57,7 @@ def frame_out(frame: Frame) -> FrameOut:
         detection_count=frame.detection_count,
         max_confidence=frame.max_confidence,
         has_image=frame.image_sha256 is not None,
+        source_index=frame.source_index,
     )
 
 

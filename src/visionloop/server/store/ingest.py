@@ -50,6 +50,7 @@ FRAME_COLUMNS = (
     "sample_reason",
     "detection_count",
     "max_confidence",
+    "source_index",
 )
 DETECTION_COLUMNS = (
     "frame_pk",
@@ -113,7 +114,7 @@ def _dialect(connection: Connection) -> _Dialect:
 # PostgreSQL array types of FRAME_COLUMNS and DETECTION_COLUMNS, for unnest().
 _PG_FRAME_TYPES = (
     "uuid", "int", "timestamptz", "timestamptz", "text", "int", "int",
-    "float8", "float8", "float8", "text", "int", "float8",
+    "float8", "float8", "float8", "text", "int", "float8", "int8",
 )  # fmt: skip
 _PG_FRAMES_SQL = (
     f"INSERT INTO frames ({', '.join(FRAME_COLUMNS)}) "
@@ -222,6 +223,7 @@ def insert_frames(
                 frame.sample_reason,
                 len(dets),
                 max([det.confidence for det in dets]) if dets else None,
+                frame.source_index,
             )
         )
     new = _insert_frame_rows(connection, d, frame_rows)
