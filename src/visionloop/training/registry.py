@@ -504,12 +504,27 @@ class Registry:
     def drift_profile_path(self, version: str) -> Path | None:
         """A local path of the version's drift profile (None when it has none), downloaded into
         the cache and checked against its ``drift_profile_sha256`` tag."""
+        return self._cached_artifact(version, tag="drift_profile", suffix="drift_profile.json")
+
+    def int8_path(self, version: str) -> Path:
+        """A local path of the version's INT8 tar (``NotFoundError`` when it has none),
+        downloaded into the cache and checked against its ``int8_sha256`` tag."""
+        path = self._cached_artifact(version, tag="int8", suffix="int8.tar")
+        if path is None:
+            raise NotFoundError(
+                f"version {version} has no INT8 model (visionloop models quantize {version})"
+            )
+        return path
+
+    def _cached_artifact(self, version: str, *, tag: str, suffix: str) -> Path | None:
+        """The artifact named by the version's ``{tag}_artifact`` tag, downloaded once into the
+        cache as ``{sha}.{suffix}`` and checked against its ``{tag}_sha256`` tag; None when the
+        version has no such artifact."""
         mv = self.get(version)
-        sha = mv.tags.get("drift_profile_sha256", "")
-        artifact = mv.tags.get("drift_profile_artifact", "")
+        sha, artifact = mv.tags.get(f"{tag}_sha256", ""), mv.tags.get(f"{tag}_artifact", "")
         if not sha or not artifact:
             return None
-        target = self.cache_dir / mv.version / f"{sha}.drift_profile.json"
+        target = self.cache_dir / mv.version / f"{sha}.{suffix}"
         if target.is_file():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -517,7 +532,8 @@ class Registry:
             local = Path(self._client.download_artifacts(self._run_id(mv.version), artifact, tmp))
             if sha256_file(local) != sha:
                 raise ModelError(
-                    f"version {mv.version}: the drift profile does not match its sha256"
+                    f"version {mv.version}: the {tag.replace('_', ' ')} artifact does not match"
+                    " its sha256"
                 )
             os.replace(local, target)
         return target
@@ -527,28 +543,6 @@ class Registry:
         if not run_id:
             raise ModelError(f"version {version} has no MLflow run to keep artifacts in")
         return str(run_id)
-
-    def int8_path(self, version: str) -> Path:
-        """A local path of the version's INT8 tar (``NotFoundError`` when it has none),
-        downloaded into the cache and checked against its ``int8_sha256`` tag."""
-        mv = self.get(version)
-        sha, artifact = mv.tags.get("int8_sha256", ""), mv.tags.get("int8_artifact", "")
-        if not sha or not artifact:
-            raise NotFoundError(
-                f"version {mv.version} has no INT8 model (visionloop models quantize {mv.version})"
-            )
-        target = self.cache_dir / mv.version / f"{sha}.int8.tar"
-        if target.is_file():
-            return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            local = Path(self._client.download_artifacts(self._run_id(mv.version), artifact, tmp))
-            if sha256_file(local) != sha:
-                raise ModelError(
-                    f"version {mv.version}: the INT8 artifact does not match its sha256"
-                )
-            os.replace(local, target)
-        return target
 
 
 BASELINE_ONNX = Path("models/baseline/model.onnx")

@@ -2,7 +2,7 @@
 import type { ReactNode } from "react";
 import type { Device } from "@/api/client";
 import { count, fixed } from "@/lib/format";
-import { Empty, Skeleton } from "./States";
+import { Empty, SkeletonRows } from "./States";
 import { RelativeTime, useNow } from "./Time";
 
 /** A device is online when it was heard from this recently (its heartbeat comes every 5 s). */
@@ -65,15 +65,7 @@ export function DeviceTable({ devices, actions }: { devices: Device[] | undefine
         </thead>
         <tbody>
           {devices === undefined
-            ? [0, 1].map((i) => (
-                <tr key={i}>
-                  {Array.from({ length: actions ? 11 : 10 }, (_, j) => (
-                    <td key={j}>
-                      <Skeleton />
-                    </td>
-                  ))}
-                </tr>
-              ))
+            ? <SkeletonRows rows={2} cols={actions ? 11 : 10} />
             : devices.map((d) => {
                 const hb = d.heartbeat;
                 return (

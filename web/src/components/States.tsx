@@ -25,6 +25,45 @@ export function Skeleton({ height = "1.2em", width = "100%" }: { height?: string
   return <span className="skeleton" style={{ height, width }} aria-hidden="true" />;
 }
 
+/** Table rows of skeleton cells while a table's data loads. */
+export function SkeletonRows({ rows, cols }: { rows: number; cols: number }) {
+  return Array.from({ length: rows }, (_, i) => (
+    <tr key={i}>
+      {Array.from({ length: cols }, (_, k) => (
+        <td key={k}>
+          <Skeleton />
+        </td>
+      ))}
+    </tr>
+  ));
+}
+
+/** "Newest" and "Older" buttons of a keyset-paginated list. */
+export function Pager({
+  cursor,
+  next,
+  onCursor,
+}: {
+  cursor: string | undefined;
+  next: string | null | undefined;
+  onCursor: (cursor: string | undefined) => void;
+}) {
+  return (
+    <>
+      {cursor && (
+        <button type="button" onClick={() => onCursor(undefined)}>
+          Newest
+        </button>
+      )}
+      {next && (
+        <button type="button" onClick={() => onCursor(next)}>
+          Older
+        </button>
+      )}
+    </>
+  );
+}
+
 export function Empty({ children }: { children: ReactNode }) {
   return <p className="empty">{children}</p>;
 }

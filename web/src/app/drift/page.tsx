@@ -8,7 +8,7 @@ import { api, mayAct, type DeviceDrift, type DriftCheck } from "@/api/client";
 import { FeatureBand } from "@/components/Charts";
 import { Confirm } from "@/components/Confirm";
 import { useUser } from "@/components/Session";
-import { Empty, ErrorNote, Skeleton, Source } from "@/components/States";
+import { Empty, ErrorNote, Pager, Skeleton, SkeletonRows, Source } from "@/components/States";
 import { RelativeTime } from "@/components/Time";
 import { count, percent, utc } from "@/lib/format";
 
@@ -205,16 +205,7 @@ function Checks({ deviceId }: { deviceId: number }) {
     <section aria-labelledby="checks-title">
       <h2 id="checks-title">
         Checks{" "}
-        {cursor && (
-          <button type="button" onClick={() => setCursor(undefined)}>
-            Newest
-          </button>
-        )}
-        {checks.data?.next_cursor && (
-          <button type="button" onClick={() => setCursor(checks.data?.next_cursor ?? undefined)}>
-            Older
-          </button>
-        )}
+        <Pager cursor={cursor} next={checks.data?.next_cursor} onCursor={setCursor} />
       </h2>
       {checks.isError && <ErrorNote what="Loading the checks" error={checks.error} />}
       <div className="table-wrap">
@@ -232,15 +223,7 @@ function Checks({ deviceId }: { deviceId: number }) {
           </thead>
           <tbody>
             {items === undefined
-              ? [0, 1, 2].map((i) => (
-                  <tr key={i}>
-                    {Array.from({ length: 7 }, (_, k) => (
-                      <td key={k}>
-                        <Skeleton />
-                      </td>
-                    ))}
-                  </tr>
-                ))
+              ? <SkeletonRows rows={3} cols={7} />
               : items.map((c) => (
                   <tr key={c.id} data-testid={`check-${c.id}`}>
                     <td>

@@ -5,7 +5,7 @@ import { Suspense, useState, type FormEvent } from "react";
 import { api, mayAct, type FrameFilter } from "@/api/client";
 import { FrameImage } from "@/components/FrameImage";
 import { useUser } from "@/components/Session";
-import { Empty, ErrorNote, Skeleton, Source } from "@/components/States";
+import { Empty, ErrorNote, Pager, Skeleton, SkeletonRows, Source } from "@/components/States";
 import { RelativeTime } from "@/components/Time";
 import { count, utc } from "@/lib/format";
 
@@ -150,16 +150,7 @@ function Frames() {
           <input name="sampled" type="checkbox" value="true" defaultChecked={filter.sampled === "true"} /> sampled only
         </label>
         <button type="submit">Apply</button>
-        {cursor && (
-          <button type="button" onClick={() => setCursor(undefined)}>
-            Newest
-          </button>
-        )}
-        {frames.data?.next_cursor && (
-          <button type="button" onClick={() => setCursor(frames.data?.next_cursor ?? undefined)}>
-            Older
-          </button>
-        )}
+        <Pager cursor={cursor} next={frames.data?.next_cursor} onCursor={setCursor} />
       </form>
       {frames.isError && <ErrorNote what="Loading frames" error={frames.error} />}
       {selected && <FramePanel key={selected} id={selected} reviewer={mayAct(user, "reviewer")} />}
@@ -178,15 +169,7 @@ function Frames() {
           </thead>
           <tbody>
             {items === undefined
-              ? [0, 1, 2].map((i) => (
-                  <tr key={i}>
-                    {Array.from({ length: 7 }, (_, k) => (
-                      <td key={k}>
-                        <Skeleton />
-                      </td>
-                    ))}
-                  </tr>
-                ))
+              ? <SkeletonRows rows={3} cols={7} />
               : items.map((f) => (
                   <tr
                     key={f.id}

@@ -6,7 +6,7 @@ import { Suspense, useState } from "react";
 import { api, mayAct, type Job, type JobStatus } from "@/api/client";
 import { Confirm } from "@/components/Confirm";
 import { useUser } from "@/components/Session";
-import { Empty, ErrorNote, Skeleton, Source } from "@/components/States";
+import { Empty, ErrorNote, Pager, Skeleton, SkeletonRows, Source } from "@/components/States";
 import { RelativeTime } from "@/components/Time";
 import { duration } from "@/lib/format";
 import { RetrainingPolicy } from "./RetrainingPolicy";
@@ -204,16 +204,7 @@ function Jobs() {
             ))}
           </select>
         </label>
-        {cursor && (
-          <button type="button" onClick={() => setCursor(undefined)}>
-            Newest
-          </button>
-        )}
-        {jobs.data?.next_cursor && (
-          <button type="button" onClick={() => setCursor(jobs.data?.next_cursor ?? undefined)}>
-            Older
-          </button>
-        )}
+        <Pager cursor={cursor} next={jobs.data?.next_cursor} onCursor={setCursor} />
       </div>
       {jobs.isError && <ErrorNote what="Loading jobs" error={jobs.error} />}
       <div className="table-wrap">
@@ -232,15 +223,7 @@ function Jobs() {
           </thead>
           <tbody>
             {items === undefined
-              ? [0, 1, 2].map((i) => (
-                  <tr key={i}>
-                    {Array.from({ length: 8 }, (_, k) => (
-                      <td key={k}>
-                        <Skeleton />
-                      </td>
-                    ))}
-                  </tr>
-                ))
+              ? <SkeletonRows rows={3} cols={8} />
               : items.map((job) => (
                   <tr
                     key={job.id}
