@@ -68,6 +68,7 @@ CHROMIUM_ARGS = [
 # (so that a test run leaves the working tree clean).
 SCREENSHOTS_ENV = "DASHBOARD_SCREENSHOTS"
 VIEWPORT = {"width": 1280, "height": 800}
+TABLET = {"width": 768, "height": 1000}  # reviewers on the line: every page fits it
 USERS = {"admin": "alice-admin", "reviewer": "rita-reviewer", "viewer": "victor-viewer"}
 PRODUCTION_VERSION = "3"
 SEEDED_FRAMES = 6
@@ -384,10 +385,34 @@ def loop_dashboard(
         app_state(app).engine.dispose()
 
 
-def page_scrolls_sideways(page: Any) -> bool:
-    """Whether the document is wider than the viewport (a horizontal scroll bar)."""
-    return bool(
-        page.evaluate("document.documentElement.scrollWidth > document.documentElement.clientWidth")
+def sideways_overflow(page: Any) -> list[str]:
+    """The elements that reach past the viewport's right edge (what gives the page a horizontal
+    scroll bar), one line each: tag, test id or class, and how far they reach. Empty when the page
+    fits. Children of an element that scrolls sideways itself (a wide table in its wrapper) fit."""
+    return list(
+        page.evaluate(
+            """() => {
+              const width = document.documentElement.clientWidth;
+              if (document.documentElement.scrollWidth <= width) return [];
+              const scrolls = (el) => {
+                for (let p = el.parentElement; p; p = p.parentElement) {
+                  const o = getComputedStyle(p).overflowX;
+                  if (o === 'auto' || o === 'scroll' || o === 'hidden') return true;
+                }
+                return false;
+              };
+              const out = [];
+              for (const el of document.body.querySelectorAll('*')) {
+                const right = el.getBoundingClientRect().right;
+                if (right <= width + 0.5 || scrolls(el)) continue;
+                const name =
+                  el.dataset.testid || el.getAttribute('aria-label') || el.className || '';
+                const tag = el.tagName.toLowerCase();
+                out.push(`${tag} ${name}: right edge ${Math.round(right)} px > ${width} px`);
+              }
+              return out.slice(0, 12);
+            }"""
+        )
     )
 
 

@@ -11,7 +11,15 @@ from typing import Any
 
 import pytest
 
-from support.web import VIEWPORT, Dashboard, accessibility_problems, screenshot, sign_in
+from support.web import (
+    TABLET,
+    VIEWPORT,
+    Dashboard,
+    accessibility_problems,
+    screenshot,
+    sideways_overflow,
+    sign_in,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -201,12 +209,14 @@ def test_two_reviewers_at_once_get_different_tasks(browser: Any, dashboard: Dash
     ],
     ids=["overview", "review", "devices", "jobs", "frames", "live"],
 )
-def test_pages_have_no_serious_accessibility_problems(
+def test_pages_are_accessible_and_fit_a_tablet(
     page: Any, dashboard: Dashboard, role: str, path: str, ready: str
 ) -> None:
     sign_in(page, dashboard.url, role, start=path)
     page.get_by_test_id(ready).first.wait_for()
     assert accessibility_problems(page) == []
+    page.set_viewport_size(TABLET)
+    assert sideways_overflow(page) == []
 
 
 def test_sign_in_page_has_no_serious_accessibility_problems(

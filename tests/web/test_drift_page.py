@@ -14,7 +14,15 @@ from fastapi.testclient import TestClient
 
 from support.db import add_device, app_state
 from support.drift import window_records
-from support.web import VIEWPORT, Dashboard, accessibility_problems, screenshot, sign_in
+from support.web import (
+    TABLET,
+    VIEWPORT,
+    Dashboard,
+    accessibility_problems,
+    screenshot,
+    sideways_overflow,
+    sign_in,
+)
 from visionloop.monitoring.features import (
     FEATURES,
     NUMERICAL_FEATURES,
@@ -159,6 +167,8 @@ def test_drift_page_shows_features_checks_and_alarm_and_admin_pins(
     with dashboard.api("viewer") as api:
         status = {s["device"]: s for s in api.get("/api/v1/drift/status").json()}
     assert status[DEVICE]["reference"] is None
+    page.set_viewport_size(TABLET)
+    assert sideways_overflow(page) == []
 
 
 def test_viewer_reads_drift_without_admin_controls(page: Any, dashboard: Dashboard) -> None:

@@ -14,20 +14,19 @@ import pytest
 from support.db import add_device
 from support.labeling import review_everything, send_frames
 from support.web import (
+    TABLET,
     VIEWPORT,
     Dashboard,
     LoopDashboard,
     accessibility_problems,
-    page_scrolls_sideways,
     screenshot,
+    sideways_overflow,
     sign_in,
 )
 
 pytestmark = pytest.mark.browser
 # Playwright is a dev extra: without it these tests skip (as the browser fixture does).
 expect = pytest.importorskip("playwright.sync_api").expect
-
-TABLET = {"width": 768, "height": 1000}
 
 
 @pytest.fixture
@@ -92,7 +91,7 @@ def test_admin_promotes_over_a_failed_gate_and_rolls_back(
     assert _production(loop_dashboard) == "1"
 
     page.set_viewport_size(TABLET)
-    assert not page_scrolls_sideways(page)
+    assert sideways_overflow(page) == []
 
     # A viewer reads the same page without the admin's controls.
     viewer = browser.new_context(viewport=VIEWPORT).new_page()
@@ -156,7 +155,7 @@ def test_admin_retrains_now_and_watches_the_job_progress(
     assert accessibility_problems(page) == []
     screenshot(page, "retraining")
     page.set_viewport_size(TABLET)
-    assert not page_scrolls_sideways(page)
+    assert sideways_overflow(page) == []
 
     page.get_by_role("button", name="Cancel job").click()
     page.get_by_role("dialog").get_by_role("button", name="Cancel job").click()
@@ -207,4 +206,4 @@ def test_overview_loop_widgets_equal_the_api(page: Any, dashboard: Dashboard) ->
         "figure", name=re.compile("Frames and detections per minute")
     ).is_visible()
     page.set_viewport_size(TABLET)
-    assert not page_scrolls_sideways(page)
+    assert sideways_overflow(page) == []
