@@ -156,3 +156,36 @@ def test_a_failed_gate_needs_force_and_list_shows_the_verdict(env: Path) -> None
     )
     forced = registry.get("2").tags
     assert "alice" in forced["production.forced"]
+
+
+def test_register_with_reference_data_stores_the_validation_frames_profile(env: Path) -> None:
+    """`--reference-data DATASET` profiles the val split through the model and stores it with the
+    version, where drift checks find it; a dataset without a val split is a message before
+    anything is registered."""
+    from support.datasets import synthetic_yolo
+    from support.models import BASELINE_ONNX
+    from visionloop.config import Settings
+    from visionloop.monitoring.features import FEATURES
+    from visionloop.monitoring.profile import read_profile
+    from visionloop.training.registry import Registry
+
+    data_yaml, truth = synthetic_yolo(env / "data", n=10)
+    val = sum(1 for t in truth if t.split == "val")
+    out = _run("models", "register", str(BASELINE_ONNX), "--reference-data", str(data_yaml.parent))
+    assert f"drift reference profile of {val} frames" in out
+    registry = Registry.from_settings(Settings())
+    path = registry.drift_profile_path("1")
+    assert path is not None
+    profile = read_profile(path)
+    assert set(profile.columns) == set(FEATURES)
+    assert {len(column) for column in profile.columns.values()} == {val}
+    assert max(profile.columns["max_confidence"]) > 0.5  # the baseline detects the parts
+
+    empty = env / "empty"
+    (empty / "images" / "train").mkdir(parents=True)
+    missing = CliRunner().invoke(
+        app, ["models", "register", str(BASELINE_ONNX), "--reference-data", str(empty)]
+    )
+    assert missing.exit_code == 1
+    assert "error:" in missing.output and "Traceback" not in missing.output
+    assert [v["version"] for v in json.loads(_run("models", "list", "--json"))] == ["1"]

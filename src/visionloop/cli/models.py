@@ -29,6 +29,11 @@ from visionloop.errors import VisionloopError
 from visionloop.types import BackendChoice, Precision
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import numpy as np
+    from numpy.typing import NDArray
+
     from visionloop.training.registry import Registry
 
 models_app = typer.Typer(
@@ -174,9 +179,11 @@ def register_command(
         )
     try:
         registry = _registry()
+        # A missing or empty val split is refused before anything is registered.
+        reference = None if reference_data is None else _reference_frames(reference_data)
         version = registry.register(onnx, tags=tags, description=description)
-        if reference_data is not None:
-            frames = _profile(registry, version.version, reference_data)
+        if reference is not None:
+            frames = _profile(registry, version.version, reference)
             typer.echo(f"drift reference profile of {frames} frames ({reference_data})")
         if alias:
             registry.promote(version.version, alias=alias, by=_who(by), reason="registered")
@@ -187,23 +194,25 @@ def register_command(
         typer.echo(f"{alias} -> version {version.version}")
 
 
-def _profile(registry: Registry, version: str, reference_data: str) -> int:
+def _reference_frames(reference_data: str) -> tuple[int, Iterator[NDArray[np.uint8]], str]:
+    """The frames of ``--reference-data``: their count, the frames (lazily) and a source line."""
+    from visionloop.monitoring.profile import PROFILE_FRAMES, dataset_frames, synthetic_frames
+
+    if reference_data == "synthetic":
+        return PROFILE_FRAMES, synthetic_frames(), "synthetic line, seed 0, nominal"
+    total, frames = dataset_frames(Path(reference_data), split="val")
+    return total, frames, f"val split of {reference_data}"
+
+
+def _profile(
+    registry: Registry, version: str, reference: tuple[int, Iterator[NDArray[np.uint8]], str]
+) -> int:
     """Compute and store ``version``'s drift reference profile (see ``register``)."""
     import tempfile
 
-    from visionloop.monitoring.profile import (
-        PROFILE_FRAMES,
-        dataset_frames,
-        profile_version,
-        synthetic_frames,
-    )
+    from visionloop.monitoring.profile import profile_version
 
-    if reference_data == "synthetic":
-        total, frames = PROFILE_FRAMES, synthetic_frames()
-        source = "synthetic line, seed 0, nominal"
-    else:
-        total, frames = dataset_frames(Path(reference_data), split="val")
-        source = f"val split of {reference_data}"
+    total, frames, source = reference
     from rich.progress import Progress
 
     with Progress(transient=True) as bar, tempfile.TemporaryDirectory() as tmp:
