@@ -29,13 +29,16 @@ import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from visionloop.monitoring.evidently_check import compare
-from visionloop.monitoring.features import BoxRow, FeatureTable, feature_table, frame_features
+from visionloop.monitoring.features import (
+    FeatureTable,
+    feature_table,
+    records_table,
+)
 from visionloop.vision.synthetic.line import SyntheticLine
 from visionloop.vision.synthetic.records import SIZE_WH, simulated_records
 from visionloop.vision.synthetic.schedule import Drift
@@ -45,20 +48,8 @@ INTENSITIES = (0.3, 0.6)
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def _features(records: list[dict[str, Any]]) -> FeatureTable:
-    return feature_table(
-        frame_features(
-            brightness=r["stats"]["brightness"],
-            contrast=r["stats"]["contrast"],
-            sharpness=r["stats"]["sharpness"],
-            boxes=[BoxRow(d["class_name"], d["confidence"], *d["xyxyn"]) for d in r["detections"]],
-        )
-        for r in records
-    )
-
-
 def _window(line: SyntheticLine, draw: int, drift: Drift, count: int) -> FeatureTable:
-    return _features(simulated_records(line, draw=draw, count=count, drift=drift, t0=T0))
+    return records_table(simulated_records(line, draw=draw, count=count, drift=drift, t0=T0))
 
 
 def _delay(shares: list[float], share: float, consecutive: int) -> int | None:

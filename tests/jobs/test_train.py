@@ -30,6 +30,7 @@ from visionloop.edge.sync import SyncConfig
 from visionloop.jobs.kinds import default_kinds
 from visionloop.jobs.scheduler import Scheduler, default_schedule
 from visionloop.jobs.worker import Worker
+from visionloop.monitoring.profile import read_profile
 from visionloop.server.db import write_engine
 from visionloop.server.model_catalog import ModelCatalog
 from visionloop.server.store import jobs as job_store
@@ -226,6 +227,12 @@ def test_labels_become_the_production_model(
     assert rules["golden_drop"]["passed"] is True
     assert rules["recent_map50"]["skipped"] is True
     assert new["tags"]["base_version"] == "1"
+    # Its drift reference: the frames of the validation split it was trained with (2 reviewed,
+    # 2 replayed), profiled through the new model before any promotion.
+    profile = Registry.from_settings(settings).drift_profile_path("2")
+    assert profile is not None
+    val_frames = result["images"]["val"] + result["replay_images"]["val"]
+    assert len(read_profile(profile).columns["brightness"]) == val_frames
 
     _catalog(app).invalidate()
     production = device_client.get("/api/v1/models/production").json()

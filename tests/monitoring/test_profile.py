@@ -15,7 +15,10 @@ from support.db import DeviceCredentials, add_device, app_state
 from support.drift import window_records
 from visionloop.config import Settings
 from visionloop.monitoring.checks import check_device
-from visionloop.monitoring.features import FEATURES, BoxRow, feature_table, frame_features
+from visionloop.monitoring.features import (
+    FEATURES,
+    records_table,
+)
 from visionloop.monitoring.profile import (
     RegistryProfiles,
     compute_profile,
@@ -55,18 +58,6 @@ def test_a_profile_runs_frames_through_the_model(detector_onnx: Path, tmp_path: 
     assert read_profile(path).columns == table.columns
 
 
-def _records_table(records: list[dict[str, Any]]) -> Any:
-    return feature_table(
-        frame_features(
-            brightness=r["stats"]["brightness"],
-            contrast=r["stats"]["contrast"],
-            sharpness=r["stats"]["sharpness"],
-            boxes=[BoxRow(d["class_name"], d["confidence"], *d["xyxyn"]) for d in r["detections"]],
-        )
-        for r in records
-    )
-
-
 @pytest.mark.slow  # a fresh MLflow store and two Evidently checks: ~10 s quiet, minutes loaded
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_checks_compare_with_the_versions_profile(
@@ -83,7 +74,7 @@ def test_checks_compare_with_the_versions_profile(
     assert version == "1"  # what the records say produced them
     # The profile of the version's "validation frames": a nominal window of the line (its
     # detections from the simulated detector, as the devices' frames have).
-    profile = _records_table(window_records(0, count=WINDOW, seed=5))
+    profile = records_table(window_records(0, count=WINDOW, seed=5))
     path = write_profile(profile, tmp_path / "drift_profile.json", source="test")
     registry.add_drift_profile(version, path, frames=len(profile), source="test")
     assert read_profile(registry.drift_profile_path(version) or Path()).columns == profile.columns

@@ -96,6 +96,18 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh light-theme page at 1280 px; the test fails on any JavaScript error it raised."""
+    context = browser.new_context(viewport=VIEWPORT, color_scheme="light", locale="en-US")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
 class _ProductionRegistry:
     """A registry whose production version labels the synthetic line's classes."""
 

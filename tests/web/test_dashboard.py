@@ -24,17 +24,6 @@ from support.web import (
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def page(browser: Any) -> Any:
-    context = browser.new_context(viewport=VIEWPORT, color_scheme="light", locale="en-US")
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
-
-
 def test_signed_out_visitor_signs_in_and_returns_to_the_page(
     page: Any, dashboard: Dashboard
 ) -> None:

@@ -16,7 +16,6 @@ from support.db import add_device, app_state
 from support.drift import window_records
 from support.web import (
     TABLET,
-    VIEWPORT,
     Dashboard,
     accessibility_problems,
     screenshot,
@@ -26,11 +25,8 @@ from support.web import (
 from visionloop.monitoring.features import (
     FEATURES,
     NUMERICAL_FEATURES,
-    BoxRow,
-    FeatureTable,
-    feature_table,
-    frame_features,
     quantiles,
+    records_table,
 )
 from visionloop.server.models import DriftCheck
 from visionloop.server.store import drift as drift_store
@@ -39,29 +35,6 @@ pytestmark = pytest.mark.browser
 
 DEVICE = "line3-cam1"
 DRIFTED = ("brightness", "contrast", "max_confidence", "mean_confidence", "top_class")
-
-
-@pytest.fixture
-def page(browser: Any) -> Any:
-    context = browser.new_context(viewport=VIEWPORT, color_scheme="light", locale="en-US")
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
-
-
-def _table(records: list[dict[str, Any]]) -> FeatureTable:
-    return feature_table(
-        frame_features(
-            brightness=r["stats"]["brightness"],
-            contrast=r["stats"]["contrast"],
-            sharpness=r["stats"]["sharpness"],
-            boxes=[BoxRow(d["class_name"], d["confidence"], *d["xyxyn"]) for d in r["detections"]],
-        )
-        for r in records
-    )
 
 
 def _seed_drift(dashboard: Dashboard) -> int:
@@ -78,7 +51,7 @@ def _seed_drift(dashboard: Dashboard) -> int:
     with TestClient(dashboard.app, headers=device.headers) as client:
         r = client.post("/api/v1/ingest", json={"frames": nominal + drifted})
         assert r.status_code == 200, r.text
-    reference, window = _table(nominal), _table(drifted)
+    reference, window = records_table(nominal), records_table(drifted)
     features = [
         {
             "feature": name,

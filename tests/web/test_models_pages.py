@@ -29,17 +29,6 @@ pytestmark = pytest.mark.browser
 expect = pytest.importorskip("playwright.sync_api").expect
 
 
-@pytest.fixture
-def page(browser: Any) -> Any:
-    context = browser.new_context(viewport=VIEWPORT, color_scheme="light", locale="en-US")
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
-
-
 def _production(dashboard: Dashboard) -> str:
     with dashboard.api("viewer") as api:
         return str(api.get("/api/v1/models/production").json()["version"])

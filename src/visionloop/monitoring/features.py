@@ -155,3 +155,18 @@ def feature_table(rows: Iterable[dict[str, Any]]) -> FeatureTable:
     for row in rows:
         table.add(row)
     return table
+
+
+def records_table(records: Iterable[dict[str, Any]]) -> FeatureTable:
+    """The ``FeatureTable`` of frame records as the edge sends them (``stats`` and
+    ``detections`` of the ingest contract), without a database: for benchmarks and tests that
+    feed the checks directly."""
+    return feature_table(
+        frame_features(
+            brightness=r["stats"]["brightness"],
+            contrast=r["stats"]["contrast"],
+            sharpness=r["stats"]["sharpness"],
+            boxes=[BoxRow(d["class_name"], d["confidence"], *d["xyxyn"]) for d in r["detections"]],
+        )
+        for r in records
+    )
