@@ -230,7 +230,7 @@ def test_labels_become_the_production_model(
     # Its drift reference: the frames of the validation split it was trained with (2 reviewed,
     # 2 replayed), profiled through the new model before any promotion.
     profile = Registry.from_settings(settings).drift_profile_path("2")
-    assert profile is not None
+    assert profile is not None, _log(app, job_id)
     val_frames = result["images"]["val"] + result["replay_images"]["val"]
     assert len(read_profile(profile).columns["brightness"]) == val_frames
 

@@ -11,7 +11,7 @@ import pytest
 
 from support.models import have_ultralytics, ultralytics_json, write_constant_model
 from visionloop.errors import InvalidInputError
-from visionloop.training.evaluate import dataset_digest, evaluate
+from visionloop.training.evaluate import dataset_digest, evaluate, split_files
 from visionloop.vision.detector import load_detector
 
 pytest.importorskip("faster_coco_eval")
@@ -120,6 +120,24 @@ def test_bad_datasets_are_clear_errors(tmp_path: Path, change: str, message: str
         (data / "data.yaml").unlink()
     with pytest.raises(InvalidInputError, match=message):
         evaluate(model, data, backend="onnxruntime")
+
+
+def test_a_split_may_list_several_folders(tmp_path: Path) -> None:
+    """Ultralytics' ``val: [a, b]`` (what a retraining round writes: its export and its replay)
+    is every folder's images, each with its own labels; a missing folder is named."""
+    data = _write_dataset(tmp_path / "ds", images=2)
+    text = (
+        (data / "data.yaml")
+        .read_text()
+        .replace("val: images/val\n", "val:\n  - images/val\n  - images/test\n")
+    )
+    (data / "data.yaml").write_text(text)
+    files = split_files(data, "val")
+    assert [p.parent.name for p in files.images] == ["val", "val", "test", "test"]
+    assert all(label.is_file() for label in files.labels)
+    (data / "data.yaml").write_text(text.replace("images/test\n", "images/gone\n", 1))
+    with pytest.raises(InvalidInputError, match="images/gone: the val split's image folder"):
+        split_files(data, "val")
 
 
 def test_class_count_mismatch_is_refused(tmp_path: Path) -> None:

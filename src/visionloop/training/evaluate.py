@@ -129,12 +129,18 @@ def split_files(dataset: Path, split: str) -> SplitFiles:
         root = (yaml_path.parent / root).resolve()
     if not root.is_dir():
         root = yaml_path.parent  # a moved dataset: its own folder
-    images_dir = root / str(data[split])
-    if not images_dir.is_dir():
-        raise InvalidInputError(f"{images_dir}: the {split} split's image folder does not exist")
-    images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    # One folder, or a list of them (what a retraining round writes: its export and its replay).
+    entries = data[split] if isinstance(data[split], list) else [data[split]]
+    images: list[Path] = []
+    for entry in entries:
+        images_dir = root / str(entry)
+        if not images_dir.is_dir():
+            raise InvalidInputError(
+                f"{images_dir}: the {split} split's image folder does not exist"
+            )
+        images += sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
-        raise InvalidInputError(f"{images_dir}: no images")
+        raise InvalidInputError(f"{yaml_path}: the {split} split has no images")
     # YOLO convention: .../images/<split>/x.jpg -> .../labels/<split>/x.txt
     labels = []
     for image in images:
