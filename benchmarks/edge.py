@@ -46,6 +46,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from machine import cpu_name, load_average
 from visionloop.edge.outbox import Outbox
 from visionloop.edge.pipeline import Pipeline, PipelineSummary
 from visionloop.edge.sampler import Sampler, SamplerConfig
@@ -260,9 +261,9 @@ def main() -> int:
         workdir = Path(tmp)
         model = with_int8(args.model, args.int8, workdir)
         print(f"model {args.model.name} at {', '.join(map(size_label, sizes))}")
-        print(f"CPU: {_cpu_name()} ({cpu.vendor}), {os.cpu_count()} CPUs, bf16: {cpu.bf16}")
+        print(f"CPU: {cpu_name()} ({cpu.vendor}), {os.cpu_count()} CPUs, bf16: {cpu.bf16}")
         print(f"source frames {w}x{h}; {args.frames} frames per pipeline run into a real SQLite")
-        print(f"outbox, no server; load average before: {_load()}\n")
+        print(f"outbox, no server; load average before: {load_average()}\n")
         sources = {"synthetic": "synthetic"}
         if "video" in args.source:
             sources["video"] = str(write_video(workdir / "line.avi", args.frames + 10, (w, h)))
@@ -318,7 +319,7 @@ def main() -> int:
                         )
         if args.cameras > 0:
             camera_rows(args, model, sizes[0], workdir, (w, h))
-    print(f"\nload average after: {_load()}")
+    print(f"\nload average after: {load_average()}")
     return 0
 
 
@@ -343,7 +344,7 @@ def camera_rows(
         version="bench",
     )
     print(f"\n{n} cameras at {label}, {pair} ({detector.info.extra['choice']}), "
-          f"{args.cameras_frames} frames each; load average {_load()}")  # fmt: skip
+          f"{args.cameras_frames} frames each; load average {load_average()}")  # fmt: skip
     shared = cameras_in_process(detector, n, args.cameras_frames, workdir, size_wh)
     print(
         f"  one process, one model (s{detector.depth}): per stream "
@@ -359,21 +360,6 @@ def camera_rows(
         + f"  total {sum(separate):.1f} FPS",
         flush=True,
     )
-
-
-def _load() -> str:
-    return " ".join(f"{v:.2f}" for v in os.getloadavg())
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":
