@@ -6,7 +6,8 @@ that serves the built dashboard.
 - ``dashboard``: a ``Dashboard``: a live server on a fresh SQLite store seeded like a running line
   (a device with a heartbeat, frames from the synthetic line with images, so review tasks exist,
   a running and a queued job, and an admin, a reviewer and a viewer, password
-  ``TEST_PASSWORD``); ``.url``, ``.app``, ``.api(role)`` (a signed-in TestClient).
+  ``TEST_PASSWORD``); ``.url``, ``.app``, ``.api(role)`` (a signed-in TestClient). Outside
+  pytest (benchmarks/dashboard.py), ``serve_dashboard(settings, frames=...)`` starts the same.
 
 - ``loop_dashboard``: a live server on a fresh SQLite store and a real local MLflow registry:
   version 1 the baseline in production, version 2 the baseline registered again by a (finished)
@@ -23,6 +24,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -218,20 +220,18 @@ def seed_jobs(app: FastAPI) -> None:
         )
 
 
-@pytest.fixture
-def dashboard(
-    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Dashboard]:
-    for key in list(os.environ):
-        if key.startswith("VISIONLOOP_") and key != "VISIONLOOP_TEST_PG_URL":
-            monkeypatch.delenv(key)
-    app = create_app(Settings(data_dir=tmp_path, database_url=sqlite_url))
+@contextmanager
+def serve_dashboard(settings: Settings, *, frames: int = SEEDED_FRAMES) -> Iterator[Dashboard]:
+    """A live server over ``settings`` (its database migrated and empty) seeded like a running
+    line: the people of ``USERS``, ``seed_line`` with ``frames`` frames, ``seed_jobs``, and a
+    registry whose production version is ``PRODUCTION_VERSION``. Stopped on exit."""
+    app = create_app(settings)
     app.state.model_catalog = ModelCatalog(
         app_state(app).settings, registry_factory=lambda _s: _ProductionRegistry()
     )
     for role, name in USERS.items():
         add_user(app, name, role)
-    device_name = seed_line(app)
+    device_name = seed_line(app, frames=frames)
     seed_jobs(app)
     server = LiveServer(app)
     server.start()
@@ -240,6 +240,17 @@ def dashboard(
     finally:
         server.stop()
         app_state(app).engine.dispose()
+
+
+@pytest.fixture
+def dashboard(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Dashboard]:
+    for key in list(os.environ):
+        if key.startswith("VISIONLOOP_") and key != "VISIONLOOP_TEST_PG_URL":
+            monkeypatch.delenv(key)
+    with serve_dashboard(Settings(data_dir=tmp_path, database_url=sqlite_url)) as dashboard:
+        yield dashboard
 
 
 # Retraining settings that make a train job quick (as in tests/jobs/test_train.py).
