@@ -9,8 +9,10 @@ The device gets twice ``--window`` nominal frames of the synthetic line with the
 detector's detections (``visionloop.vision.synthetic.records``; 1,000 rendered frames repeated
 with fresh ids and capture times, since rendering is not what is measured), so its automatic
 reference (its first ``--window`` frames) and its current window are both full: the most a check
-reads. Evidently is imported (and warmed by one check) before the timed checks, as in a
-worker, which imports it once.
+reads, with ``--reference auto``; with ``--reference model`` (the default, what a device
+running a registered version with a profile gets) the reference comes from the profile and
+only the current window is read. Evidently is imported (and warmed by one check) before the
+timed checks, as in a worker, which imports it once.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from rich.progress import track
 from ingest import fresh_database
 from machine import cpu_name, load_average
 from visionloop.config import Settings
+from visionloop.monitoring.profile import Profile
 from visionloop.server.db import create_db_engine, write_engine
 from visionloop.types import FrameRecord
 from visionloop.vision.synthetic.line import SyntheticLine
@@ -37,6 +40,7 @@ from visionloop.vision.synthetic.records import SIZE_WH, simulated_records
 from visionloop.vision.synthetic.schedule import Drift
 
 RENDERED = 1_000
+MODEL_VERSION = "1"  # what simulated_records report
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
@@ -62,9 +66,22 @@ def seed_frames(url: str, total: int) -> None:
         engine.dispose()
 
 
-def timed_checks(settings: Settings, repeats: int) -> list[float]:
+def model_profile(window: int) -> Profile:
+    """A model version's reference profile of ``window`` nominal frames (the frames' own
+    records, as ``models register --reference-data`` would profile them)."""
+    from visionloop.monitoring.features import records_table
+
+    line = SyntheticLine(seed=0, size_wh=SIZE_WH)
+    rendered = simulated_records(line, draw=1, count=RENDERED, drift=Drift("nominal", 0.0), t0=T0)
+    table = records_table(rendered[i % RENDERED] for i in range(window))
+    return Profile(version=MODEL_VERSION, features=table, created_at=T0)
+
+
+def timed_checks(settings: Settings, repeats: int, profile: Profile | None) -> list[float]:
     """Seconds of each of ``repeats`` checks of device 1, after an untimed first one; the stored
-    checks are deleted before each (a check of the same frames again is skipped)."""
+    checks are deleted before each (a check of the same frames again is skipped). With
+    ``profile``, the device's model version has that reference profile (the default in
+    production: only the current window is read); without, the automatic reference."""
     from sqlalchemy import text
     from sqlalchemy.orm import sessionmaker
 
@@ -88,6 +105,7 @@ def timed_checks(settings: Settings, repeats: int) -> list[float]:
                 blobs=blobs,
                 settings=settings,
                 device_id=1,
+                profiles=lambda version: profile if version == MODEL_VERSION else None,
             )
             if outcome.skipped:
                 raise SystemExit(f"the check was skipped: {outcome.skipped}")
@@ -103,6 +121,12 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=10_000, help="frames per window")
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--repeats", type=int, default=3, help="timed checks")
+    parser.add_argument(
+        "--reference",
+        choices=("model", "auto"),
+        default="model",
+        help="the model version's profile (production's default) or the device's first frames",
+    )
     args = parser.parse_args()
     console = Console()
     console.print(f"CPU: {cpu_name()}, {os.cpu_count()} CPUs; load average {load_average()}")
@@ -115,10 +139,16 @@ def main() -> None:
         import evidently  # noqa: F401  (what a worker pays once)
 
         imported = time.perf_counter() - started
-        seconds = timed_checks(settings, args.repeats)
+        profile = model_profile(args.window) if args.reference == "model" else None
+        seconds = timed_checks(settings, args.repeats, profile)
     console.print(
-        f"{args.db}, window {args.window:,} frames against an automatic reference of "
-        f"{args.window:,}: Evidently import {imported:.2f} s (once per worker); whole check "
+        f"{args.db}, window {args.window:,} frames against "
+        + (
+            f"a model profile of {args.window:,}"
+            if profile
+            else f"an automatic reference of {args.window:,}"
+        )
+        + f": Evidently import {imported:.2f} s (once per worker); whole check "
         f"median {statistics.median(seconds):.2f} s over {len(seconds)} "
         f"({', '.join(f'{s:.2f}' for s in seconds)}); load average after {load_average()}"
     )
