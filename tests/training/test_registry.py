@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from support.models import write_constant_model
+from support.models import REPO, write_constant_model
 from visionloop.config import Settings
 from visionloop.errors import ConflictError, InvalidInputError, ModelError, NotFoundError
 from visionloop.training.registry import Registry, ensure_baseline
@@ -204,3 +205,19 @@ def test_ensure_baseline_only_fills_an_empty_registry(tmp_path: Path) -> None:
     assert first.metrics == {"map50": pytest.approx(0.97), "map50_95": pytest.approx(0.8)}
     assert ensure_baseline(registry, baseline) is None  # not twice
     assert len(registry.versions()) == 1
+    assert registry.drift_profile_path("1") is None  # nothing shipped beside it
+
+
+def test_ensure_baseline_stores_the_shipped_drift_profile(tmp_path: Path) -> None:
+    """The profile beside the baseline goes with its version, also into a store whose baseline
+    was registered before profiles existed."""
+    registry = Registry.from_settings(Settings(data_dir=tmp_path / "var"))
+    baseline = _onnx(tmp_path, "baseline.onnx", 0.3)
+    ensure_baseline(registry, baseline)
+    assert registry.drift_profile_path("1") is None
+    shipped = tmp_path / "drift_profile.json"
+    shutil.copy(REPO / "models" / "baseline" / "drift_profile.json", shipped)
+    assert ensure_baseline(registry, baseline) is None  # registers nothing new
+    stored = registry.drift_profile_path("1")
+    assert stored is not None and stored.read_bytes() == shipped.read_bytes()
+    assert registry.get("1").tags["drift_profile_frames"] == "500"

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session
 
-    from visionloop.training.registry import Registry
 
 DEMO_ADMIN = "admin"
 DEMO_DEVICE = "demo-cam"
@@ -383,30 +382,6 @@ def _demo_baseline(settings: Settings) -> None:
     version = ensure_baseline(registry)
     if version is not None:
         typer.echo(f"registered {BASELINE_ONNX} as model version {version.version} (production)")
-    _demo_baseline_profile(registry)
-
-
-def _demo_baseline_profile(registry: Registry) -> None:
-    """The shipped baseline's drift reference profile (``models/baseline/drift_profile.json``:
-    nominal frames of the synthetic line it was trained on, run through it), stored with its
-    version when that has none yet: a store from before profiles gets one too. Shipped rather
-    than computed here, so that the demo starts at once."""
-    from visionloop.monitoring.profile import read_profile
-
-    shipped = BASELINE_PROFILE
-    baseline = [v for v in registry.versions() if v.tags.get("origin") == "baseline"]
-    if not baseline or "drift_profile_sha256" in baseline[0].tags or not shipped.is_file():
-        return
-    frames = len(read_profile(shipped))
-    registry.add_drift_profile(
-        baseline[0].version, shipped, frames=frames, source="models/baseline (synthetic line)"
-    )
-    typer.echo(f"version {baseline[0].version}: drift reference profile of {frames} frames")
-
-
-BASELINE_PROFILE = Path("models/baseline/drift_profile.json")
-"""The baseline's drift profile: ``visionloop models register models/baseline/model.onnx
---reference-data synthetic`` computes the same (500 random nominal frames, seed 0)."""
 
 
 GOLDEN_SEED = 1

@@ -550,26 +550,55 @@ BASELINE_ONNX = Path("models/baseline/model.onnx")
 
 
 def ensure_baseline(registry: Registry, onnx_path: Path = BASELINE_ONNX) -> ModelVersion | None:
-    """On an empty registry, register ``onnx_path`` and make it ``production``; else nothing.
+    """On an empty registry, register ``onnx_path`` and make it ``production``; and give the
+    baseline version the drift reference profile shipped beside it (``drift_profile.json``)
+    when it has none yet (a store from before profiles gets one too).
 
-    Returns the new version, or None when the registry already has versions or the file is
-    missing. What ``visionloop demo`` calls so that a fresh store serves a model at once.
+    Returns the new version, or None when the registry already had versions or the file is
+    missing. What ``visionloop demo`` and ``visionloop simulate`` call so that a fresh store
+    serves a model at once and its drift checks compare with the baseline's training data.
     """
-    if not onnx_path.is_file() or registry.versions():
-        return None
-    tags = {"origin": "baseline"}
-    # The model card's evaluation (eval.json beside the file): nominal-set metrics as tags.
-    try:
-        nominal = json.loads((onnx_path.parent / "eval.json").read_text())["nominal"]
-        tags |= {k: f"{float(nominal[k]):.6f}" for k in ("map50", "map50_95") if k in nominal}
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    weights = onnx_path.parent / "best.pt"
-    version = registry.register(
-        onnx_path,
-        tags=tags,
-        description="the shipped baseline (models/baseline/MODEL_CARD.md)",
-        weights=weights if weights.is_file() else None,
+    registered = None
+    if onnx_path.is_file() and not registry.versions():
+        tags = {"origin": "baseline"}
+        # The model card's evaluation (eval.json beside the file): nominal-set metrics as tags.
+        try:
+            nominal = json.loads((onnx_path.parent / "eval.json").read_text())["nominal"]
+            tags |= {k: f"{float(nominal[k]):.6f}" for k in ("map50", "map50_95") if k in nominal}
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        weights = onnx_path.parent / "best.pt"
+        version = registry.register(
+            onnx_path,
+            tags=tags,
+            description="the shipped baseline (models/baseline/MODEL_CARD.md)",
+            weights=weights if weights.is_file() else None,
+        )
+        registry.promote(
+            version.version, by="visionloop demo", reason="baseline on an empty registry"
+        )
+        registered = registry.get(version.version)
+    _baseline_profile(registry, onnx_path.parent / BASELINE_PROFILE_NAME)
+    return registered
+
+
+def _baseline_profile(registry: Registry, shipped: Path) -> None:
+    """Store ``shipped`` as the baseline version's drift profile, unless it has one."""
+    from visionloop.monitoring.profile import read_profile
+
+    baseline = [v for v in registry.versions() if v.tags.get("origin") == "baseline"]
+    if not baseline or "drift_profile_sha256" in baseline[0].tags or not shipped.is_file():
+        return
+    registry.add_drift_profile(
+        baseline[0].version,
+        shipped,
+        frames=len(read_profile(shipped)),
+        source=f"{shipped.parent} (synthetic line)",
     )
-    registry.promote(version.version, by="visionloop demo", reason="baseline on an empty registry")
-    return registry.get(version.version)
+
+
+BASELINE_PROFILE_NAME = "drift_profile.json"
+"""The baseline's drift profile beside its ONNX file (``models/baseline/drift_profile.json``:
+500 random nominal frames of the synthetic line, seed 0, run through it; ``visionloop models
+register models/baseline/model.onnx --reference-data synthetic`` computes the same). Shipped
+rather than computed at start, so that the demo and simulate start at once."""
