@@ -176,10 +176,16 @@ def test_two_reviewers_at_once_get_different_tasks(browser: Any, dashboard: Dash
         for page in pages:
             page.get_by_test_id("task-id").wait_for()
             seen.append({page.get_by_test_id("task-id").inner_text()})
-        # Each also holds one task leased ahead: four of the six tasks, none shared.
+        # Each also leases one task ahead (in the background, after its first task shows):
+        # four of the six tasks, none shared.
+        deadline = time.monotonic() + 15
         with dashboard.api("viewer") as api:
-            totals = api.get("/api/v1/labeling/stats").json()["totals"]
-        assert totals["leased"] == 4
+            while True:
+                leased = api.get("/api/v1/labeling/stats").json()["totals"]["leased"]
+                if leased == 4 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+        assert leased == 4
         assert seen[0].isdisjoint(seen[1])
     finally:
         for c in contexts:
