@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--golden", type=int, default=100, help="golden set frames (nominal)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--imgsz", type=int, default=640)
-    parser.add_argument("--freeze", type=int, default=10)
+    parser.add_argument("--freeze", type=int, default=0)
     parser.add_argument("--replay", type=float, default=1.0)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--out", type=Path, default=None, help="keep the store here")

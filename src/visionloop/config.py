@@ -261,10 +261,14 @@ class Settings(BaseSettings):
         description="Fine-tuning and export image size (pixels, square, a multiple of 32).",
     )
     retrain_freeze: int = Field(
-        default=10,
+        default=0,
         ge=0,
         le=50,
-        description="Layers frozen while fine-tuning (10: the whole YOLO11 backbone).",
+        description=(
+            "Layers frozen while fine-tuning (0: none, the default; 10: the whole YOLO11 "
+            "backbone). Measured on 200 blurred labels at 640, 3 epochs: 0 reached drifted-test "
+            "mAP50 0.908 against 0.821 for 10, the golden set unchanged (docs/loop.md)."
+        ),
     )
     retrain_replay: float = Field(
         default=1.0,
