@@ -558,8 +558,9 @@ def ensure_baseline(registry: Registry, onnx_path: Path = BASELINE_ONNX) -> Mode
     missing. What ``visionloop demo`` and ``visionloop simulate`` call so that a fresh store
     serves a model at once and its drift checks compare with the baseline's training data.
     """
+    versions = registry.versions()
     registered = None
-    if onnx_path.is_file() and not registry.versions():
+    if onnx_path.is_file() and not versions:
         tags = {"origin": "baseline"}
         # The model card's evaluation (eval.json beside the file): nominal-set metrics as tags.
         try:
@@ -577,20 +578,23 @@ def ensure_baseline(registry: Registry, onnx_path: Path = BASELINE_ONNX) -> Mode
         registry.promote(
             version.version, by="visionloop demo", reason="baseline on an empty registry"
         )
-        registered = registry.get(version.version)
-    _baseline_profile(registry, onnx_path.parent / BASELINE_PROFILE_NAME)
-    return registered
+        registered = version.version
+    baseline = registered or next(
+        (v.version for v in versions if v.tags.get("origin") == "baseline"), None
+    )
+    if baseline is not None:
+        _baseline_profile(registry, baseline, onnx_path.parent / BASELINE_PROFILE_NAME)
+    return registry.get(registered) if registered else None
 
 
-def _baseline_profile(registry: Registry, shipped: Path) -> None:
-    """Store ``shipped`` as the baseline version's drift profile, unless it has one."""
+def _baseline_profile(registry: Registry, version: str, shipped: Path) -> None:
+    """Store ``shipped`` as ``version``'s drift profile, unless it has one or is missing."""
     from visionloop.monitoring.profile import read_profile
 
-    baseline = [v for v in registry.versions() if v.tags.get("origin") == "baseline"]
-    if not baseline or "drift_profile_sha256" in baseline[0].tags or not shipped.is_file():
+    if not shipped.is_file() or "drift_profile_sha256" in registry.get(version).tags:
         return
     registry.add_drift_profile(
-        baseline[0].version,
+        version,
         shipped,
         frames=len(read_profile(shipped)),
         source=f"{shipped.parent} (synthetic line)",
