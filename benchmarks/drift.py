@@ -2,17 +2,22 @@
 (``visionloop.monitoring.evidently_check.compare``, Evidently's DataDriftPreset) and the alarm
 rule (``VISIONLOOP_DRIFT_ALARM_CONSECUTIVE`` drifted checks in a row), without HTTP or a database.
 
-    .venv/bin/python benchmarks/drift.py [--window 500] [--nominal 50] [--max-windows 6]
-        [--share 0.3] [--also-shares 0.4,0.5] [--consecutive 2] [--jobs 1] [--markdown]
+    .venv/bin/python benchmarks/drift.py [--window 500] [--frames random|consecutive]
+        [--nominal 50] [--max-windows 6] [--share 0.3] [--also-shares 0.4,0.5]
+        [--consecutive 2] [--jobs 1] [--markdown]
 
-Windows are random frames of the line (see ``visionloop.vision.synthetic.records``), with
-detections from its simulated detector. For each preset (lighting, blur, noise, new_texture) at
-intensity 0.3 and 0.6: the reference is a nominal window, the drift starts at the first current
-window, and the table gives the windows from onset to the alarm (the alarm rule's minimum is
-``--consecutive``; "-" when none within ``--max-windows``). Then ``--nominal`` nominal windows
-(other seeds, each against its own nominal reference, and against the seed-0 line's, as a model
-profile is to a device on another line) count the false drifted checks and false alarms
-(``--consecutive`` drifted in a row). ``--jobs`` renders windows in that many processes.
+Windows are frames of the line (see ``visionloop.vision.synthetic.records``) with detections
+from its simulated detector: with ``--frames random`` (the default) random frames, with
+``--frames consecutive`` runs of consecutive frames, as a camera sends them (the check thins
+them by their decorrelation lag, see ``visionloop.monitoring.thinning``). For each preset
+(lighting, blur, noise, new_texture) at intensity 0.3 and 0.6: the reference is a window of
+random nominal frames (what a model version's profile is), the drift starts at the first
+current window, and the table gives the windows from onset to the alarm (the alarm rule's
+minimum is ``--consecutive``; "-" when none within ``--max-windows``). Then ``--nominal``
+nominal windows (other seeds, each against its own first nominal window, as an automatic or
+pinned reference is, and against the seed-0 line's random frames, as a model profile is to a
+device on another line) count the false drifted checks and false alarms (``--consecutive``
+drifted in a row). ``--jobs`` renders windows in that many processes.
 Also the import time of Evidently and the median time of one comparison at ``--window`` rows
 and at 10,000 rows.
 
@@ -48,8 +53,12 @@ INTENSITIES = (0.3, 0.6)
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def _window(line: SyntheticLine, draw: int, drift: Drift, count: int) -> FeatureTable:
-    return records_table(simulated_records(line, draw=draw, count=count, drift=drift, t0=T0))
+def _window(
+    line: SyntheticLine, draw: int, drift: Drift, count: int, *, consecutive: bool = False
+) -> FeatureTable:
+    return records_table(
+        simulated_records(line, draw=draw, count=count, drift=drift, t0=T0, consecutive=consecutive)
+    )
 
 
 def _delay(shares: list[float], share: float, consecutive: int) -> int | None:
@@ -75,7 +84,7 @@ def _preset_run(
     shares: list[float] = []
     timings = []
     for k in range(1, args.max_windows + 1):
-        current = _window(line, k, Drift(preset, intensity), args.window)
+        current = _window(line, k, Drift(preset, intensity), args.window, consecutive=args.seq)
         t = time.perf_counter()
         result = compare(reference, current, drift_share=args.share)
         timings.append(time.perf_counter() - t)
@@ -87,29 +96,31 @@ def _preset_run(
 
 def _nominal_run(
     shared: FeatureTable, seed: int, args: argparse.Namespace
-) -> tuple[list[float], list[float], list[str], list[float]]:
+) -> tuple[list[float], list[float], list[str], list[float], list[int]]:
     """``--consecutive`` nominal windows of the line of ``seed``, each compared with that
     line's own first nominal window and with ``shared`` (the seed-0 line's: what a model
     profile is to a device on another line): both lists of shares, the features that drifted
-    against the own reference, the comparisons' times."""
+    against the own reference, the comparisons' times and the current windows' strides."""
     line = SyntheticLine(seed=seed, size_wh=SIZE_WH)
     nominal = Drift("nominal", 0.0)
-    own_ref = _window(line, 0, nominal, args.window)
-    own, against_shared, flagged, timings = [], [], [], []
+    own_ref = _window(line, 0, nominal, args.window, consecutive=args.seq)
+    own, against_shared, flagged, timings, strides = [], [], [], [], []
     for k in range(1, args.consecutive + 1):
-        current = _window(line, k, nominal, args.window)
+        current = _window(line, k, nominal, args.window, consecutive=args.seq)
         t = time.perf_counter()
         result = compare(own_ref, current, drift_share=args.share)
         timings.append(time.perf_counter() - t)
         own.append(result.share_drifted)
+        strides.append(result.window_stride)
         flagged += [v.feature for v in result.features if v.drifted]
         against_shared.append(compare(shared, current, drift_share=args.share).share_drifted)
-    return own, against_shared, flagged, timings
+    return own, against_shared, flagged, timings, strides
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--window", type=int, default=500)
+    parser.add_argument("--frames", choices=("random", "consecutive"), default="random")
     parser.add_argument("--nominal", type=int, default=50)
     parser.add_argument("--max-windows", type=int, default=6)
     parser.add_argument("--share", type=float, default=0.3)
@@ -118,6 +129,7 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--jobs", type=int, default=1, help="Processes rendering windows.")
     args = parser.parse_args()
+    args.seq = args.frames == "consecutive"
     shares_tried = [args.share] + [float(x) for x in args.also_shares.split(",") if x]
 
     started = time.perf_counter()
@@ -145,8 +157,10 @@ def main() -> None:
         nominal_shares: list[list[float]] = []
         shared_shares: list[list[float]] = []
         noisy: Counter[str] = Counter()
+        strides: list[int] = []
         for run in nominal_runs:
-            own, shared, flagged, took = run.result()
+            own, shared, flagged, took, stride = run.result()
+            strides += stride
             nominal_shares.append(own)
             shared_shares.append(shared)
             noisy.update(flagged)
@@ -194,8 +208,8 @@ def main() -> None:
             table.add_row(*row)
         console.print(table)
     console.print(
-        f"window {args.window} frames, {args.consecutive} drifted checks in a row; nominal "
-        + "; ".join(nominal_rows)
+        f"window {args.window} {args.frames} frames, {args.consecutive} drifted checks in a "
+        "row; nominal " + "; ".join(nominal_rows)
     )
     worst = max((x for seen in nominal_shares for x in seen), default=0.0)
     worst_shared = max((x for seen in shared_shares for x in seen), default=0.0)
@@ -203,6 +217,8 @@ def main() -> None:
         f"nominal: highest share {worst:.2f} ({worst_shared:.2f} against the seed-0 "
         "reference); false per-feature verdicts "
         + (", ".join(f"{f} {n}" for f, n in noisy.most_common()) or "none")
+        + f"; nominal windows thinned to 1 frame in {statistics.median(strides):g} (median, "
+        f"range {min(strides)}-{max(strides)})"
     )
     console.print(
         f"Evidently import {import_s:.1f} s; one comparison at {args.window} rows: median "

@@ -176,12 +176,15 @@ class Settings(BaseSettings):
         ),
     )
     drift_window: int = Field(
-        default=500,
+        default=5000,
         ge=30,
         le=100_000,
         description=(
             "Frames in a drift check's current window (the device's latest frames); also the "
-            "size of the automatic reference window (see the README's Drift monitoring)."
+            "size of the automatic reference window. The check thins each window by its "
+            "decorrelation lag before the tests, so the window must span many times that lag "
+            "(the synthetic line's is ~100 frames: 5,000 give ~50 independent frames; see the "
+            "README's Drift monitoring)."
         ),
     )
     drift_alarm_share: float = Field(

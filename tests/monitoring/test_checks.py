@@ -17,9 +17,14 @@ from support.drift import BASE_TIME, WINDOW_GAP, window_records
 from visionloop.config import Settings
 from visionloop.monitoring import alarms
 from visionloop.monitoring.checks import CheckOutcome, check_device
-from visionloop.monitoring.features import NUMERICAL_FEATURES
+from visionloop.monitoring.features import NUMERICAL_FEATURES, records_table
+from visionloop.monitoring.profile import Profile
+from visionloop.monitoring.thinning import MIN_FRAMES
 from visionloop.server.models import Job
 from visionloop.server.store import drift as drift_store
+from visionloop.vision.synthetic.line import SyntheticLine
+from visionloop.vision.synthetic.records import SIZE_WH, simulated_records
+from visionloop.vision.synthetic.schedule import Drift
 
 WINDOW = 60
 
@@ -163,3 +168,50 @@ def test_a_check_without_enough_frames_is_skipped(
         _ingest(client, window_records(draw, count=WINDOW))
     outcome = _check(app, device.id)
     assert outcome.check_id is None and reason in (outcome.skipped or "")
+
+
+def test_a_profile_too_small_to_test_against_gives_way_to_the_automatic_reference(
+    app: FastAPI, cam: tuple[DeviceCredentials, TestClient]
+) -> None:
+    device, client = cam
+    tiny = records_table(window_records(5, count=MIN_FRAMES - 1))
+    _ingest(client, window_records(0, count=WINDOW))
+    _ingest(client, window_records(1, count=WINDOW))
+    state = app_state(app)
+    outcome = check_device(
+        read_sessions=state.read_sessions,
+        write_sessions=state.write_sessions,
+        blobs=state.blobs,
+        settings=state.settings,
+        device_id=device.id,
+        profiles=lambda version: Profile(version=version, features=tiny, created_at=BASE_TIME),
+    )
+    with state.read_sessions() as session:
+        check = drift_store.get_check(session, check_id=outcome.check_id or 0)
+        assert (check.reference_kind, check.reference_frames) == ("auto", WINDOW)
+
+
+def test_consecutive_frames_are_tested_thinned_and_the_check_says_by_how_much(
+    app: FastAPI, cam: tuple[DeviceCredentials, TestClient]
+) -> None:
+    device, client = cam
+    line = SyntheticLine(seed=0, size_wh=SIZE_WH)
+    for draw in (0, 1):
+        _ingest(
+            client,
+            simulated_records(
+                line,
+                draw=draw,
+                count=WINDOW,
+                drift=Drift("nominal", 0.0),
+                t0=BASE_TIME + draw * WINDOW_GAP,
+                consecutive=True,
+            ),
+        )
+    outcome = _check(app, device.id)
+    with app_state(app).read_sessions() as session:
+        check = drift_store.get_check(session, check_id=outcome.check_id or 0)
+        # 60 consecutive frames are correlated far beyond 2 apart: thinned as far as the 30
+        # frames a test needs allow.
+        assert (check.window_stride, check.reference_stride) == (2, 2)
+        assert check.window_frames == WINDOW

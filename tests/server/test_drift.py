@@ -217,6 +217,7 @@ def _add_check(app: FastAPI, device_id: int, features: list[dict[str, Any]] | No
                 window_start=BASE_TIME,
                 window_end=BASE_TIME,
                 window_frames=30,
+                window_stride=3,
                 features=features or [],
                 drifted_features=0,
                 share_drifted=0.0,
@@ -244,6 +245,7 @@ def test_checks_are_listed_newest_first_by_pages(
     assert seen == ids[::-1]
     one = viewer_client.get(f"/api/v1/drift/checks/{ids[0]}").json()
     assert one["id"] == ids[0] and one["has_report"] is False
+    assert (one["window_stride"], one["reference_stride"]) == (3, 1)
     assert viewer_client.get(f"/api/v1/drift/checks/{ids[0]}/report").status_code == 404
     bad = viewer_client.get("/api/v1/drift/checks", params={"cursor": "99999999999999999999"})
     assert bad.status_code == 422

@@ -32,10 +32,11 @@ DEMO_ENV: dict[str, str] = {
     "VISIONLOOP_RETRAIN_MIN_LABELS": "60",
     "VISIONLOOP_RETRAIN_DRIFT_MIN_LABELS": "30",
     "VISIONLOOP_RETRAIN_COOLDOWN": "300",
-    # Drift checked every minute over the camera's last 300 frames; the synthetic line's drift
-    # moves fewer features than a real one (README, Drift monitoring).
+    # Drift checked every minute over the camera's last 1,500 frames (~100 s at 15 FPS, thinned
+    # to 30 by their decorrelation lag); the synthetic line's drift moves fewer features than a
+    # real one (README, Drift monitoring).
     "VISIONLOOP_DRIFT_INTERVAL": "60",
-    "VISIONLOOP_DRIFT_WINDOW": "300",
+    "VISIONLOOP_DRIFT_WINDOW": "1500",
     "VISIONLOOP_DRIFT_ALARM_SHARE": "0.4",
 }
 """The demo's settings (the product defaults wait for 200 labels and retrain at most hourly)."""

@@ -4,12 +4,15 @@ Evidently, store the check and its HTML report, and move the device's alarm.
 The reference is the device's pinned window if an admin pinned one; else the reference profile
 of the model version that produced the device's latest frame (computed when the version was
 registered, see :mod:`visionloop.monitoring.profile`); else, for a version without a profile
-(registered before profiles existed, or a model file outside the registry), the automatic one:
+(registered before profiles existed, a model file outside the registry, or a profile of under
+``MIN_FRAMES`` frames), the automatic one:
 the first ``drift_window`` frames the device sent with that version. The current window is the
 device's latest ``drift_window`` frames captured after a pinned or automatic reference ends, or,
 against a profile, its latest frames of that version. A check with under ``MIN_FRAMES`` frames
 in either window, or with the same reference and no frame newer than the previous check's
-window, is skipped (nothing stored).
+window, is skipped (nothing stored). Before the tests, each window is thinned by its own
+decorrelation lag (:mod:`visionloop.monitoring.thinning`): a camera's consecutive frames are far
+from independent, and the check stores the step it kept.
 """
 
 from __future__ import annotations
@@ -26,15 +29,13 @@ from visionloop.config import Settings
 from visionloop.monitoring.evidently_check import compare
 from visionloop.monitoring.features import NUMERICAL_FEATURES, quantiles
 from visionloop.monitoring.profile import Profile
+from visionloop.monitoring.thinning import MIN_FRAMES
 from visionloop.server.blobs import BlobStore
 from visionloop.server.models import DriftCheck
 from visionloop.server.store import drift as drift_store
 from visionloop.server.store.drift import ReferenceKind, Window
 
 log = logging.getLogger(__name__)
-
-MIN_FRAMES = 30
-"""Fewest frames in either window for a check to run (the tests need a sample)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,10 @@ def _windows(
     pinned = drift_store.get_reference(session, device_id=device_id)
     version = drift_store.current_version(session, device_id=device_id)
     profile = profiles(version) if pinned is None and version is not None else None
+    if profile is not None and len(profile.features) < MIN_FRAMES:
+        # Too small a validation set to test against (a retrained version's can be): the
+        # device's own first frames with that version are the reference instead.
+        profile = None
     if pinned is not None:
         kind, reference = ReferenceKind.PINNED, drift_store.pinned_window(session, reference=pinned)
     elif profile is not None:
@@ -175,6 +180,8 @@ def check_device(
                 window_start=current.start,
                 window_end=current.end,
                 window_frames=current.frames,
+                reference_stride=comparison.reference_stride,
+                window_stride=comparison.window_stride,
                 features=[
                     v.to_dict() | _quantiles(v.feature, reference, current)
                     for v in comparison.features

@@ -1,15 +1,20 @@
 """One drift comparison of a current window of frame features with a reference window, by
 Evidently's ``DataDriftPreset``.
 
-Evidently chooses each feature's test from the column's type and the sample size (up to 1,000
-rows: Kolmogorov-Smirnov or chi-square p-values at 0.05; more: Wasserstein or Jensen-Shannon
-distances at 0.1) and states each verdict as a test; this module reads the verdicts from those
-tests and never applies a threshold of its own. Evidently takes seconds to import: this module
-imports it on first use, in the worker's job process only, never in the server.
+Both windows are first thinned to frames that are close to independent (see
+:mod:`visionloop.monitoring.thinning`): consecutive frames of a camera are not, and the tests
+assume they are. Evidently then chooses each feature's test from the column's type and the
+reference's size (up to 1,000 rows: Kolmogorov-Smirnov or chi-square p-values at 0.05; more:
+Wasserstein or Jensen-Shannon distances at 0.1; a large reference is sampled down to 1,000 rows
+when the thinned current window is smaller, see ``_sized_for``) and states each verdict as a
+test; this module reads the verdicts from those tests and never applies a threshold of its own.
+Evidently takes seconds to import: this module imports it on first use, in the worker's job
+process only, never in the server.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import warnings
@@ -18,6 +23,7 @@ from typing import Any
 
 from visionloop.errors import VisionloopError
 from visionloop.monitoring.features import CATEGORICAL_FEATURES, NUMERICAL_FEATURES, FeatureTable
+from visionloop.monitoring.thinning import MIN_FRAMES, thin
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,14 @@ class Comparison:
     drifted: bool
     """Evidently's dataset-level test: share of drifted features ≥ the alarm share."""
     report_html_gz: bytes
+    reference_stride: int = 1
+    """The reference was thinned to every this-many frames (1: all of them)."""
+    window_stride: int = 1
+    """The same for the current window."""
+    reference_rows: int = 0
+    """Frames of the reference the tests compared (after thinning)."""
+    window_rows: int = 0
+    """Frames of the current window the tests compared (after thinning)."""
 
     @property
     def drifted_features(self) -> int:
@@ -66,16 +80,47 @@ def compare(
     current: FeatureTable,
     *,
     drift_share: float,
+    keep: int = MIN_FRAMES,
 ) -> Comparison:
-    """Evidently's ``DataDriftPreset`` of ``current`` against ``reference`` with its tests; a
-    check is drifted when the share of drifted features is at least ``drift_share``."""
+    """Evidently's ``DataDriftPreset`` of ``current`` against ``reference``, each thinned by
+    its decorrelation lag (to no fewer than ``keep`` frames), with its tests; a check is
+    drifted when the share of drifted features is at least ``drift_share``."""
     if len(reference) == 0 or len(current) == 0:
         raise VisionloopError("a drift comparison needs frames in both windows")
+    thinned_reference, thinned_current = thin(reference, keep=keep), thin(current, keep=keep)
+    tested_reference = _sized_for(thinned_reference.table, len(thinned_current.table))
     # Evidently's statistics divide by zero on a constant column (every frame without a
     # detection, say) and say so in RuntimeWarnings; its verdict for such a column is "no drift".
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _compare(reference, current, drift_share=drift_share)
+        comparison = _compare(tested_reference, thinned_current.table, drift_share=drift_share)
+    return dataclasses.replace(
+        comparison,
+        reference_stride=thinned_reference.stride,
+        window_stride=thinned_current.stride,
+        reference_rows=len(tested_reference),
+        window_rows=len(thinned_current.table),
+    )
+
+
+SMALL_SAMPLE = 1000
+"""Evidently's size rule: a reference of up to this many rows gets p-value tests (K-S,
+chi-square), a larger one distance tests (Wasserstein, Jensen-Shannon at 0.1)."""
+
+
+def _sized_for(reference: FeatureTable, current_rows: int) -> FeatureTable:
+    """``reference``, or a seeded random ``SMALL_SAMPLE`` of its rows when it is larger and the
+    current window is not. Evidently picks the tests by the reference's size alone, but a test's
+    resolution is the smaller sample's: a distance test of ~50 thinned frames against a large
+    profile reads the noise of 50 frames as drift, a p-value test accounts for it."""
+    if len(reference) <= SMALL_SAMPLE or current_rows > SMALL_SAMPLE:
+        return reference
+    import numpy as np
+
+    rows = np.sort(np.random.default_rng(0).choice(len(reference), SMALL_SAMPLE, replace=False))
+    sample = FeatureTable()
+    sample.columns = {name: [values[i] for i in rows] for name, values in reference.columns.items()}
+    return sample
 
 
 def _compare(

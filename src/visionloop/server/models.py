@@ -454,6 +454,9 @@ class DriftCheck(Base):
     window_start: Mapped[datetime]
     window_end: Mapped[datetime]
     window_frames: Mapped[int]
+    # The tests compared every this-many frames of each window (1: all; see monitoring.thinning).
+    reference_stride: Mapped[int] = mapped_column(Integer, server_default="1", default=1)
+    window_stride: Mapped[int] = mapped_column(Integer, server_default="1", default=1)
     features: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     drifted_features: Mapped[int]
     share_drifted: Mapped[float] = mapped_column(Float)

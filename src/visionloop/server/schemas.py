@@ -436,6 +436,13 @@ class DriftCheckOut(BaseModel):
     window_start: datetime
     window_end: datetime
     window_frames: int
+    reference_stride: int = Field(
+        description=(
+            "The tests compared every this-many frames of the reference: its frames thinned "
+            "by their decorrelation lag (consecutive frames are not independent); 1 = all."
+        )
+    )
+    window_stride: int = Field(description="The same for the checked window.")
     features: list[FeatureDrift]
     drifted_features: int
     share_drifted: float

@@ -37,7 +37,7 @@ class Scenario:
     after_promotion: int = 900
     live_window: int = 600
     live_stride: int = 3
-    drift_window: int = 300
+    drift_window: int = 1500
     drift_interval: float = 30.0
     policy_interval: float = 5.0
     max_golden_drop: float = 0.01

@@ -76,6 +76,8 @@ def check_out(check: DriftCheck) -> DriftCheckOut:
         window_start=check.window_start,
         window_end=check.window_end,
         window_frames=check.window_frames,
+        reference_stride=check.reference_stride,
+        window_stride=check.window_stride,
         features=[FeatureDrift.model_validate(f) for f in check.features],
         drifted_features=check.drifted_features,
         share_drifted=check.share_drifted,

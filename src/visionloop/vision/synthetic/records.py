@@ -31,21 +31,34 @@ def simulated_records(
     drift: Drift,
     t0: datetime,
     model_version: str = "1",
+    consecutive: bool = False,
 ) -> list[dict[str, Any]]:
-    """``count`` frame records (ingest's JSON) of random frames of the line (the ``draw``-th
-    draw: each draw picks other frames) under ``drift``, captured from ``t0`` on, ``FRAME_GAP``
-    apart. Random rather than consecutive frames: 500 consecutive frames show only a dozen parts,
-    which is not a sample of the line's normal (two such nominal windows differ significantly)."""
+    """``count`` frame records (ingest's JSON) of the line under ``drift`` (the ``draw``-th
+    draw: each draw picks other frames), captured from ``t0`` on, ``FRAME_GAP`` apart: random
+    frames of the line (a sample of its normal, as a model's validation set is), or with
+    ``consecutive`` a run of consecutive frames from a random start (what a camera sends: a part
+    stays in view for ``line.frames_per_view`` frames, so neighbours are strongly correlated).
+
+    The simulated detector gives each defect its own confidence (a real model's confidence in
+    one defect changes little from frame to frame), jittered by ±0.02 per frame."""
     rng = np.random.default_rng([line.seed, draw, 17])
     loss = drift.intensity if not drift.is_nominal else 0.0
     w, h = line.size_wh
+    if consecutive:
+        start = int(rng.integers(0, LINE_SPAN))
+        indices = np.arange(start, start + count)
+    else:
+        indices = rng.integers(0, LINE_SPAN, size=count)
     records = []
-    for k, index in enumerate(rng.integers(0, LINE_SPAN, size=count)):
+    for k, index in enumerate(indices):
         scene = line.render(int(index), drift=drift)
         stats = frame_stats(scene.frame_bgr)
         detections = []
         for box, class_id in zip(scene.xyxy, scene.class_id, strict=True):
-            confidence = float(rng.uniform(0.55, 0.97) * (1.0 - 0.6 * loss))
+            # A defect keeps its row on the belt while it crosses the view: key it by that.
+            own = np.random.default_rng([line.seed, int(class_id), round(float(box[1]) * 4)])
+            base = own.uniform(0.55, 0.97) + rng.uniform(-0.02, 0.02)
+            confidence = float(base * (1.0 - 0.6 * loss))
             if confidence < 0.25:
                 continue  # missed
             x1, y1, x2, y2 = (float(v) for v in box)

@@ -192,6 +192,11 @@ function Features({ deviceId, window, latest }: { deviceId: number; window: stri
   );
 }
 
+/** How a window was thinned before the tests (consecutive frames are not independent). */
+function thinned(stride: number) {
+  return stride > 1 ? <span className="muted" title="The tests compared 1 frame in this many: the window thinned by its decorrelation lag"> · 1 in {stride} tested</span> : null;
+}
+
 function Checks({ deviceId }: { deviceId: number }) {
   const [cursor, setCursor] = useState<string | undefined>(undefined);
   const checks = useQuery({
@@ -247,9 +252,11 @@ function Checks({ deviceId }: { deviceId: number }) {
                     </td>
                     <td className="small">
                       {c.reference_kind === "model" ? `model v${c.reference_version ?? "?"}` : c.reference_kind} · {count(c.reference_frames)} frames
+                      {thinned(c.reference_stride)}
                     </td>
                     <td className="num" title={`${utc(c.window_start)} – ${utc(c.window_end)}`}>
                       {count(c.window_frames)} frames
+                      {thinned(c.window_stride)}
                     </td>
                     <td>
                       {c.has_report ? (
