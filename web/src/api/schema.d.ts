@@ -1014,6 +1014,16 @@ export interface components {
             window_end: string;
             /** Window Frames */
             window_frames: number;
+            /**
+             * Reference Stride
+             * @description The tests compared every this-many frames of the reference: its frames thinned by their decorrelation lag (consecutive frames are not independent); 1 = all.
+             */
+            reference_stride: number;
+            /**
+             * Window Stride
+             * @description The same for the checked window.
+             */
+            window_stride: number;
             /** Features */
             features: components["schemas"]["FeatureDrift"][];
             /** Drifted Features */
