@@ -16,7 +16,7 @@ from support.db import DeviceCredentials, add_device, app_state
 from support.drift import BASE_TIME, WINDOW_GAP, window_records
 from visionloop.config import Settings
 from visionloop.monitoring import alarms
-from visionloop.monitoring.checks import CheckOutcome, check_device
+from visionloop.monitoring.checks import CheckOutcome, ProfileSource, check_device
 from visionloop.monitoring.features import NUMERICAL_FEATURES, records_table
 from visionloop.monitoring.profile import Profile
 from visionloop.monitoring.thinning import MIN_FRAMES
@@ -48,7 +48,7 @@ def _ingest(client: TestClient, records: list[dict[str, Any]]) -> None:
     assert r.status_code == 200, r.text
 
 
-def _check(app: FastAPI, device_id: int) -> CheckOutcome:
+def _check(app: FastAPI, device_id: int, profiles: ProfileSource | None = None) -> CheckOutcome:
     state = app_state(app)
     return check_device(
         read_sessions=state.read_sessions,
@@ -56,6 +56,7 @@ def _check(app: FastAPI, device_id: int) -> CheckOutcome:
         blobs=state.blobs,
         settings=state.settings,
         device_id=device_id,
+        **({"profiles": profiles} if profiles else {}),
     )
 
 
@@ -177,16 +178,12 @@ def test_a_profile_too_small_to_test_against_gives_way_to_the_automatic_referenc
     tiny = records_table(window_records(5, count=MIN_FRAMES - 1))
     _ingest(client, window_records(0, count=WINDOW))
     _ingest(client, window_records(1, count=WINDOW))
-    state = app_state(app)
-    outcome = check_device(
-        read_sessions=state.read_sessions,
-        write_sessions=state.write_sessions,
-        blobs=state.blobs,
-        settings=state.settings,
-        device_id=device.id,
-        profiles=lambda version: Profile(version=version, features=tiny, created_at=BASE_TIME),
+    outcome = _check(
+        app,
+        device.id,
+        lambda version: Profile(version=version, features=tiny, created_at=BASE_TIME),
     )
-    with state.read_sessions() as session:
+    with app_state(app).read_sessions() as session:
         check = drift_store.get_check(session, check_id=outcome.check_id or 0)
         assert (check.reference_kind, check.reference_frames) == ("auto", WINDOW)
 
