@@ -24,7 +24,8 @@ from support.jobs import (
     wait_for,
 )
 from visionloop.config import Settings
-from visionloop.jobs.worker import Worker
+from visionloop.jobs.kinds import lanes
+from visionloop.jobs.worker import Worker, run_lanes
 from visionloop.server.db import create_db_engine, write_engine
 from visionloop.server.store import jobs as job_store
 from visionloop.server.store.jobs import JobStatus
@@ -201,6 +202,43 @@ def test_a_stopping_worker_releases_its_job(sqlite_url: str, tmp_path: Path) -> 
         assert "queued again" in job.message
     finally:
         engine.dispose()
+
+
+def test_a_drift_check_runs_beside_a_long_job_in_its_own_lane(
+    engine: Engine, fast: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The drift check's process reads its settings (the database) from the environment.
+    monkeypatch.setenv("VISIONLOOP_DATABASE_URL", fast.database_url)
+    monkeypatch.setenv("VISIONLOOP_DATA_DIR", str(fast.data_dir))
+    split = lanes(test_kinds())
+    assert [set(lane) for lane in split] == [
+        {"drift_check", "alert_webhook"},
+        set(test_kinds()) - {"drift_check", "alert_webhook"},
+    ]
+    marker = tmp_path / "marker"
+    long_job = _enqueue(engine, seconds=60, steps=600, marker=str(marker))
+    workers = [Worker(engine=engine, settings=fast, kinds=lane) for lane in split]
+    thread = threading.Thread(target=run_lanes, args=(workers,), daemon=True)
+    thread.start()
+    try:
+        pid = wait_for(lambda: _started_pid(marker), 30, "the long job to start")
+        check = _enqueue(engine, kind="drift_check", device_ids=[999])
+        wait_for(
+            lambda: job_row(engine, check).status not in ("queued", "running"),
+            60,
+            "the drift check",
+        )
+        row = job_row(engine, check)
+        done = row.status == "succeeded"
+        assert done, (row.status, row.error, row.log)
+        assert done and job_row(engine, long_job).status == "running" and _alive(pid)
+        assert job_row(engine, check).worker_id == workers[0].worker_id
+    finally:
+        for worker in workers:
+            worker.stop()
+        thread.join(timeout=15)
+    assert not thread.is_alive() and not _alive(pid)
+    assert job_row(engine, long_job).status == "queued"  # released by the stop, not lost
 
 
 def test_a_sigkilled_workers_job_is_taken_over_once(

@@ -65,17 +65,19 @@ def worker_command(
         bool, typer.Option("--once", help="Run one queued job (if any), then exit.")
     ] = False,
 ) -> None:
-    """Claim and run queued jobs, one at a time, each in a subprocess; run periodic tasks.
+    """Claim and run queued jobs, each in a subprocess; run periodic tasks.
 
-    Ctrl-C or SIGTERM stops the running job's process and puts the job back in the queue.
-    Start several workers (on several machines, against the same database) to run jobs side by
-    side.
+    Two lanes run side by side, one job at a time each: drift checks and alarm webhooks, and
+    the long jobs (train, evaluate, quantize), so monitoring goes on while a model trains.
+    Ctrl-C or SIGTERM stops the running jobs' processes and puts the jobs back in the queue.
+    Start several workers (on several machines, against the same database) to run more jobs
+    side by side.
     """
     import logging
 
-    from visionloop.jobs.kinds import default_kinds
+    from visionloop.jobs.kinds import default_kinds, lanes
     from visionloop.jobs.scheduler import Scheduler, default_schedule
-    from visionloop.jobs.worker import Worker
+    from visionloop.jobs.worker import Worker, run_lanes
     from visionloop.server.db import create_db_engine
     from visionloop.server.migrate import upgrade
 
@@ -91,25 +93,34 @@ def worker_command(
             chosen = chosen.only([k.strip() for k in kinds.split(",") if k.strip()])
     except VisionloopError as exc:
         raise _fail(exc) from exc
-    engine = create_db_engine(settings.database_url, pool_size=2)
+    engine = create_db_engine(
+        settings.database_url, pool_size=4
+    )  # two lanes, each a read and a write session
     upgrade(engine)
     with _progress_bar(show_bar) as on_progress:
-        worker = Worker(
-            engine=engine,
-            settings=settings,
-            kinds=chosen,
-            scheduler=Scheduler(default_schedule(settings)),
-            on_progress=on_progress,
-        )
+        # One job with --once; else a lane per group of kinds, the scheduler in the first
+        # (the monitoring lane, whose jobs take seconds: periodic tasks stay on time).
+        workers = [
+            Worker(
+                engine=engine,
+                settings=settings,
+                kinds=lane,
+                scheduler=Scheduler(default_schedule(settings)) if i == 0 else None,
+                on_progress=on_progress,
+            )
+            for i, lane in enumerate([chosen] if once else lanes(chosen))
+        ]
 
         def stop(signum: int, _frame: FrameType | None) -> None:
             logging.getLogger(__name__).info("%s: stopping", signal.Signals(signum).name)
-            worker.stop()
+            for worker in workers:
+                worker.stop()
 
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-        typer.echo(f"worker {worker.worker_id}: kinds {', '.join(chosen)}")
+        for worker in workers:
+            typer.echo(f"worker {worker.worker_id}: kinds {', '.join(worker.kinds)}")
         try:
-            ran = worker.run(once=once)
+            ran = workers[0].run(once=True) if once else run_lanes(workers)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

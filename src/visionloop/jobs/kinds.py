@@ -110,6 +110,20 @@ class JobKinds(Mapping[str, JobKind[Any]]):
         return found
 
 
+MONITORING_KINDS: frozenset[str] = frozenset({"drift_check", "alert_webhook"})
+"""Short jobs that a worker runs in a lane of their own (see ``lanes``)."""
+
+
+def lanes(kinds: JobKinds) -> list[JobKinds]:
+    """``kinds`` split into the lanes one worker runs side by side: the monitoring kinds (drift
+    checks, alarm webhooks: seconds each) and the rest (training, evaluation, quantization:
+    minutes). So a train job never holds up a drift check or an alarm, while each lane still
+    runs one job at a time. A lane without kinds is left out."""
+    monitoring = [name for name in kinds if name in MONITORING_KINDS]
+    rest = [name for name in kinds if name not in MONITORING_KINDS]
+    return [kinds.only(group) for group in (monitoring, rest) if group]
+
+
 def default_kinds() -> JobKinds:
     """Every kind visionloop ships."""
     from visionloop.jobs.evaluate import EVALUATE

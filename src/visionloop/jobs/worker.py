@@ -14,7 +14,9 @@ forgets the job). Outcomes:
 - the worker is asked to stop (``stop()``, SIGINT/SIGTERM in the CLI): the subprocess is stopped
   and the job released, queued again with that attempt not counted.
 
-Between jobs the worker runs the scheduler's due periodic tasks.
+Between jobs the worker runs the scheduler's due periodic tasks. ``run_lanes`` runs several
+workers side by side in one process, one thread each (``visionloop worker`` runs a lane of
+monitoring jobs beside the long ones, see ``kinds.lanes``).
 """
 
 from __future__ import annotations
@@ -416,3 +418,32 @@ def _stop_process(proc: subprocess.Popen[str]) -> None:
     # Anything else left in the group (a dataloader worker that ignored SIGTERM).
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def run_lanes(workers: list[Worker]) -> int:
+    """Run each worker (a lane) in its own thread until every one has stopped (``stop()`` each:
+    the CLI's signal handler does); returns the jobs run in all. A lane that dies of an
+    unexpected error stops the others, so the process exits rather than limp on half-working."""
+    ran: list[int] = []
+    failed: list[BaseException] = []
+
+    def lane(worker: Worker) -> None:
+        try:
+            ran.append(worker.run())
+        except BaseException as exc:
+            log.exception("worker %s: stopped by an error", worker.worker_id)
+            failed.append(exc)
+            for other in workers:
+                other.stop()
+
+    threads = [
+        threading.Thread(target=lane, args=(w,), name=f"lane-{w.worker_id}") for w in workers
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():  # short joins: the main thread keeps taking signals
+            thread.join(0.5)
+    if failed:
+        raise failed[0]
+    return sum(ran)
