@@ -88,6 +88,7 @@ def _seed_drift(dashboard: Dashboard) -> int:
                     window_start=now - timedelta(hours=2),
                     window_end=now,
                     window_frames=len(window),
+                    window_stride=50,
                     features=features,
                     drifted_features=len(DRIFTED),
                     share_drifted=len(DRIFTED) / len(FEATURES),
@@ -116,6 +117,7 @@ def test_drift_page_shows_features_checks_and_alarm_and_admin_pins(
     assert "within reference" in page.get_by_test_id("feature-sharpness").inner_text()
     checks = page.get_by_role("table", name="Drift checks")
     assert checks.get_by_text("▲ drifted").count() == 2
+    assert checks.get_by_text("1 in 50 tested").count() == 2  # the window's thinning
     assert page.get_by_role("navigation", name="Pages").get_by_role("link", name="Drift").count()
     screenshot(page, "drift")
     assert accessibility_problems(page) == []
