@@ -3,7 +3,8 @@ drift tests' p-values mean what they say.
 
 Evidently's tests (Kolmogorov-Smirnov, chi-square) assume independent rows. A camera's
 consecutive frames are not: on the synthetic line a part stays in view for ~146 frames, and the
-frame features' autocorrelation falls below 0.1 only after 68-93 frames. A window of 500
+frame features' autocorrelation falls below 0.1 only after ~90-170 frames (the steps
+``benchmarks/drift.py --frames consecutive`` reports). A window of 500
 consecutive nominal frames then holds ~6 independent samples; tested as 500, it "drifts" on
 every feature against any reference (measured in ``benchmarks/drift.py --frames consecutive``).
 
