@@ -93,9 +93,8 @@ def worker_command(
             chosen = chosen.only([k.strip() for k in kinds.split(",") if k.strip()])
     except VisionloopError as exc:
         raise _fail(exc) from exc
-    engine = create_db_engine(
-        settings.database_url, pool_size=4
-    )  # two lanes, each a read and a write session
+    # Two lanes, each with a read and a write session.
+    engine = create_db_engine(settings.database_url, pool_size=4)
     upgrade(engine)
     with _progress_bar(show_bar) as on_progress:
         # One job with --once; else a lane per group of kinds, the scheduler in the first

@@ -21,6 +21,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from visionloop.errors import VisionloopError
 from visionloop.monitoring.features import CATEGORICAL_FEATURES, NUMERICAL_FEATURES, FeatureTable
 from visionloop.monitoring.thinning import MIN_FRAMES, thin
@@ -115,8 +117,6 @@ def _sized_for(reference: FeatureTable, current_rows: int) -> FeatureTable:
     profile reads the noise of 50 frames as drift, a p-value test accounts for it."""
     if len(reference) <= SMALL_SAMPLE or current_rows > SMALL_SAMPLE:
         return reference
-    import numpy as np
-
     rows = np.sort(np.random.default_rng(0).choice(len(reference), SMALL_SAMPLE, replace=False))
     sample = FeatureTable()
     sample.columns = {name: [values[i] for i in rows] for name, values in reference.columns.items()}
