@@ -1,6 +1,6 @@
 """Detector speed per backend x precision x input size, with pre- and post-processing cost.
 
-    .venv/bin/python benchmarks/detector.py [--model models/baseline/model.onnx] [--sizes 320 640]
+    .venv/bin/python benchmarks/detector.py [--model src/visionloop/baseline/model.onnx] [--sizes 320 640]
         [--iters 200] [--threads 2] [--map DATASET] [--markdown]
 
 Model-only latency is ``Detector.forward`` on a letterboxed synthetic frame (median, p95, and
@@ -105,7 +105,7 @@ def model_for_size(model: Path, size: int, pt: Path | None, work: Path, console:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=REPO / "models/baseline/model.onnx")
+    parser.add_argument("--model", type=Path, default=REPO / "src/visionloop/baseline/model.onnx")
     parser.add_argument("--pt", type=Path, default=None, help="weights to export other sizes")
     parser.add_argument("--sizes", type=int, nargs="+", default=[320, 640])
     parser.add_argument("--iters", type=int, default=200)

@@ -82,7 +82,7 @@ def main() -> None:
     upgrade(engine)
     registry = Registry.from_settings(settings)
     base = ensure_baseline(registry)
-    assert base is not None, "models/baseline/model.onnx is missing"
+    assert base is not None, "src/visionloop/baseline/model.onnx is missing"
     golden = write_dataset(
         root / "golden", n=args.golden, scenario="nominal", seed=1, splits=(0, 0, 1)
     )

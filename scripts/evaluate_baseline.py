@@ -2,9 +2,9 @@
 
 For each scenario (nominal, then each drift preset at ``--intensity``), renders ``--n`` test
 images with ``--seed`` (different from the training seed) and runs ``visionloop.training.
-evaluate``; prints a table and writes ``--json``. What models/baseline/MODEL_CARD.md reports::
+evaluate``; prints a table and writes ``--json``. What src/visionloop/baseline/MODEL_CARD.md reports::
 
-    .venv/bin/python scripts/evaluate_baseline.py models/baseline/model.onnx \
+    .venv/bin/python scripts/evaluate_baseline.py src/visionloop/baseline/model.onnx \
         --work /tmp/baseline-eval --n 300 --seed 1 --json /tmp/baseline-eval/results.json
 """
 # ruff: noqa: T201  (a command-line script: printing is its output)

@@ -3,7 +3,7 @@
 Needs only ``visionloop.vision.synthetic`` and ``visionloop.training.train`` (no MLflow, no
 server packages), so it also runs on a bare GPU machine with ``PYTHONPATH=src``.
 
-CPU (the 2-core dev machine: hours; see models/baseline/MODEL_CARD.md)::
+CPU (the 2-core dev machine: hours; see src/visionloop/baseline/MODEL_CARD.md)::
 
     .venv/bin/python scripts/train_baseline.py --out runs/baseline --n 4000 --epochs 60
 

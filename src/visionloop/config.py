@@ -43,6 +43,24 @@ def parse_recall_floors(text: str) -> dict[str, float]:
     return floors
 
 
+def absolute(path: Path) -> Path:
+    """``path`` with ``~`` expanded, made absolute against the working directory now (symlinks
+    are kept: a data dir that is a link stays one)."""
+    return Path(os.path.abspath(path.expanduser()))
+
+
+def absolute_sqlite_url(url: str) -> str:
+    """A ``sqlite:///relative/path`` URL made absolute (``sqlite:////abs``); other URLs as they
+    are (``sqlite://`` and ``:memory:`` stay in memory)."""
+    scheme, sep, rest = url.partition(":///")
+    if not sep or not scheme.lower().startswith("sqlite") or rest.startswith("/"):
+        return url
+    if not rest or rest.startswith(":memory:") or rest.startswith("file:"):
+        return url
+    path, query_sep, query = rest.partition("?")
+    return f"{scheme}:///{absolute(Path(path))}{query_sep}{query}"
+
+
 class Settings(BaseSettings):
     """The one settings tree. Every field can be set as ``VISIONLOOP_<FIELD>`` in the environment.
 
@@ -402,12 +420,19 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
-        if not self.database_url:
-            self.database_url = f"sqlite:///{self.data_dir / 'visionloop.db'}"
-        if self.blob_dir is None:
-            self.blob_dir = self.data_dir / "blobs"
-        if not self.mlflow_tracking_uri:
-            self.mlflow_tracking_uri = f"sqlite:///{self.data_dir / 'mlflow.db'}"
+        # Every path is made absolute here, once: nothing downstream depends on the working
+        # directory (a relative data dir doubled itself inside a train job's data.yaml, which
+        # Ultralytics resolves against the yaml's own folder).
+        self.data_dir = absolute(self.data_dir)
+        self.blob_dir = absolute(self.blob_dir or self.data_dir / "blobs")
+        if self.golden_set is not None:
+            self.golden_set = absolute(self.golden_set)
+        self.database_url = absolute_sqlite_url(
+            self.database_url or f"sqlite:///{self.data_dir / 'visionloop.db'}"
+        )
+        self.mlflow_tracking_uri = absolute_sqlite_url(
+            self.mlflow_tracking_uri or f"sqlite:///{self.data_dir / 'mlflow.db'}"
+        )
         return self
 
     @property

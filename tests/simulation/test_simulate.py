@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from support.models import have_ultralytics
 from visionloop.cli import app
 from visionloop.errors import InvalidInputError
+from visionloop.shipped import BASELINE_ONNX
 from visionloop.simulation.report import markdown, plot_timeline
 from visionloop.simulation.scenario import FAST, FULL, Scenario, parse_strategies
-from visionloop.training.registry import BASELINE_ONNX
 
 FIELDS = (
     "map50_before_drift",

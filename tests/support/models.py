@@ -5,7 +5,7 @@
 - ``yolo_model`` (session): a YOLO11n (4 classes, 320x320) built and exported once per test
   session (once for all xdist workers) by Ultralytics in a subprocess, with its ``.pt``; skips
   where the ``train`` extra is absent. See ``support/ultralytics_ref.py``.
-- ``baseline_onnx`` (session): ``models/baseline/model.onnx``; skips until it is committed.
+- ``baseline_onnx`` (session): the shipped baseline (package data, ``visionloop.shipped``).
 - ``detector_onnx`` (session): the baseline when present, else the YOLO11n export.
 """
 
@@ -25,10 +25,9 @@ import numpy as np
 import pytest
 
 from support.shared import build_once, run_dir
+from visionloop.shipped import BASELINE_ONNX
 
 REPO = Path(__file__).resolve().parents[2]
-BASELINE_ONNX = REPO / "models" / "baseline" / "model.onnx"
-BASELINE_PT = REPO / "models" / "baseline" / "best.pt"
 REF_SCRIPT = Path(__file__).with_name("ultralytics_ref.py")
 NAMES = {0: "scratch", 1: "dent", 2: "crack", 3: "stain"}
 
@@ -151,7 +150,7 @@ def yolo_model(tmp_path_factory: pytest.TempPathFactory) -> YoloFiles:
 def baseline_onnx() -> Path:
     """The shipped baseline model; skips until it is committed."""
     if not BASELINE_ONNX.is_file():
-        pytest.skip("models/baseline/model.onnx is not there yet")
+        pytest.skip(f"{BASELINE_ONNX} is missing")
     return BASELINE_ONNX
 
 

@@ -356,7 +356,7 @@ def test_decode_matches_ultralytics_predictions(
     run_size: tuple[int, int] | None = None
     if export == "baseline":
         if not (BASELINE_ONNX.is_file() and BASELINE_PT.is_file()):
-            pytest.skip("models/baseline/{model.onnx,best.pt} are not there yet")
+            pytest.skip("src/visionloop/baseline/{model.onnx,best.pt} are not there yet")
         onnx, weights, config_dir = BASELINE_ONNX, BASELINE_PT, tmp_path / "yolo"
         assert size is not None
         sides = [int(v) for v in size.split("x")]

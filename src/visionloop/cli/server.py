@@ -373,10 +373,11 @@ def _demo_setup(
 
 def _demo_baseline(settings: Settings) -> None:
     """An empty model registry gets the shipped baseline as version 1, alias production."""
-    from visionloop.training.registry import BASELINE_ONNX, Registry, ensure_baseline
+    from visionloop.shipped import BASELINE_ONNX
+    from visionloop.training.registry import Registry, ensure_baseline
 
     if not BASELINE_ONNX.is_file():
-        typer.echo(f"no {BASELINE_ONNX} here: the registry starts empty")
+        typer.echo(f"the shipped baseline {BASELINE_ONNX} is missing: the registry starts empty")
         return
     registry = Registry.from_settings(settings)
     version = ensure_baseline(registry)

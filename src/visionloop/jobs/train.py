@@ -196,13 +196,13 @@ def _data_yaml(work: Path, names: dict[int, str]) -> Path:
 def _base_weights(registry: Registry, production: ModelVersion) -> Path:
     """The production version's ``.pt``: from MLflow, else the shipped baseline's when the
     version is the baseline (same ONNX sha256)."""
-    from visionloop.training.registry import BASELINE_ONNX
+    from visionloop.shipped import BASELINE_ONNX, BASELINE_WEIGHTS
     from visionloop.vision.detector import sha256_file
 
     found = registry.weights_path(production.version)
     if found is not None:
         return found
-    baseline_pt = BASELINE_ONNX.parent / "best.pt"
+    baseline_pt = BASELINE_WEIGHTS
     if (
         baseline_pt.is_file()
         and BASELINE_ONNX.is_file()

@@ -112,7 +112,8 @@ def _prepare_store(settings: Settings) -> tuple[str, str, str]:
     from visionloop.server.db import create_db_engine, write_engine
     from visionloop.server.migrate import upgrade
     from visionloop.server.store import devices, people
-    from visionloop.training.registry import BASELINE_ONNX, Registry, ensure_baseline
+    from visionloop.shipped import BASELINE_ONNX
+    from visionloop.training.registry import Registry, ensure_baseline
 
     engine = create_db_engine(settings.database_url, pool_size=1)
     try:

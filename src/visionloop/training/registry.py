@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from visionloop.errors import ConflictError, InvalidInputError, ModelError, NotFoundError
+from visionloop.shipped import BASELINE_ONNX, BASELINE_PROFILE
 from visionloop.vision.detector import load_detector, sha256_file
 
 if TYPE_CHECKING:
@@ -545,10 +546,6 @@ class Registry:
         return str(run_id)
 
 
-BASELINE_ONNX = Path("models/baseline/model.onnx")
-"""The shipped baseline model, relative to the repository root (where ``make demo`` runs)."""
-
-
 def ensure_baseline(registry: Registry, onnx_path: Path = BASELINE_ONNX) -> ModelVersion | None:
     """On an empty registry, register ``onnx_path`` and make it ``production``; and give the
     baseline version the drift reference profile shipped beside it (``drift_profile.json``)
@@ -572,7 +569,7 @@ def ensure_baseline(registry: Registry, onnx_path: Path = BASELINE_ONNX) -> Mode
         version = registry.register(
             onnx_path,
             tags=tags,
-            description="the shipped baseline (models/baseline/MODEL_CARD.md)",
+            description="the shipped baseline (its MODEL_CARD.md: `visionloop models baseline`)",
             weights=weights if weights.is_file() else None,
         )
         registry.promote(
@@ -583,7 +580,7 @@ def ensure_baseline(registry: Registry, onnx_path: Path = BASELINE_ONNX) -> Mode
         (v.version for v in versions if v.tags.get("origin") == "baseline"), None
     )
     if baseline is not None:
-        _baseline_profile(registry, baseline, onnx_path.parent / BASELINE_PROFILE_NAME)
+        _baseline_profile(registry, baseline, onnx_path.parent / BASELINE_PROFILE.name)
     return registry.get(registered) if registered else None
 
 
@@ -599,10 +596,3 @@ def _baseline_profile(registry: Registry, version: str, shipped: Path) -> None:
         frames=len(read_profile(shipped)),
         source=f"{shipped.parent} (synthetic line)",
     )
-
-
-BASELINE_PROFILE_NAME = "drift_profile.json"
-"""The baseline's drift profile beside its ONNX file (``models/baseline/drift_profile.json``:
-500 random nominal frames of the synthetic line, seed 0, run through it; ``visionloop models
-register models/baseline/model.onnx --reference-data synthetic`` computes the same). Shipped
-rather than computed at start, so that the demo and simulate start at once."""
