@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -61,6 +62,18 @@ def absolute_sqlite_url(url: str) -> str:
     return f"{scheme}:///{absolute(Path(path))}{query_sep}{query}"
 
 
+def parse_trusted_proxies(text: str) -> list[str]:
+    """``"127.0.0.1, 10.0.0.0/8"`` -> ``["127.0.0.1", "10.0.0.0/8"]``; ValueError names an entry
+    that is neither an address nor a network."""
+    entries = [item.strip() for item in text.split(",") if item.strip()]
+    for item in entries:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an address or a CIDR network") from None
+    return entries
+
+
 class Settings(BaseSettings):
     """The one settings tree. Every field can be set as ``VISIONLOOP_<FIELD>`` in the environment.
 
@@ -110,6 +123,45 @@ class Settings(BaseSettings):
         description=(
             "Failed sign-ins allowed per user name and per client address within a minute; "
             "more are refused (429, Retry-After) until the oldest leaves the minute."
+        ),
+    )
+    session_idle_minutes: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "A session unused for this many minutes ends (beside the absolute lifetime, "
+            "session_ttl_hours)."
+        ),
+    )
+    login_name_free_failures: int = Field(
+        default=5,
+        gt=0,
+        description=(
+            "Failed sign-ins for one user name (from any address) before each further attempt "
+            "on that name waits: 1 s, then twice as long after each failure, up to "
+            "login_name_max_delay_s. Other names are not affected."
+        ),
+    )
+    login_name_max_delay_s: int = Field(
+        default=300,
+        gt=0,
+        description="The longest wait between attempts on one user name under attack, in s.",
+    )
+    login_address_failures_per_hour: int = Field(
+        default=100,
+        gt=0,
+        description=(
+            "Failed sign-ins allowed from one client address within an hour (any names); more "
+            "are refused (429, Retry-After) until the oldest leaves the hour."
+        ),
+    )
+    trusted_proxies: str = Field(
+        default="",
+        max_length=2000,
+        description=(
+            "Addresses or CIDR networks of reverse proxies whose X-Forwarded-For and "
+            "X-Forwarded-Proto are believed, comma-separated (127.0.0.1,10.0.0.0/8). Empty: "
+            "the headers are ignored and the client is the connecting address."
         ),
     )
     max_batch_frames: int = Field(
@@ -349,6 +401,12 @@ class Settings(BaseSettings):
     @classmethod
     def _floors(cls, value: str) -> str:
         parse_recall_floors(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        parse_trusted_proxies(value)
         return value
 
     @field_validator("job_heartbeat_seconds")
