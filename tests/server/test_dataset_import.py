@@ -5,11 +5,14 @@ one with nothing of them stored, and unknown classes are added only when confirm
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
@@ -204,3 +207,90 @@ def test_an_empty_class_list_starts_as_the_production_models_names(
     assert report.classes_added == []
     with app_state(app).read_sessions() as session:
         assert labeling_store.list_classes(session) == list(enumerate(model_names))
+
+
+def _secret_image(folder: Path) -> Path:
+    """A decodable JPEG outside every dataset: importing it would store it (as on the probe's
+    ``../../../secret/private.jpg``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(5).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    path = folder / "private.jpg"
+    cv2.imwrite(str(path), pixels)
+    return path
+
+
+def _hostile_coco(tmp_path: Path, secret: Path, how: str) -> Source:
+    _, truth = synthetic_yolo(tmp_path / "yolo", n=3)
+    json_path, _ = to_coco(truth, tmp_path / "coco")
+    data = json.loads(json_path.read_text())
+    if how == "symlink":
+        (tmp_path / "coco" / "images" / "link.jpg").symlink_to(secret)
+        file_name = "link.jpg"
+    else:
+        file_name = str(secret) if how == "absolute" else "../secret/private.jpg"
+    data["images"].append({"id": 999, "file_name": file_name, "width": 64, "height": 48})
+    json_path.write_text(json.dumps(data))
+    return read_coco(json_path)
+
+
+def _hostile_yolo(tmp_path: Path, secret: Path, how: str) -> Source:
+    data_yaml, _ = synthetic_yolo(tmp_path / "yolo", n=3)
+    text = data_yaml.read_text()
+    if how == "absolute train":
+        text += f"valid: {secret.parent}\n"
+    elif how == "absolute list line":
+        (data_yaml.parent / "extra.txt").write_text(f"{secret}\n")
+        text += "valid: extra.txt\n"
+    elif how == "path key":
+        for split in ("train", "val", "test"):
+            (secret.parent / "images" / split).mkdir(parents=True)
+        (secret.parent / "images" / "train" / "private.jpg").symlink_to(secret)
+        text = re.sub(r"(?m)^path:.*$", f"path: {secret.parent}", text)
+    else:  # a symbolic link among the images
+        (data_yaml.parent / "images" / "train" / "link.jpg").symlink_to(secret)
+    data_yaml.write_text(text)
+    return read_yolo(data_yaml)
+
+
+def _hostile_voc(tmp_path: Path, secret: Path) -> Source:
+    _, truth = synthetic_yolo(tmp_path / "yolo", n=3)
+    to_voc(truth, tmp_path / "voc")
+    (tmp_path / "voc" / "JPEGImages" / "link.jpg").symlink_to(secret)
+    (tmp_path / "voc" / "Annotations" / "link.xml").write_text(
+        "<annotation><filename>link.jpg</filename>"
+        "<size><width>64</width><height>48</height></size></annotation>"
+    )
+    return read_voc(tmp_path / "voc")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "how"),
+    [
+        ("coco", "dot-dot file_name"),
+        ("coco", "absolute"),
+        ("coco", "symlink"),
+        ("yolo", "absolute train"),
+        ("yolo", "absolute list line"),
+        ("yolo", "path key"),
+        ("yolo", "symlink"),
+        ("voc", "symlink"),
+    ],
+    ids=lambda v: v.replace(" ", "-"),
+)
+def test_files_outside_the_dataset_folder_are_refused_each_and_nothing_of_them_is_stored(
+    app: FastAPI, tmp_path: Path, fmt: str, how: str
+) -> None:
+    """Finding 3 of issue 20: a dataset reads only files inside its own folder."""
+    secret = _secret_image(tmp_path / "secret")
+    if fmt == "coco":
+        source = _hostile_coco(tmp_path, secret, how)
+    elif fmt == "yolo":
+        source = _hostile_yolo(tmp_path, secret, how)
+    else:
+        source = _hostile_voc(tmp_path, secret)
+    report = _import(app, source)
+    assert _frame_id(secret) not in _stored(app)
+    assert report.imported == 3  # the dataset's own images
+    if how != "path key":  # path: leading out is not followed: the dataset's own folder is read
+        assert len(report.problems) == 1, report.problems
+        assert "outside the dataset folder" in report.problems[0].message

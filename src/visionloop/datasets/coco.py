@@ -4,7 +4,9 @@ and writing one JSON per split.
 A box is ``bbox = [x, y, width, height]`` in pixels of the image's declared ``width`` and
 ``height``. Crowd regions (``iscrowd: 1``) mark groups, not objects, and are skipped. A JSON's
 split is read from its name (``instances_train2017.json`` -> train). An image's ``file_name`` is
-looked for relative to the JSON's folder, the folder above it, and their ``images/``.
+looked for relative to the JSON's folder, the folder above it, and their ``images/``, and must
+lie inside the dataset's folder (see ``datasets.paths``): an absolute ``file_name``, or one that
+leads out by ``..`` or a symbolic link, is a problem of that image.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from visionloop.datasets.labels import (
     source_split,
 )
 from visionloop.datasets.manifest import MANIFEST_NAME, FileEntry, file_entry
+from visionloop.datasets.paths import OutsideDatasetError, confine, dataset_root
 from visionloop.errors import InvalidInputError
 
 COCO_CATEGORY_OFFSET = 1
@@ -53,12 +56,27 @@ def _json_files(path: Path) -> list[Path]:
     return files
 
 
-def _find_image(json_path: Path, file_name: str) -> Path | None:
+def _find_image(root: Path, json_path: Path, file_name: str) -> Path | None:
+    """The image ``file_name`` names, or None when there is none; OutsideDatasetError when the
+    name is absolute or the only file it names lies outside ``root``."""
+    if Path(file_name).is_absolute() or Path(file_name).drive:
+        raise OutsideDatasetError(
+            f"refused: file_name {file_name!r} is an absolute path, outside the dataset "
+            f"folder {root} (every file a dataset names must be inside its folder)"
+        )
+    outside: OutsideDatasetError | None = None
     for base in (json_path.parent, json_path.parent.parent):
         for folder in (base, base / "images"):
             candidate = folder / file_name
             if candidate.is_file():
+                try:
+                    confine(root, candidate)
+                except OutsideDatasetError as exc:
+                    outside = outside or exc
+                    continue
                 return candidate
+    if outside is not None:
+        raise outside
     return None
 
 
@@ -72,7 +90,7 @@ def _load(json_path: Path) -> dict[str, Any]:
     return data
 
 
-def _read_one(json_path: Path, names: list[str]) -> list[LabeledImage | FileProblem]:
+def _read_one(root: Path, json_path: Path, names: list[str]) -> list[LabeledImage | FileProblem]:
     data = _load(json_path)
     categories: dict[int, str] = {}
     for cat in data.get("categories") or []:
@@ -99,7 +117,11 @@ def _read_one(json_path: Path, names: list[str]) -> list[LabeledImage | FileProb
                 )
             )
             continue
-        path = _find_image(json_path, file_name)
+        try:
+            path = _find_image(root, json_path, file_name)
+        except OutsideDatasetError as exc:
+            items.append(FileProblem(json_path.parent / file_name, str(exc)))
+            continue
         if path is None:
             items.append(FileProblem(json_path.parent / file_name, "image file not found"))
             continue
@@ -134,11 +156,15 @@ def _box(ann: dict[str, Any], categories: Mapping[int, str], size_wh: tuple[int,
 
 
 def read_coco(path: Path) -> Source:
-    """Read a COCO JSON file, or every ``*.json`` of a folder (or of its ``annotations/``)."""
+    """Read a COCO JSON file, or every ``*.json`` of a folder (or of its ``annotations/``).
+    Images must lie inside the dataset's folder (``datasets.paths.dataset_root``)."""
     names: list[str] = []
     items: list[LabeledImage | FileProblem] = []
+    root = dataset_root(Path(path))
     for json_path in _json_files(Path(path)):
-        items.extend(_read_one(json_path, names))
+        if Path(path).is_dir():  # a file named by the user is theirs; one found in it is not
+            confine(root, json_path)
+        items.extend(_read_one(root, json_path, names))
     if not items:
         raise InvalidInputError(f"{path}: the COCO files list no images")
     return Source(items=items, class_names=tuple(names))

@@ -4,6 +4,10 @@
 Box corners are VOC's 1-based inclusive pixels: ``xmin = 1`` is the image's left edge and
 ``xmax = width`` its right one, so ``x1 = xmin - 1`` and ``x2 = xmax`` in continuous pixels.
 Tools that write 0-based corners stay inside the one-pixel tolerance and are clipped.
+
+Only a file name's last part is used (``<filename>`` cannot name another folder), and every XML
+and image file must resolve inside the dataset's folder (``datasets.paths``): a symbolic link
+that leads out is a problem of its own.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from visionloop.datasets.labels import (
     normalise_xyxy,
     source_split,
 )
+from visionloop.datasets.paths import OutsideDatasetError, confine
 from visionloop.datasets.yolo import IMAGE_SUFFIXES
 from visionloop.errors import InvalidInputError
 
@@ -48,7 +53,13 @@ def _find_image(xml_path: Path, root: ET.Element, image_dir: Path) -> Path | Non
     return None
 
 
-def _read_xml(xml_path: Path, image_dir: Path, split: Split | None) -> LabeledImage | FileProblem:
+def _read_xml(
+    dataset: Path, xml_path: Path, image_dir: Path, split: Split | None
+) -> LabeledImage | FileProblem:
+    try:
+        confine(dataset, xml_path)
+    except OutsideDatasetError as exc:
+        return FileProblem(xml_path, str(exc))
     try:
         root = ET.parse(xml_path).getroot()
     except (ET.ParseError, OSError) as exc:
@@ -61,6 +72,10 @@ def _read_xml(xml_path: Path, image_dir: Path, split: Split | None) -> LabeledIm
             xml_path,
             f"its image ({root.findtext('filename') or xml_path.stem}) is not in {image_dir}",
         )
+    try:
+        confine(dataset, image)
+    except OutsideDatasetError as exc:
+        return FileProblem(image, str(exc))
     try:
         size_wh: tuple[int, int] | None = (
             int(_text(root, "size/width")),
@@ -112,14 +127,15 @@ def read_voc(path: Path) -> Source:
     if not path.is_dir():
         raise InvalidInputError(f"{path}: a VOC dataset is a folder")
     items: list[LabeledImage | FileProblem] = []
+    dataset = path.resolve()
     if (path / "Annotations").is_dir():
         splits = _voc_splits(path)
         image_dir = path / "JPEGImages"
         for xml_path in sorted((path / "Annotations").glob("*.xml")):
-            items.append(_read_xml(xml_path, image_dir, splits.get(xml_path.stem)))
+            items.append(_read_xml(dataset, xml_path, image_dir, splits.get(xml_path.stem)))
     else:
         for xml_path in sorted(path.rglob("*.xml")):
-            items.append(_read_xml(xml_path, xml_path.parent, None))
+            items.append(_read_xml(dataset, xml_path, xml_path.parent, None))
     if not items:
         raise InvalidInputError(
             f"{path}: no VOC annotations (Annotations/*.xml or XML files beside images)"

@@ -4,6 +4,11 @@ A label file holds one row per object, ``class x_centre y_centre width height`` 
 0..1 (a segmentation row, ``class x1 y1 x2 y2 …``, is read as the box around its points). An
 image's label file is found the YOLO way: the last ``images`` folder of its path becomes
 ``labels`` and the suffix ``.txt``; a missing label file is an image without objects.
+
+Every file read must lie inside the dataset's folder (the data.yaml's, or the tree's; see
+``datasets.paths``): ``path:`` in data.yaml is followed only inside it, and a split entry, a line of
+a list file, an image or a label file that is absolute or leads out (``..``, a symbolic link) is a
+problem of its own.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from visionloop.datasets.labels import (
     source_split,
 )
 from visionloop.datasets.manifest import FileEntry, file_entry
+from visionloop.datasets.paths import OutsideDatasetError, confine, dataset_root, is_inside
 from visionloop.errors import InvalidInputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -75,22 +81,36 @@ def _images_under(folder: Path) -> list[Path]:
     )
 
 
-def _split_images(root: Path, entry: object, where: Path) -> list[Path]:
-    """The images of one split entry of data.yaml: a folder, a .txt list of images, or a list."""
+def _split_images(
+    dataset: Path, root: Path, entry: object, where: Path
+) -> list[Path | FileProblem]:
+    """The images of one split entry of data.yaml: a folder, a .txt list of images, or a list.
+    An entry or a listed image outside ``dataset`` (the resolved dataset folder) is a
+    FileProblem."""
     entries = entry if isinstance(entry, list) else [entry]
-    images: list[Path] = []
+    images: list[Path | FileProblem] = []
     for item in entries:
         path = root / str(item)
-        if path.is_dir():
+        if not is_inside(dataset, path):
+            images.append(FileProblem(path, f"split entry {item!r}: {_outside(dataset, path)}"))
+        elif path.is_dir():
             images.extend(_images_under(path))
         elif path.is_file() and path.suffix == ".txt":
             for line in path.read_text().splitlines():
                 if line.strip():
-                    image = Path(line.strip())
-                    images.append(image if image.is_absolute() else root / image)
+                    # An absolute line is kept as written: the image check refuses it.
+                    images.append(root / line.strip())
         else:
             raise InvalidInputError(f"{where}: split entry {item!r} is neither a folder nor a list")
     return images
+
+
+def _outside(dataset: Path, path: Path) -> str:
+    try:
+        confine(dataset, path)
+    except OutsideDatasetError as exc:
+        return str(exc)
+    return "inside the dataset folder"  # pragma: no cover - called only for outside paths
 
 
 def _parse_labels(path: Path, names: Sequence[str]) -> tuple[Box, ...]:
@@ -123,10 +143,16 @@ def _parse_labels(path: Path, names: Sequence[str]) -> tuple[Box, ...]:
     return tuple(boxes)
 
 
-def _tree_layout(root: Path) -> tuple[list[str], dict[Split | None, list[Path]]]:
+def _tree_layout(root: Path) -> tuple[list[str], dict[Split | None, list[Path | FileProblem]]]:
     """An ``images/`` + ``labels/`` tree without data.yaml: names from ``classes.txt``."""
+    dataset = dataset_root(root)
     classes = next(
-        (p for p in (root / "classes.txt", root / "labels" / "classes.txt") if p.is_file()), None
+        (
+            p
+            for p in (root / "classes.txt", root / "labels" / "classes.txt")
+            if p.is_file() and is_inside(dataset, p)
+        ),
+        None,
     )
     if classes is None:
         raise InvalidInputError(
@@ -134,7 +160,7 @@ def _tree_layout(root: Path) -> tuple[list[str], dict[Split | None, list[Path]]]
             "so the names must come from one of them"
         )
     names = [line.strip() for line in classes.read_text().splitlines() if line.strip()]
-    by_split: dict[Split | None, list[Path]] = {}
+    by_split: dict[Split | None, list[Path | FileProblem]] = {}
     images_dir = root / "images"
     for sub in sorted(p for p in images_dir.iterdir() if p.is_dir()):
         by_split.setdefault(source_split(sub.name), []).extend(_images_under(sub))
@@ -151,24 +177,33 @@ def read_yolo(path: Path) -> Source:
     tree with ``classes.txt``. Splits named train, val (valid) or test are kept as the source's
     split. Raises InvalidInputError when the dataset as a whole cannot be read."""
     path = Path(path)
+    dataset = dataset_root(path)
     yaml_path = path if path.is_file() else None
     if yaml_path is None:
         yaml_path = next(
-            (path / n for n in ("data.yaml", "data.yml") if (path / n).is_file()), None
+            (
+                path / n
+                for n in ("data.yaml", "data.yml")
+                if (path / n).is_file() and is_inside(dataset, path / n)
+            ),
+            None,
         )
-    by_split: dict[Split | None, list[Path]] = {}
+    by_split: dict[Split | None, list[Path | FileProblem]] = {}
     if yaml_path is not None:
         data = _load_yaml(yaml_path)
         names = _names(data.get("names"), yaml_path)
         root = Path(str(data.get("path") or yaml_path.parent))
         if not root.is_absolute():
             root = yaml_path.parent / root
-        if not root.is_dir():
-            root = yaml_path.parent  # a moved dataset: its own folder
+        if not root.is_dir() or not is_inside(dataset, root):
+            # A moved dataset (or a path: that leads out of it): its own folder.
+            root = yaml_path.parent
         for key in ("train", "val", "valid", "test"):
             if data.get(key):
                 split = source_split(key)
-                by_split.setdefault(split, []).extend(_split_images(root, data[key], yaml_path))
+                by_split.setdefault(split, []).extend(
+                    _split_images(dataset, root, data[key], yaml_path)
+                )
     elif (path / "images").is_dir():
         names, by_split = _tree_layout(path)
     else:
@@ -179,10 +214,20 @@ def read_yolo(path: Path) -> Source:
     seen: set[Path] = set()
     for split, images in by_split.items():
         for image in images:
+            if isinstance(image, FileProblem):
+                items.append(image)
+                continue
             if image in seen:  # listed in two splits: the first wins
                 continue
             seen.add(image)
             label = label_path(image)
+            try:
+                confine(dataset, image)
+                if label.exists():
+                    confine(dataset, label)
+            except OutsideDatasetError as exc:
+                items.append(FileProblem(image, str(exc)))
+                continue
             try:
                 boxes = _parse_labels(label, names)
             except BoxError as exc:
