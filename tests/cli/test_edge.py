@@ -222,19 +222,78 @@ def test_an_api_url_instead_of_the_base_url_is_named(
 def test_a_wrong_token_is_said_plainly_and_the_records_stay(
     live_server: LiveServer, detector_onnx: Path, tmp_path: Path
 ) -> None:
+    """A 401 is permanent: exit 4 without waiting out the drain, records kept."""
+    started = time.monotonic()
     result = run_edge(
         "--server", live_server.url, "--token", "not-a-token", "--source", "synthetic",
         "--model", str(detector_onnx), "--backend", "onnxruntime", "--threads", "1",
-        "--outbox", str(tmp_path / "o.db"), "--max-frames", "3", "--drain-timeout", "1",
+        "--outbox", str(tmp_path / "o.db"), "--max-frames", "3", "--drain-timeout", "60",
     )  # fmt: skip
-    assert result.returncode == 3, result.stderr
+    assert result.returncode == 4, result.stderr
+    assert time.monotonic() - started < 40  # the 60 s drain was not waited out
     assert "Traceback" not in result.stderr
+    errors = error_lines(result.stderr)
+    assert len(errors) == 1, result.stderr
     assert (
         "the server rejected this device token (401): check --token or rotate it "
         "(visionloop devices rotate NAME)"
-    ) in result.stderr
-    assert "left in outbox: 3 records" in result.stdout
-    assert "nothing was uploaded" in result.stderr
+    ) in errors[0]
+    kept = outbox_committed(tmp_path / "o.db")
+    assert f"{kept} record{'' if kept == 1 else 's'} and" in errors[0]
+    assert f"kept in {tmp_path / 'o.db'}" in errors[0]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_each_token_keeps_its_own_outbox_and_never_uploads_another_s(
+    app: FastAPI, live_server: LiveServer, device: DeviceCredentials, detector_onnx: Path,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """The issue's finding: a run with a wrong token wrote 20 records to the shared default
+    outbox, and the next run with a valid token uploaded them as its own. Now the default
+    outbox is the token's own (relative data dir, run from another folder), and an outbox
+    refuses a token that is not its owner."""
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    common = (
+        "--server", live_server.url, "--source", "synthetic", "--model", str(detector_onnx),
+        "--backend", "onnxruntime", "--threads", "1", "--drain-timeout", "30",
+    )  # fmt: skip
+    env = {"VISIONLOOP_DATA_DIR": "var"}
+    wrong = run_edge_in(work, *common, "--token", "WRONG", "--max-frames", "20", env=env)
+    assert wrong.returncode == 4, wrong.stderr
+    edge_dir = work / "var" / "edge"
+    outboxes = sorted(edge_dir.glob("*/*/outbox.db"))
+    assert len(outboxes) == 1
+    held = outbox_committed(outboxes[0])  # what it took before the 401 ended the run
+
+    good = run_edge_in(work, *common, "--token", device.token, "--max-frames", "5", env=env)
+    assert good.returncode == 0, good.stderr
+    assert len(server_frames(app)) == 5  # the wrong token's records stayed where they were
+    assert outbox_committed(outboxes[0]) == held
+    assert len(sorted(edge_dir.glob("*/*/outbox.db"))) == 2
+
+    stolen = run_edge_in(
+        work, *common, "--token", device.token, "--outbox", str(outboxes[0]),
+        "--max-frames", "0", env=env,
+    )  # fmt: skip
+    assert stolen.returncode == 1
+    assert "holds the records of another device" in stolen.stderr
+    assert len(server_frames(app)) == 5
+
+
+def run_edge_in(
+    cwd: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``visionloop edge`` run as a user runs it, from the folder ``cwd``."""
+    return subprocess.run(
+        edge_command(*args),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        check=False,
+    )
 
 
 def test_undelivered_records_images_and_evictions_are_counted_and_exit_3(

@@ -123,26 +123,32 @@ def test_422_naming_one_frame_moves_it_aside_and_sends_the_rest(
     assert outbox.counters()["dead_letters"] == 1
 
 
-def test_wrong_token_is_retried_not_dropped_and_said_plainly_every_round(
+def test_wrong_token_stops_the_uploader_at_once_and_keeps_the_records(
     app: FastAPI, live_server: LiveServer, outbox: Outbox, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A 401 is permanent: no retry can fix a wrong token, so the uploader says so once, tells
+    its owner and stops; nothing is dropped."""
     fill(outbox, 5)
+    told: list[str] = []
     with device_http(live_server.url, "not-a-token") as client:
-        uploader = Uploader(outbox, client, config=FAST)
+        uploader = Uploader(outbox, client, config=FAST, on_rejected=told.append)
         with caplog.at_level(logging.WARNING, logger="visionloop.edge.sync"):
             uploader.start()
-            time.sleep(0.5)
-            uploader.stop()
+            deadline = time.monotonic() + 5
+            while uploader.alive and time.monotonic() < deadline:
+                time.sleep(0.02)
+    assert not uploader.alive
     assert outbox.backlog().records == 5
     assert outbox.dead_letters() == []
-    assert uploader.stats.retries >= 2
-    assert TOKEN_REJECTED in (uploader.stats.last_error or "")
+    assert uploader.stats.retries == 0
+    assert uploader.rejected is not None and TOKEN_REJECTED in uploader.rejected
+    assert told == [uploader.rejected]
     said = [r.getMessage() for r in caplog.records if TOKEN_REJECTED in r.getMessage()]
-    assert len(said) == uploader.stats.retries  # in every failing round
+    assert len(said) == 1
     assert "visionloop devices rotate NAME" in said[0]
 
 
-def test_disabled_device_is_said_plainly_and_keeps_buffering(
+def test_disabled_device_is_said_plainly_and_stops(
     app: FastAPI, live_server: LiveServer, outbox: Outbox
 ) -> None:
     disabled = add_device(app, "cam-off", disabled=True)
@@ -150,11 +156,13 @@ def test_disabled_device_is_said_plainly_and_keeps_buffering(
     with device_http(live_server.url, disabled.token) as client:
         uploader = Uploader(outbox, client, config=FAST)
         uploader.start()
-        time.sleep(0.3)
-        uploader.stop()
+        deadline = time.monotonic() + 5
+        while uploader.alive and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert not uploader.alive
     assert outbox.backlog().records == 3
     assert "this device is disabled on the server (403): visionloop devices enable cam-off" in (
-        uploader.stats.last_error or ""
+        uploader.rejected or ""
     )
 
 

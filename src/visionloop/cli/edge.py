@@ -53,6 +53,9 @@ def parse_size_wh(value: str) -> tuple[int, int]:
 
 EXIT_UNDELIVERED = 3
 """Exit status of a ``--max-frames`` run that ends with records or images still in the outbox."""
+EXIT_REJECTED = 4
+"""Exit status when the server refused the device token (401) or the device (403): permanent,
+so a supervisor should not restart the agent until a person fixes the token."""
 
 
 def _fail(message: str) -> NoReturn:
@@ -106,6 +109,18 @@ def _one_token(token: str | None, token_file: Path | None, from_env: str | None)
             "VISIONLOOP_EDGE_TOKEN (`visionloop devices add NAME` prints one)"
         )
     return token
+
+
+def _mention_legacy_outboxes(edge_dir: Path) -> None:
+    """Outboxes of the shared default path from before per-device outboxes are never opened by
+    default (their records' device is unknown): say where they are and how to send them."""
+    legacy = [edge_dir / "outbox.db", *sorted(edge_dir.glob("camera-*/outbox.db"))]
+    for path in (p for p in legacy if p.is_file()):
+        typer.echo(
+            f"note: {path} is an outbox from an earlier version (shared by every token); to send "
+            "what it holds, run once with --outbox PATH and the token of the device that wrote it",
+            err=True,
+        )
 
 
 def _check_ranges(
@@ -235,8 +250,9 @@ def edge(
         list[Path] | None,
         typer.Option(
             help=(
-                "Outbox SQLite file (once per --source). Default: <VISIONLOOP_DATA_DIR>/edge/"
-                "outbox.db; with several sources <VISIONLOOP_DATA_DIR>/edge/camera-N/outbox.db."
+                "Outbox SQLite file (once per --source). Default, one per device: "
+                "<VISIONLOOP_DATA_DIR>/edge/<server>/<token fingerprint>/outbox.db. An outbox "
+                "keeps the records of the token that created it and refuses any other."
             )
         ),
     ] = None,
@@ -294,6 +310,7 @@ def edge(
     from visionloop.cli.settings import load_settings
     from visionloop.edge.agent import Agent, AgentConfig
     from visionloop.edge.cameras import Cameras
+    from visionloop.edge.identity import OutboxOwner, server_slug
     from visionloop.edge.sampler import SamplerConfig
     from visionloop.edge.sync import SyncConfig
     from visionloop.errors import VisionloopError
@@ -329,10 +346,12 @@ def edge(
         )
     if outbox:
         outbox_paths = list(outbox)
-    elif len(source) == 1:
-        outbox_paths = [edge_dir / "outbox.db"]
     else:
-        outbox_paths = [edge_dir / f"camera-{i}" / "outbox.db" for i in range(1, len(source) + 1)]
+        # One outbox per device: the folder names the server and the token's fingerprint.
+        outbox_paths = [
+            OutboxOwner.of(server, t).folder(edge_dir) / "outbox.db" for t in device_tokens
+        ]
+        _mention_legacy_outboxes(edge_dir)
     try:
         sampler = SamplerConfig(
             band=band, audit_rate=audit_rate, max_per_minute=max_sampled_per_minute
@@ -345,7 +364,9 @@ def edge(
             token=device_token,
             source=camera_source,
             outbox_path=outbox_path,
-            model_cache=None if outbox or len(source) == 1 else edge_dir / "models",
+            model_cache=None
+            if outbox or len(source) == 1
+            else edge_dir / server_slug(server) / "models",
             model=model,
             backend=backend,
             precision=precision,
@@ -403,7 +424,14 @@ def edge(
 def _camera_status(summary: AgentSummary, outbox_path: Path, max_frames: int | None) -> int:
     """Print one camera's summary; its exit status (the CLI exits with the cameras' highest)."""
     status = _print_summary(summary, outbox_path)
-    if summary.failure is not None:
+    if summary.rejected is not None:
+        typer.echo(
+            f"error: {summary.rejected}; {_count(summary.left_records, 'record')} and "
+            f"{_count(summary.left_images, 'image')} kept in {outbox_path}",
+            err=True,
+        )
+        status = EXIT_REJECTED
+    elif summary.failure is not None:
         typer.echo(f"error: the pipeline stopped: {summary.failure}", err=True)
         status = 1
     elif summary.pipeline is not None and summary.pipeline.source_error:

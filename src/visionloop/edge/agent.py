@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from visionloop.edge.identity import OutboxOwner
 from visionloop.edge.model_watch import ModelWatcher, cached_path, last_production
 from visionloop.edge.outbox import DEFAULT_MAX_BYTES, Outbox
 from visionloop.edge.pipeline import Pipeline, PipelineSummary
@@ -91,6 +92,8 @@ class AgentSummary:
     evicted_records: int = 0
     evicted_images: int = 0
     failure: str | None = None
+    rejected: str | None = None
+    """Why the server refused the device's credentials (401/403): the run ended at once."""
 
 
 class SharedModel:
@@ -160,6 +163,12 @@ class Agent:
         self._stopping.set()
         if self.pipeline is not None:
             self.pipeline.stop()
+
+    def _end_rejected(self) -> None:
+        """The server refused this device: stop taking frames and do not wait to drain (no
+        retry can deliver them; they stay in the outbox)."""
+        self._abort_drain.set()
+        self.stop()
 
     def load(self, path: Path, version: str) -> Detector:
         c = self.config
@@ -239,7 +248,9 @@ class Agent:
 
     def run(self) -> AgentSummary:
         c = self.config
-        outbox = Outbox(c.outbox_path, max_bytes=c.outbox_max_bytes)
+        outbox = Outbox(
+            c.outbox_path, max_bytes=c.outbox_max_bytes, owner=OutboxOwner.of(c.server, c.token)
+        )
         uploader: Uploader | None = None
         watcher: ModelWatcher | None = None
         try:
@@ -290,6 +301,7 @@ class Agent:
                     else None
                 ),
                 on_answer=running.sampler.follow if running is not None else None,
+                on_rejected=lambda _why: self._end_rejected(),
                 config=c.sync,
                 seed=c.seed,
             )
@@ -335,6 +347,7 @@ class Agent:
                 evicted_records=counters["evicted_records"] - at_start["evicted_records"],
                 evicted_images=counters["evicted_images"] - at_start["evicted_images"],
                 failure=failure,
+                rejected=uploader.rejected,
             )
         finally:
             # The uploader goes first: it must never use a closed outbox or client.

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from visionloop.edge.identity import OutboxOwner
+from visionloop.errors import VisionloopError
 from visionloop.types import FrameRecord
 
 DEFAULT_MAX_BYTES = 1 << 30
@@ -58,6 +60,11 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS owner (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    server TEXT NOT NULL,
+    fingerprint TEXT NOT NULL
 );
 """
 
@@ -115,12 +122,21 @@ class Backlog:
         return self.records == 0 and self.images == 0
 
 
+class OutboxOwnerError(VisionloopError):
+    """The outbox holds another device's records (another token or server)."""
+
+
 class Outbox:
     """A thread-safe SQLite outbox (one connection behind a lock; each call is one transaction).
 
     ``max_bytes`` caps the stored payload (record JSON plus JPEG bytes, not counting SQLite's
     own overhead or dead letters): a put that goes over evicts images oldest first, then the
     oldest records, and counts each eviction in :meth:`counters`.
+
+    ``owner``: the device the records belong to. An outbox remembers its first owner and
+    refuses another (:class:`OutboxOwnerError`), so that records are never uploaded under
+    another device's token. An outbox from before owners were kept is claimed by its first
+    owned open.
     """
 
     def __init__(
@@ -129,6 +145,7 @@ class Outbox:
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        owner: OutboxOwner | None = None,
     ) -> None:
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
@@ -143,6 +160,8 @@ class Outbox:
         self._conn.execute(f"PRAGMA synchronous={synchronous}")
         self._conn.execute("PRAGMA busy_timeout=30000")
         self._conn.executescript(_SCHEMA)
+        if owner is not None:
+            self._claim(owner)
         self._conn.executemany(
             "INSERT OR IGNORE INTO counters (name, value) VALUES (?, 0)",
             [(n,) for n in COUNTER_NAMES],
@@ -158,6 +177,23 @@ class Outbox:
         """Set when something was committed; the uploader waits on it instead of polling."""
         if not self._backlog_unlocked().empty:
             self.has_work.set()
+
+    def _claim(self, owner: OutboxOwner) -> None:
+        self._conn.execute(
+            "INSERT OR IGNORE INTO owner (id, server, fingerprint) VALUES (1, ?, ?)",
+            (owner.server, owner.fingerprint),
+        )
+        server, fingerprint = self._conn.execute(
+            "SELECT server, fingerprint FROM owner WHERE id = 1"
+        ).fetchone()
+        if (server, fingerprint) != (owner.server, owner.fingerprint):
+            self._conn.close()
+            raise OutboxOwnerError(
+                f"{self.path} holds the records of another device (server {server}, token "
+                f"fingerprint {fingerprint}), not this token's ({owner.server}, "
+                f"{owner.fingerprint}): run that device's token on it, or leave --outbox out "
+                "to use this token's own outbox"
+            )
 
     # --- writing ---------------------------------------------------------------------------
 

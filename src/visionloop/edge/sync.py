@@ -20,8 +20,10 @@ What each answer means for a batch of frames:
   ``dead_letter_after`` times goes to the dead letters with the server's answer, but only while
   the server is up and has accepted other records since it was isolated: a server
   that fails every record is down, and nothing is set aside for that.
-* 408, 429, timeouts, connection errors, and 401/403 (a token is fixed by a person; data must not
-  be dropped for it, and the log says what to do): retried with backoff, forever.
+* 408, 429, timeouts and connection errors: retried with backoff, forever.
+* 401/403 (a wrong or rotated token, a disabled device): permanent. No retry can fix it, so the
+  uploader stops, says what to do in one line (:attr:`Uploader.rejected`) and tells its owner
+  (``on_rejected``), which ends the run; the records stay in this device's outbox.
 
 The thread never dies: any exception in a round (a bug, a heartbeat that fails, the outbox) is
 logged with its traceback, counted (``uploader_errors``) and the round retried after a backoff.
@@ -112,6 +114,10 @@ class RetryLater(Exception):
     """A failure that is not the data's fault: back off and try the same thing again."""
 
 
+class CredentialsRejected(Exception):
+    """The server refused this device's token (401) or the device (403): permanent."""
+
+
 @dataclass
 class _Held:
     """A record that failed alone with a 5xx: retried on its own schedule.
@@ -141,6 +147,7 @@ class Uploader:
         *,
         heartbeat: Callable[[], Heartbeat] | None = None,
         on_answer: Callable[[HeartbeatAnswer], None] | None = None,
+        on_rejected: Callable[[str], None] | None = None,
         config: SyncConfig | None = None,
         seed: int | None = None,
     ) -> None:
@@ -150,6 +157,9 @@ class Uploader:
         self.stats = SyncStats()
         self._heartbeat = heartbeat
         self._on_answer = on_answer
+        self._on_rejected = on_rejected
+        self.rejected: str | None = None
+        """Why the server refused this device's credentials (the uploader then stopped)."""
         self._rng = random.Random(seed)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -211,10 +221,22 @@ class Uploader:
                     self.outbox.has_work.wait(max(wait, 0.01))
             except RetryLater as exc:
                 self._back_off(str(exc))
+            except CredentialsRejected as exc:
+                self._reject(str(exc))
             except Exception as exc:  # the uploader must outlive any one bug
                 self.stats.errors += 1
                 log.exception("uploader: unexpected error (%d so far); retrying", self.stats.errors)
                 self._back_off(f"unexpected: {exc!r}")
+
+    def _reject(self, why: str) -> None:
+        """Stop for good: the records stay in the outbox for a run with a valid token."""
+        if self.rejected is None:
+            self.rejected = why
+            self.stats.last_error = why
+            log.error("uploader: %s; stopping (records are kept in the outbox)", why)
+            if self._on_rejected is not None:
+                self._on_rejected(why)
+        self._stop.set()
 
     def _back_off(self, why: str) -> None:
         self.stats.retries += 1
@@ -457,7 +479,7 @@ class Uploader:
             raise RetryLater(f"{type(exc).__name__}: {exc}") from exc
         problem = credential_problem(resp)
         if problem is not None:
-            raise RetryLater(f"{problem} (records are kept meanwhile)")
+            raise CredentialsRejected(problem)
         if (retry_5xx and resp.status_code >= 500) or resp.status_code in (408, 429):
             raise RetryLater(f"{method} {url} answered {resp.status_code}: {_detail(resp)}")
         return resp
@@ -495,7 +517,10 @@ class Uploader:
             return False
         if resp.status_code >= 300:
             problem = credential_problem(resp)
-            log.warning("heartbeat answered %s: %s", resp.status_code, problem or _detail(resp))
+            if problem is not None:
+                self._reject(problem)
+                return False
+            log.warning("heartbeat answered %s: %s", resp.status_code, _detail(resp))
             return False
         self.stats.heartbeats += 1
         if self._on_answer is not None and resp.status_code == 200:
