@@ -189,3 +189,46 @@ def test_register_with_reference_data_stores_the_validation_frames_profile(env: 
     assert missing.exit_code == 1
     assert "error:" in missing.output and "Traceback" not in missing.output
     assert [v["version"] for v in json.loads(_run("models", "list", "--json"))] == ["1"]
+
+
+def test_your_own_model_with_weights_and_reference_data_from_another_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's "Use your own model": registered from a folder outside the repository with
+    a relative data dir, the version keeps its fine-tuning weights and its drift profile; one
+    registered without weights makes retraining name the missing flag."""
+    from support.datasets import synthetic_yolo
+    from support.models import BASELINE_ONNX, BASELINE_PT
+    from visionloop.config import Settings
+    from visionloop.errors import VisionloopError
+    from visionloop.jobs.train import _base_weights
+    from visionloop.training.registry import Registry
+
+    work = tmp_path / "plant"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("VISIONLOOP_DATA_DIR", "var")
+    data_yaml, _ = synthetic_yolo(work / "data", n=10)
+    out = _run(
+        "models", "register", str(BASELINE_ONNX), "--weights", str(BASELINE_PT),
+        "--reference-data", "data", "--alias", "production",
+    )  # fmt: skip
+    assert "note:" not in out
+    registry = Registry.from_settings(Settings())
+    assert (work / "var" / "mlflow.db").is_file()
+    weights = registry.weights_path("1")
+    assert weights is not None and weights.read_bytes() == BASELINE_PT.read_bytes()
+    assert registry.drift_profile_path("1") is not None
+
+    theirs = write_constant_model(work / "theirs.onnx", np.full((1, 8, 4), 0.1, np.float32))
+    bare = _run("models", "register", str(theirs), "--alias", "production")
+    assert "note: no --weights" in bare and "note: no --reference-data" in bare
+    production = registry.production()
+    assert production is not None and production.version == "2"
+    with pytest.raises(VisionloopError, match=r"--weights best\.pt"):
+        _base_weights(registry, production)
+
+    refused = CliRunner().invoke(
+        app, ["models", "register", str(BASELINE_ONNX), "--weights", str(data_yaml)]
+    )
+    assert refused.exit_code == 2 and "is not a .pt file" in refused.output

@@ -26,6 +26,9 @@ import pytest
 
 from support.shared import build_once, run_dir
 from visionloop.shipped import BASELINE_ONNX
+from visionloop.shipped import BASELINE_WEIGHTS as BASELINE_PT
+
+__all__ = ["BASELINE_ONNX", "BASELINE_PT"]  # re-exported for the tests that use the baseline
 
 REPO = Path(__file__).resolve().parents[2]
 REF_SCRIPT = Path(__file__).with_name("ultralytics_ref.py")

@@ -150,6 +150,16 @@ def register_command(
         str | None, typer.Option(help="Also point this alias (production or staging) at it.")
     ] = None,
     by: Annotated[str | None, typer.Option(help="Who registers (default: your user name).")] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            help=(
+                "The Ultralytics weights (.pt) the ONNX file was exported from, kept with the "
+                "version so that retraining can fine-tune it. Without them a train job cannot "
+                "start from this version."
+            )
+        ),
+    ] = None,
     reference_data: Annotated[
         str | None,
         typer.Option(
@@ -162,8 +172,9 @@ def register_command(
         ),
     ] = None,
 ) -> None:
-    """Register an ONNX detector as a new version (it must load as one first), with the drift
-    reference profile of its validation frames when --reference-data is given."""
+    """Register an ONNX detector as a new version (it must load as one first), with its
+    fine-tuning weights (--weights) and the drift reference profile of its validation frames
+    (--reference-data)."""
     tags: dict[str, str] = {}
     for item in tag or []:
         key, sep, value = item.partition("=")
@@ -177,11 +188,17 @@ def register_command(
         raise typer.BadParameter(
             f"must be one of {', '.join(ALIASES)}, got {alias!r}", param_hint="'--alias'"
         )
+    if weights is not None and (weights.suffix != ".pt" or not weights.is_file()):
+        raise typer.BadParameter(
+            f"{weights} is not a .pt file (Ultralytics weights, e.g. runs/detect/train/weights/"
+            "best.pt)",
+            param_hint="'--weights'",
+        )
     try:
         registry = _registry()
         # A missing or empty val split is refused before anything is registered.
         reference = None if reference_data is None else _reference_frames(reference_data)
-        version = registry.register(onnx, tags=tags, description=description)
+        version = registry.register(onnx, tags=tags, description=description, weights=weights)
         if reference is not None:
             frames = _profile(registry, version.version, reference)
             typer.echo(f"drift reference profile of {frames} frames ({reference_data})")
@@ -190,6 +207,16 @@ def register_command(
     except VisionloopError as exc:
         raise _fail(exc) from exc
     typer.echo(f"registered {onnx} as version {version.version} (sha256 {version.sha256[:12]})")
+    if weights is None:
+        typer.echo(
+            "note: no --weights: retraining cannot fine-tune this version (register it again "
+            "with --weights best.pt to allow it)"
+        )
+    if reference is None:
+        typer.echo(
+            "note: no --reference-data: drift checks of this version compare with the previous "
+            "production version's profile, else with each device's first frames"
+        )
     if alias:
         typer.echo(f"{alias} -> version {version.version}")
 

@@ -210,9 +210,10 @@ def _base_weights(registry: Registry, production: ModelVersion) -> Path:
     ):
         return baseline_pt
     raise VisionloopError(
-        f"production version {production.version} has no .pt weights in MLflow (weights/): it "
-        "cannot be fine-tuned; register a version with its weights or train one with "
-        "`visionloop train`"
+        f"production version {production.version} was registered without its fine-tuning "
+        "weights, so it cannot be retrained: register the model again with them, `visionloop "
+        "models register MODEL.onnx --weights best.pt --alias production` (the .pt the ONNX "
+        "file was exported from), or train one with `visionloop train`"
     )
 
 
