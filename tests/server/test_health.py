@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 
-from support.db import frame_batch
+from support.db import app_state, frame_batch
+from support.outage import DATABASES, own_database
 from visionloop.config import Settings
 from visionloop.server.app import create_app
+from visionloop.server.migrate import alembic_config, head_revision
 
 
 def test_healthz_and_readyz(client: TestClient) -> None:
@@ -56,3 +60,26 @@ def test_each_app_has_its_own_metrics(tmp_path: Path, sqlite_url: str) -> None:
 def test_openapi_is_served(client: TestClient) -> None:
     assert client.get("/openapi.json").json()["info"]["title"] == "visionloop"
     assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize("kind", DATABASES)
+def test_readyz_is_503_until_the_schema_is_at_the_head_migration(kind: str, tmp_path: Path) -> None:
+    script = ScriptDirectory.from_config(alembic_config())
+    head = head_revision()
+    assert head is not None
+    previous = script.get_revision(head).down_revision
+    assert isinstance(previous, str)
+    with own_database(kind, tmp_path) as db:
+        db.recreate_empty()
+        db.migrate(previous)
+        app = create_app(Settings(data_dir=tmp_path / "data", database_url=db.url))
+        try:
+            with TestClient(app) as c:
+                r = c.get("/readyz")
+                assert r.status_code == 503
+                assert r.headers["retry-after"]
+                assert previous in r.json()["detail"] and head in r.json()["detail"]
+                db.migrate()
+                assert c.get("/readyz").json() == {"status": "ready"}
+        finally:
+            app_state(app).engine.dispose()

@@ -16,6 +16,9 @@ from visionloop.errors import UnavailableError
 logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+PG_CONNECT_TIMEOUT_S = 10
+"""How long a new PostgreSQL connection may take: a database host that drops packets is a 503
+within this, not a request hung for the kernel's two-minute TCP timeout."""
 
 
 def is_sqlite(url: str) -> bool:
@@ -25,7 +28,8 @@ def is_sqlite(url: str) -> bool:
 
 def create_db_engine(url: str, *, pool_size: int = 8) -> Engine:
     """An engine for ``url``. SQLite: WAL, ``foreign_keys=ON``, a busy timeout, the parent folder
-    created; PostgreSQL: a pre-pinged connection pool.
+    created; PostgreSQL: a pre-pinged connection pool whose connections time out after
+    ``PG_CONNECT_TIMEOUT_S``.
     """
     if is_sqlite(url):
         database = make_url(url).database
@@ -40,7 +44,19 @@ def create_db_engine(url: str, *, pool_size: int = 8) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # A connect_timeout in the URL wins: connect_args would override it.
+    connect_args = (
+        {}
+        if "connect_timeout" in make_url(url).query
+        else {"connect_timeout": PG_CONNECT_TIMEOUT_S}
+    )
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+    )
 
 
 def connect_error(url: str, exc: OperationalError) -> UnavailableError:

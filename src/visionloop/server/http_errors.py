@@ -2,12 +2,15 @@
 
 ``visionloop.errors`` map to their ``status``; FastAPI's request validation errors and pydantic
 validation errors become a 422 whose ``detail`` names each bad field as a path such as
-``frames[3].detections[0].confidence``; malformed JSON is a 400.
+``frames[3].detections[0].confidence``; malformed JSON is a 400. A database that cannot be
+reached (or whose schema is not this server's) is a 503 with ``Retry-After`` and one log line, not
+a 500 with a traceback: see :func:`database_unavailable`.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,7 +18,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic_core import ErrorDetails
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from visionloop.errors import (
@@ -23,12 +27,34 @@ from visionloop.errors import (
     BadRequestError,
     InvalidInputError,
     TooManyRequestsError,
+    UnavailableError,
     VisionloopError,
 )
 
 logger = logging.getLogger(__name__)
 
 MAX_LISTED_ERRORS = 20
+UNAVAILABLE_RETRY_AFTER_S = 5
+"""What a 503 (a database or registry that cannot be reached) tells clients to wait, seconds."""
+DATABASE_UNAVAILABLE = "the database is unavailable; retry later"
+SCHEMA_NOT_MIGRATED = (
+    "the database schema is not at this server's version (a database recreated empty, or one "
+    "not yet migrated): run `visionloop db upgrade`; retry later"
+)
+
+# SQLite reports an unreachable file, a full disk, a lock held too long and a missing table as
+# OperationalError, but also a syntax error (a bug): only these messages mean "unavailable".
+_SQLITE_UNAVAILABLE = (
+    "unable to open database file",
+    "disk i/o error",
+    "database is locked",
+    "database table is locked",
+    "readonly database",
+    "database or disk is full",
+)
+_SQLITE_NO_SCHEMA = "no such table"
+# PostgreSQL's SQLSTATEs for a table or column this server expects and the database lacks.
+_PG_NO_SCHEMA = frozenset({"42P01", "42703"})
 
 
 def format_loc(loc: Sequence[int | str]) -> str:
@@ -76,12 +102,16 @@ def error_response(exc: VisionloopError) -> JSONResponse:
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, TooManyRequestsError):
         headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, UnavailableError):
+        headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_S)
     return JSONResponse(body, status_code=exc.status, headers=headers or None)
 
 
-async def _visionloop_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _visionloop_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, VisionloopError)
-    if exc.status >= 500:
+    if isinstance(exc, UnavailableError):  # expected while a service is down: one line
+        logger.warning("%s %s: 503, %s", request.method, request.url.path, exc)
+    elif exc.status >= 500:
         logger.error("server error: %s", exc, exc_info=exc)
     return error_response(exc)
 
@@ -104,6 +134,60 @@ async def _data_error(_request: Request, exc: Exception) -> JSONResponse:
         InvalidInputError(
             "a value cannot be stored: text with a NUL character, or a number out of range"
         )
+    )
+
+
+def database_unavailable(exc: BaseException) -> str | None:
+    """The ``detail`` of a 503 when ``exc`` means the database cannot serve now, else None.
+
+    Unavailable: any PostgreSQL ``OperationalError`` (cannot connect, connection dropped, the
+    database not accepting connections, a statement cancelled), a connection found closed, the
+    pool exhausted, SQLite's unopenable, locked or full file; and a schema that lacks this
+    server's tables (a database recreated empty): that is an operations problem, not a bug.
+    Anything else (a syntax error, a constraint) is left to the 500 handler.
+    """
+    if isinstance(exc, PoolTimeoutError):
+        return DATABASE_UNAVAILABLE
+    if not isinstance(exc, DBAPIError):
+        return None
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in _PG_NO_SCHEMA:
+        return SCHEMA_NOT_MIGRATED
+    if isinstance(orig, sqlite3.Error):
+        message = str(orig).lower()
+        if _SQLITE_NO_SCHEMA in message:
+            return SCHEMA_NOT_MIGRATED
+        if isinstance(exc, OperationalError) and any(m in message for m in _SQLITE_UNAVAILABLE):
+            return DATABASE_UNAVAILABLE
+        return None
+    if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
+        return DATABASE_UNAVAILABLE
+    return None
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of what the database driver said (a log line, not a traceback)."""
+    orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = str(orig).strip().splitlines()
+    return lines[0] if lines else type(orig).__name__
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    detail = database_unavailable(exc)
+    if detail is None:
+        raise exc  # a bug: the 500 handler logs it with its traceback
+    # One line per request: during an outage every request fails the same way, and a traceback
+    # each would bury the log.
+    logger.warning(
+        "%s %s: 503, database unavailable: %s",
+        request.method,
+        request.url.path,
+        first_line(exc),
+    )
+    return JSONResponse(
+        {"detail": detail},
+        status_code=503,
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
     )
 
 
@@ -161,5 +245,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _request_validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeoutError, _database_error)
     app.add_exception_handler(Exception, _unexpected)
     _document_errors(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from alembic import command
@@ -34,6 +35,8 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+@cache
 def head_revision() -> str | None:
-    """The newest revision shipped in the package."""
+    """The newest revision shipped in the package (read once: the package does not change under
+    a running process, and ``/readyz`` asks on every probe)."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()

@@ -1,4 +1,5 @@
-"""Operations: liveness, readiness (database reachable) and Prometheus metrics."""
+"""Operations: liveness, readiness (database reachable and at the head migration) and Prometheus
+metrics."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from visionloop.server.deps import StateDep
+from visionloop.server.http_errors import (
+    SCHEMA_NOT_MIGRATED,
+    UNAVAILABLE_RETRY_AFTER_S,
+    database_unavailable,
+    first_line,
+)
+from visionloop.server.migrate import head_revision
 from visionloop.server.store import drift as drift_store
 
 logger = logging.getLogger(__name__)
@@ -23,14 +31,42 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the database answers", response_model=None)
+def _not_ready(detail: str) -> JSONResponse:
+    return JSONResponse(
+        {"detail": detail},
+        status_code=503,
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
+    )
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: the database answers and its schema is at this server's migration",
+    response_model=None,
+    responses={503: {"description": "Not ready: the database is unreachable or not migrated"}},
+)
 def readyz(state: StateDep) -> dict[str, str] | JSONResponse:
+    """Ready when one query reads the schema's revision and it is the newest migration this
+    server ships: a database recreated empty, or one left behind (or ahead) by a deployment, is
+    not ready, so that a load balancer sends no traffic to routes that would fail."""
     try:
         with state.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+            revision = connection.execute(
+                text("SELECT version_num FROM alembic_version")
+            ).scalar_one_or_none()
     except SQLAlchemyError as exc:
-        logger.warning("readiness check failed: %s", exc)
-        return JSONResponse({"detail": "database unreachable"}, status_code=503)
+        if database_unavailable(exc) == SCHEMA_NOT_MIGRATED:  # no alembic_version: empty
+            logger.warning("not ready: the database has no schema")
+            return _not_ready("database schema missing: run `visionloop db upgrade`")
+        logger.warning("not ready: database unreachable: %s", first_line(exc))
+        return _not_ready("database unreachable")
+    head = head_revision()
+    if revision != head:
+        logger.warning("not ready: database schema at %s, this server needs %s", revision, head)
+        return _not_ready(
+            f"database schema at revision {revision}, this server needs {head}: "
+            "run `visionloop db upgrade`"
+        )
     return {"status": "ready"}
 
 
