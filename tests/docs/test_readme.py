@@ -2,8 +2,8 @@
 
 Every ```bash block of README.md is run in order in one bash process (``tests/support/readme.py``),
 in a temporary copy of the repository whose ``.venv`` is the interpreter running the tests, with
-``VISIONLOOP_DATA_DIR`` in that copy. Every command runs and must succeed, except the ones the
-tables below name, each with its reason:
+the default relative data dir (``./var`` of that copy, as a user gets it). Every command runs and
+must succeed, except the ones the tables below name, each with its reason:
 
 - ``SKIPS``: commands that cannot run here (a webcam, an RTSP camera, a GPU, hours of training)
   or that other tests run;
@@ -217,7 +217,6 @@ def _environment(copy: Path, tmp_path: Path, pg_db: str) -> dict[str, str]:
     env.update(
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         PYTHONPATH=str(SRC),  # the code under test, also for `.venv/bin/visionloop`
-        VISIONLOOP_DATA_DIR=str(copy / "var"),
         VL_PGDB=pg_db,
         YOLO_CONFIG_DIR=str(tmp_path / "ultralytics"),  # not the user's ~/.config
         YOLO_OFFLINE="1",  # what the Makefile exports

@@ -1,39 +1,18 @@
-"""``visionloop simulate``: the scenario's options and reports (quick), and one real fast
-comparison of two strategies through server, worker, edge agent and oracle (slow)."""
+"""``visionloop simulate``: the scenario's options and reports (quick). The real fast
+comparison of two strategies through server, worker, edge agent and oracle runs from the
+installed wheel in an empty folder (``tests/packaging/test_wheel.py``)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from support.models import have_ultralytics
-from visionloop.cli import app
+from support.simulate import FIELDS
 from visionloop.errors import InvalidInputError
-from visionloop.shipped import BASELINE_ONNX
 from visionloop.simulation.report import markdown, plot_timeline
 from visionloop.simulation.scenario import FAST, FULL, Scenario, parse_strategies
-
-FIELDS = (
-    "map50_before_drift",
-    "map50_after_drift",
-    "map50_final",
-    "recovered_fraction",
-    "golden_map50_before",
-    "golden_map50_after",
-    "drifted_test_map50_before",
-    "drifted_test_map50_after",
-    "labels_used",
-    "seconds_drift_to_alarm",
-    "alarms_before_drift",
-    "seconds_drift_to_retraining",
-    "seconds_drift_to_promotion_on_edge",
-    "retraining_wall_seconds",
-    "timeline",
-)
 
 
 @pytest.mark.parametrize(
@@ -123,33 +102,6 @@ def test_report_renders_as_a_table_and_a_plot(tmp_path: Path) -> None:
     assert "| drift onset → alarm (s) | n/a | n/a |" in text
     plot_timeline(report, tmp_path / "timeline.png")
     assert (tmp_path / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.mark.slow
-@pytest.mark.train
-# About 3 minutes on 2 quiet cores; a shared, loaded machine takes several times that.
-@pytest.mark.timeout(2400)
-@pytest.mark.skipif(
-    not (have_ultralytics() and BASELINE_ONNX.is_file()),
-    reason="needs the train extra and the shipped baseline",
-)
-def test_fast_comparison_recovers_accuracy(tmp_path: Path) -> None:
-    out = tmp_path / "sim"
-    result = CliRunner().invoke(
-        app, ["simulate", "--fast", "--compare", "uncertainty,random", "--out", str(out)]
-    )
-    assert result.exit_code == 0, result.output
-    report = json.loads((out / "report.json").read_text())
-    runs = report["strategies"]
-    assert [r["strategy"] for r in runs] == ["uncertainty", "random"]
-    for run in runs:
-        assert set(FIELDS) <= set(run), run.keys()
-        assert run["labels_used"] == FAST.budget
-        assert run["train_job"] is not None and run["train_job"]["status"] == "succeeded"
-        assert run["frames"]["promotion_on_edge"] is not None, run
-        assert run["recovered_fraction"] is not None and run["recovered_fraction"] > 0, run
-    assert "| recovered fraction |" in (out / "report.md").read_text()
-    assert (out / "timeline.png").stat().st_size > 10_000
 
 
 def test_event_frames_come_from_capture_times() -> None:
