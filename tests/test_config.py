@@ -126,3 +126,24 @@ def test_bad_job_settings_name_the_variable(
     result = CliRunner().invoke(app, ["jobs", "list"])
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_every_path_is_absolute_once_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative data dir (the default ./var) and relative paths beside it are resolved against
+    the working directory when the settings are read: a later chdir changes nothing."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VISIONLOOP_GOLDEN_SET", "golden")
+    settings = Settings()
+    assert settings.data_dir == tmp_path / "var"
+    assert settings.blobs_path == tmp_path / "var" / "blobs"
+    assert settings.golden_set_path == tmp_path / "golden"
+    assert settings.database_url == f"sqlite:///{tmp_path}/var/visionloop.db"
+    assert settings.mlflow_tracking_uri == f"sqlite:///{tmp_path}/var/mlflow.db"
+    assert settings.mlflow_artifacts_path == tmp_path / "var" / "mlartifacts"
+    monkeypatch.setenv("VISIONLOOP_DATABASE_URL", "sqlite:///db/v.db?timeout=5")
+    monkeypatch.setenv("VISIONLOOP_MLFLOW_TRACKING_URI", "sqlite:///ml.db")
+    monkeypatch.setenv("VISIONLOOP_BLOB_DIR", "~/blobs")
+    other = Settings()
+    assert other.database_url == f"sqlite:///{tmp_path}/db/v.db?timeout=5"
+    assert other.mlflow_tracking_uri == f"sqlite:///{tmp_path}/ml.db"
+    assert other.blobs_path == Path.home() / "blobs"

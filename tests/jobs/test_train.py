@@ -85,9 +85,11 @@ def settings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Settings:
     """The same store, with tiny retraining settings, also in the environment (the job's
-    subprocess reads its settings from there)."""
+    subprocess reads its settings from there). As a user runs it: from a folder outside the
+    repository, with a relative data dir (which once doubled itself in the job's data.yaml)."""
+    monkeypatch.chdir(settings.data_dir.parent)
     env = {
-        "VISIONLOOP_DATA_DIR": str(settings.data_dir),
+        "VISIONLOOP_DATA_DIR": settings.data_dir.name,
         "VISIONLOOP_DATABASE_URL": settings.database_url,
         "VISIONLOOP_GOLDEN_SET": str(golden),
         **TINY,
