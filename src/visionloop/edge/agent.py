@@ -15,6 +15,7 @@ loaded detector and one model watcher, whose updates reach every camera's pipeli
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +30,13 @@ from visionloop.edge.outbox import DEFAULT_MAX_BYTES, Outbox
 from visionloop.edge.pipeline import Pipeline, PipelineSummary
 from visionloop.edge.sampler import Sampler, SamplerConfig
 from visionloop.edge.sync import SyncConfig, Uploader
-from visionloop.errors import AuthenticationError, ModelError, NotFoundError, VisionloopError
+from visionloop.errors import (
+    AuthenticationError,
+    ModelError,
+    NotFoundError,
+    UnavailableError,
+    VisionloopError,
+)
 from visionloop.types import BackendChoice, PrecisionChoice, ProductionModel
 from visionloop.vision.detector import Detector, load_detector, sha256_file
 
@@ -62,6 +69,10 @@ class AgentConfig:
     streams: int | None = None
     seed: int | None = None
     source_size_wh: tuple[int, int] = (640, 480)
+    model_retry_base_s: float = 1.0
+    """First start with no model at hand: the first wait before asking the server again."""
+    model_retry_max_s: float = 60.0
+    """... and the longest (the waits double up to it, with jitter)."""
 
     @property
     def model_cache_dir(self) -> Path:
@@ -240,11 +251,57 @@ class Agent:
         except (httpx.HTTPError, VisionloopError) as exc:
             cached = offline_model(c.model_cache_dir)
             if cached is None:
-                raise ModelError(f"cannot get the production model: {exc}") from exc
+                if not _worth_retrying(exc):
+                    raise ModelError(f"cannot get the production model: {exc}") from exc
+                return self._wait_for_production(watcher, exc)
             path, version = cached
             log.warning("no model from the server (%s); starting on cached model %s", exc, version)
             watcher.error = f"{type(exc).__name__}: {exc}"[:2000]
             return self.load(path, version)
+
+    def _wait_for_production(self, watcher: ModelWatcher, problem: Exception) -> Detector:
+        """First start, no model at hand and the server out of reach: ask again with
+        exponential backoff (doubling from ``model_retry_base_s`` up to ``model_retry_max_s``,
+        each wait between half and all of that, so a fleet that lost its server together does
+        not come back in step), one log line per attempt, until the model is loaded or the
+        agent is stopped. A refused token, a URL that is not a visionloop server or a server
+        without a production model end it at once: waiting cannot mend those.
+        """
+        c = self.config
+        rng = random.Random(c.seed)
+        attempt = 0
+        while True:
+            cap = min(c.model_retry_max_s, c.model_retry_base_s * 2**attempt)
+            wait_s = rng.uniform(cap / 2, cap)
+            attempt += 1
+            log.warning(
+                "no model yet: the production model from %s failed (%s); attempt %d in %.1f s",
+                c.server,
+                _one_line(problem),
+                attempt + 1,
+                wait_s,
+            )
+            if self._stopping.wait(wait_s):
+                raise ModelError(
+                    f"stopped before the production model could be fetched: {_one_line(problem)}"
+                )
+            try:
+                production = watcher.production()
+                if production is None:
+                    raise ModelError(
+                        "the server has no production model yet: pass --model PATH to run a "
+                        "local one"
+                    )
+                path = watcher.fetch(production)
+                detector = self.load(path, production.version)
+            except (httpx.HTTPError, VisionloopError) as exc:
+                if not _worth_retrying(exc):
+                    raise ModelError(f"cannot get the production model: {exc}") from exc
+                problem = exc
+                continue
+            watcher.current = production
+            watcher.error = None
+            return detector
 
     def run(self) -> AgentSummary:
         c = self.config
@@ -358,6 +415,17 @@ class Agent:
             outbox.close()
             if self._owns_client:
                 self.client.close()
+
+
+def _worth_retrying(exc: Exception) -> bool:
+    """True for a failure that may pass by itself: the network (refused, dropped, timed out) or
+    a server that said to come back later (5xx, 408, 429)."""
+    return isinstance(exc, httpx.TransportError | UnavailableError)
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
 def offline_model(cache_dir: Path) -> tuple[Path, str] | None:

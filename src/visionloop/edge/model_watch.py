@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 
 from visionloop.edge.answers import credential_problem, detail, not_a_server, route_missing
-from visionloop.errors import AuthenticationError, ModelError, NotFoundError
+from visionloop.errors import AuthenticationError, ModelError, NotFoundError, UnavailableError
 from visionloop.types import Int8Artifact, ProductionModel
 from visionloop.vision.detector import Detector, sha256_file
 from visionloop.vision.precision import int8_dir, unpack_int8
@@ -76,7 +76,8 @@ class ModelWatcher:
 
         Remembered in the cache (:func:`last_production`). Raises :class:`NotFoundError` when
         the URL is not a visionloop server's, :class:`AuthenticationError` when the server
-        refuses this device, :class:`ModelError` for any other answer.
+        refuses this device, :class:`UnavailableError` when it says to come back later (a 5xx,
+        408 or 429), :class:`ModelError` for any other answer.
         """
         resp = self.client.get(PRODUCTION_PATH)
         if route_missing(resp):
@@ -87,7 +88,7 @@ class ModelWatcher:
         if problem is not None:
             raise AuthenticationError(problem)
         if resp.status_code != 200:
-            raise ModelError(f"GET {PRODUCTION_PATH} answered {resp.status_code}: {detail(resp)}")
+            raise _answer_error(f"GET {PRODUCTION_PATH}", resp)
         model = ProductionModel.model_validate_json(resp.content)
         self._remember(model)
         return model
@@ -142,7 +143,8 @@ class ModelWatcher:
         try:
             with os.fdopen(fd, "wb") as out, self._download(url) as resp:
                 if resp.status_code != 200:
-                    raise ModelError(f"download of model {label} answered {resp.status_code}")
+                    resp.read()
+                    raise _answer_error(f"download of model {label}", resp)
                 for chunk in resp.iter_bytes(1 << 20):
                     out.write(chunk)
             digest = sha256_file(tmp)
@@ -222,6 +224,17 @@ class ModelWatcher:
         for old in files[max(self.keep - 1, 0) :]:
             old.unlink(missing_ok=True)
             shutil.rmtree(int8_dir(old), ignore_errors=True)
+
+
+RETRY_LATER = frozenset({408, 429})
+
+
+def _answer_error(what: str, resp: httpx.Response) -> ModelError | UnavailableError:
+    """The error of an unexpected answer: one to retry later (a 5xx, 408, 429) or not."""
+    message = f"{what} answered {resp.status_code}: {detail(resp)}"
+    if resp.status_code >= 500 or resp.status_code in RETRY_LATER:
+        return UnavailableError(message)
+    return ModelError(message)
 
 
 def _int8_sha(model: ProductionModel) -> str | None:
