@@ -232,3 +232,14 @@ def test_your_own_model_with_weights_and_reference_data_from_another_folder(
         app, ["models", "register", str(BASELINE_ONNX), "--weights", str(data_yaml)]
     )
     assert refused.exit_code == 2 and "is not a .pt file" in refused.output
+
+
+def test_baseline_prints_the_shipped_folder_from_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = Path(_run("models", "baseline").strip())
+    assert folder.is_absolute()
+    assert {"model.onnx", "best.pt", "drift_profile.json", "MODEL_CARD.md"} <= {
+        p.name for p in folder.iterdir()
+    }

@@ -70,6 +70,15 @@ def _who(by: str | None) -> str:
         return "unknown"
 
 
+@models_app.command("baseline")
+def baseline_command() -> None:
+    """Print the folder of the shipped baseline inside the installed package (model.onnx, its
+    weights best.pt, drift_profile.json, eval.json and MODEL_CARD.md)."""
+    from visionloop.shipped import BASELINE_DIR
+
+    typer.echo(str(BASELINE_DIR))
+
+
 @models_app.command("list")
 def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
