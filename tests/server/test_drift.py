@@ -17,9 +17,11 @@ from fastapi.testclient import TestClient
 from support.db import DeviceCredentials, add_device, app_state
 from support.drift import BASE_TIME, window_records
 from visionloop.config import Settings
+from visionloop.csp import inline_script_hashes
 from visionloop.jobs.kinds import default_kinds
 from visionloop.jobs.worker import Worker
 from visionloop.monitoring.features import FEATURES
+from visionloop.monitoring.report_html import json_string_for_script
 from visionloop.server.models import DriftCheck
 from visionloop.server.store import drift as drift_store
 
@@ -137,6 +139,42 @@ def test_the_worker_checks_opens_the_alarm_and_the_device_is_told(
     assert report.headers["content-type"].startswith("text/html")
     for feature in FEATURES:
         assert feature in report.text
+
+
+HOSTILE_CLASS = "</script><img src=x onerror=alert(document.domain)>"
+
+
+def test_a_hostile_class_name_reaches_the_report_only_as_escaped_text(
+    app: FastAPI,
+    cam: tuple[DeviceCredentials, TestClient],
+    admin_client: TestClient,
+    viewer_client: TestClient,
+) -> None:
+    """Issue 20, finding 1: a device names its class ``</script><img …>``; the worker's report
+    holds it only escaped inside its data script, lists its own scripts by hash, and is served
+    in a sandbox (opaque origin) that runs those scripts and nothing else."""
+    device, client = cam
+    _ingest(client, window_records(0, count=WINDOW))
+    hostile = window_records(1, "lighting", 0.6, count=WINDOW)
+    for record in hostile:
+        for detection in record["detections"]:
+            detection["class_name"] = HOSTILE_CLASS
+    _ingest(client, hostile)
+    r = admin_client.post("/api/v1/drift/checks", json={"device_id": device.id})
+    assert r.status_code == 202, r.text
+    _run_jobs(app)
+    checks = viewer_client.get("/api/v1/drift/checks", params={"device_id": device.id}).json()
+    report = viewer_client.get(f"/api/v1/drift/checks/{checks['items'][0]['id']}/report")
+    assert report.status_code == 200
+    assert HOSTILE_CLASS not in report.text and "<img" not in report.text
+    assert json_string_for_script(HOSTILE_CLASS) in report.text  # \u003c/script\u003e…
+    policy = report.headers["content-security-policy"]
+    assert policy.startswith("sandbox allow-scripts;") and "allow-same-origin" not in policy
+    scripts = inline_script_hashes(report.text)
+    assert len(scripts) == 4  # Evidently's data, its globalThis shim, its library, its call
+    assert f"script-src {' '.join(scripts)};" in policy
+    assert "'unsafe-inline'" not in policy.split("script-src")[1].split(";")[0]
+    assert report.headers["x-content-type-options"] == "nosniff"
 
 
 def test_the_heartbeat_answer_is_plain_without_an_alarm(

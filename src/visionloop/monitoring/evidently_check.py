@@ -25,6 +25,7 @@ import numpy as np
 
 from visionloop.errors import VisionloopError
 from visionloop.monitoring.features import CATEGORICAL_FEATURES, NUMERICAL_FEATURES, FeatureTable
+from visionloop.monitoring.report_html import ReportNames, restore_names, with_script_policy
 from visionloop.monitoring.thinning import MIN_FRAMES, thin
 
 
@@ -71,10 +72,17 @@ class Comparison:
         return sum(v.drifted for v in self.features)
 
 
-def _frame(table: FeatureTable) -> Any:
+def _frame(table: FeatureTable, names: ReportNames) -> Any:
+    """The table as a DataFrame whose categorical values (class names a device sent) are alias
+    tokens: Evidently writes them into a script unescaped (see ``report_html``)."""
     import pandas as pd
 
-    return pd.DataFrame({name: table.columns[name] for name in table.columns})
+    return pd.DataFrame(
+        {
+            name: [names.alias(str(v)) for v in values] if name in CATEGORICAL_FEATURES else values
+            for name, values in table.columns.items()
+        }
+    )
 
 
 def compare(
@@ -136,18 +144,19 @@ def _compare(
         numerical_columns=list(NUMERICAL_FEATURES), categorical_columns=list(CATEGORICAL_FEATURES)
     )
     report = Report([DataDriftPreset(drift_share=drift_share)], include_tests=True)
+    names = ReportNames()
     snapshot = report.run(
-        Dataset.from_pandas(_frame(current), data_definition=definition),
-        Dataset.from_pandas(_frame(reference), data_definition=definition),
+        Dataset.from_pandas(_frame(current, names), data_definition=definition),
+        Dataset.from_pandas(_frame(reference, names), data_definition=definition),
     )
     verdicts, dataset_drifted = read_verdicts(json.loads(snapshot.json()))
     share = sum(v.drifted for v in verdicts) / len(verdicts) if verdicts else 0.0
-    html = snapshot.get_html_str(as_iframe=False).encode("utf-8")
+    html = with_script_policy(restore_names(snapshot.get_html_str(as_iframe=False), names))
     return Comparison(
         features=verdicts,
         share_drifted=share,
         drifted=dataset_drifted,
-        report_html_gz=gzip.compress(html, compresslevel=6, mtime=0),
+        report_html_gz=gzip.compress(html.encode("utf-8"), compresslevel=6, mtime=0),
     )
 
 

@@ -33,6 +33,7 @@ from visionloop.server.routes import (
     retraining,
     stats,
 )
+from visionloop.server.security_headers import SecurityHeadersMiddleware
 from visionloop.server.state import IngestGate, ServerState
 from visionloop.types import IngestBatch
 
@@ -101,9 +102,11 @@ def create_app(
     app.include_router(api_router())
     install_openapi(app)
     install_dashboard(app)  # last: it answers only what no route matched
-    # The last added runs first: time everything, refuse cross-site requests, then bound bodies.
+    # The last added runs first: time everything, add security headers to every response (its
+    # refusals included), refuse cross-site requests, then bound bodies.
     app.add_middleware(BodyLimitMiddleware, limits=BodyLimits(settings))
     app.add_middleware(CsrfMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     return app
 

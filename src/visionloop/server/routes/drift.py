@@ -4,6 +4,7 @@ Evidently HTML reports and per-device status (viewer). Checks themselves run in 
 from __future__ import annotations
 
 import re
+import zlib
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -12,6 +13,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 from visionloop.errors import InvalidInputError, NotFoundError
 from visionloop.monitoring.features import NUMERICAL_FEATURES, QUANTILES, quantiles
 from visionloop.monitoring.jobs import queue_check
+from visionloop.monitoring.report_html import report_script_hashes
 from visionloop.server.deps import (
     AdminUser,
     CurrentUser,
@@ -35,6 +37,7 @@ from visionloop.server.schemas import (
     FeatureSeriesOut,
     check_window_time,
 )
+from visionloop.server.security_headers import CSP_HEADER, report_policy
 from visionloop.server.store import devices as device_store
 from visionloop.server.store import drift as drift_store
 from visionloop.server.store.jobs import db_now
@@ -43,6 +46,8 @@ router = APIRouter(prefix="/drift", tags=["drift"])
 
 MAX_PAGE = 500
 CheckId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+REPORT_HEAD_BYTES = 4096
+"""Bytes of a report read for its script policy (its first element, see report_html)."""
 FEATURE_INTERVALS = 48
 """The features API splits its window into this many intervals."""
 FEATURE_SAMPLE = 100
@@ -177,14 +182,22 @@ def get_check(check_id: CheckId, session: SessionDep, _user: CurrentUser) -> Dri
 def get_check_report(
     check_id: CheckId, session: SessionDep, state: StateDep, _user: CurrentUser
 ) -> Response:
-    """Served as stored, gzip-encoded (browsers and HTTP clients decode it)."""
+    """Served as stored, gzip-encoded (browsers and HTTP clients decode it), in a sandbox with
+    an opaque origin that runs only the scripts the report lists by hash (none for a report
+    older than that list): see ``server/security_headers.py``."""
     check = drift_store.get_check(session, check_id=check_id)
     if check.report_sha256 is None:
         raise NotFoundError(f"drift check {check_id} has no report")
+    body = state.blobs.get(check.report_sha256)
+    try:
+        head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(body, REPORT_HEAD_BYTES)
+    except zlib.error:
+        head = b""
+    hashes = report_script_hashes(head.decode("utf-8", errors="replace"))
     return Response(
-        state.blobs.get(check.report_sha256),
+        body,
         media_type="text/html",
-        headers={"Content-Encoding": "gzip"},
+        headers={"Content-Encoding": "gzip", CSP_HEADER: report_policy(hashes)},
     )
 
 
