@@ -117,14 +117,6 @@ class Settings(BaseSettings):
         default=False,
         description="Mark the session cookie Secure (set true when the server is behind HTTPS).",
     )
-    login_failures_per_minute: int = Field(
-        default=10,
-        gt=0,
-        description=(
-            "Failed sign-ins allowed per user name and per client address within a minute; "
-            "more are refused (429, Retry-After) until the oldest leaves the minute."
-        ),
-    )
     session_idle_minutes: float = Field(
         default=60.0,
         gt=0,

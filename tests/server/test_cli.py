@@ -111,8 +111,11 @@ def test_users_add_then_login(settings: Settings, app: FastAPI) -> None:
     [
         (["--role", "boss", "--password-stdin"], "a-long-password\n", "--role"),
         (["--password-stdin"], "short\n", "at least 8"),
+        (["--password-stdin"], "password\n", "most common"),
+        # Issue 20, finding 8: sign-in takes at most 1,024 characters, so the CLI must too.
+        (["--password-stdin"], "correct horse battery staple " * 52 + "\n", "at most 1024"),
     ],
-    ids=["bad-role", "short-password"],
+    ids=["bad-role", "short-password", "common-password", "overlong-password"],
 )
 def test_users_add_refuses_bad_input(
     settings: Settings, args: list[str], stdin: str, message: str
@@ -120,6 +123,45 @@ def test_users_add_refuses_bad_input(
     r = runner.invoke(cli, ["users", "add", "ada", *args], input=stdin, env=_env(settings))
     assert r.exit_code != 0
     assert message in r.output
+
+
+def test_users_lifecycle_commands(settings: Settings, app: FastAPI) -> None:
+    """Issue 20, finding 4: `visionloop users` had only `add`."""
+    env = _env(settings)
+
+    def run(*args: str, stdin: str | None = None) -> str:
+        r = runner.invoke(cli, ["users", *args], input=stdin, env=env)
+        assert r.exit_code == 0, r.output
+        return r.output
+
+    run("add", "root", "--role", "admin", "--password-stdin", stdin="a-long-password\n")
+    run("add", "ada", "--role", "reviewer", "--password-stdin", stdin="a-long-password\n")
+    with TestClient(app, headers=CSRF_HEADERS) as ada:
+        login = {"username": "ada", "password": "a-long-password"}
+        assert ada.post("/api/v1/auth/login", json=login).status_code == 200
+        assert "now has role viewer" in run("role", "ada", "viewer")
+        assert ada.get("/api/v1/auth/me").json()["role"] == "viewer"
+        assert "1 session(s) ended" in run("sign-out", "ada")
+        assert ada.get("/api/v1/auth/me").status_code == 401
+
+        run("disable", "ada")
+        assert ada.post("/api/v1/auth/login", json=login).status_code == 401
+        run("enable", "ada")
+        temporary = run("reset-password", "ada").strip().splitlines()[-1]
+        assert ada.post("/api/v1/auth/login", json=login).status_code == 401
+        r = ada.post("/api/v1/auth/login", json={"username": "ada", "password": temporary})
+        assert r.status_code == 200 and r.json()["must_change_password"] is True
+
+    listed = run("list")
+    assert "ada" in listed and "must change pw" in listed
+    run("delete", "ada", "--yes")
+    assert "ada" not in run("list") and "deleted" in run("list", "--deleted")
+    r = runner.invoke(cli, ["users", "disable", "root"], env=env)
+    assert r.exit_code == 1 and "last enabled admin" in r.output
+    audit = run("audit")
+    for action in ("create", "role", "sign_out", "disable", "enable", "reset_password", "delete"):
+        assert action in audit
+    assert "cli:" in audit
 
 
 def test_users_add_prompts_twice_without_stdin(settings: Settings) -> None:

@@ -20,6 +20,7 @@ from visionloop.config import Settings
 from visionloop.csp import inline_script_hashes
 from visionloop.jobs.kinds import default_kinds
 from visionloop.jobs.worker import Worker
+from visionloop.monitoring.alarms import queue_alert
 from visionloop.monitoring.features import FEATURES
 from visionloop.monitoring.report_html import json_string_for_script
 from visionloop.server.models import DriftCheck
@@ -265,6 +266,35 @@ def _add_check(app: FastAPI, device_id: int, features: list[dict[str, Any]] | No
             ),
         )
         return check.id
+
+
+def test_viewers_never_see_the_webhook_url_and_the_job_reads_it_when_it_runs(
+    app: FastAPI,
+    cam: tuple[DeviceCredentials, TestClient],
+    viewer_client: TestClient,
+    webhook: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """Issue 20, finding 2: the webhook URL is a credential; the alert job's params hold the
+    event only, and the job POSTs to the URL of its own settings."""
+    device, _ = cam
+    url, events = webhook
+    check_id = _add_check(app, device.id)
+    state = app_state(app)
+    with state.write_sessions() as session, session.begin():
+        check = session.get(DriftCheck, check_id)
+        assert check is not None
+        queue_alert(session, settings=state.settings, check=check, event="opened")
+    jobs = viewer_client.get("/api/v1/jobs", params={"kind": "alert_webhook"})
+    assert jobs.status_code == 200
+    (job,) = jobs.json()["items"]
+    assert set(job["params"]) == {"event"}
+    detail = viewer_client.get(f"/api/v1/jobs/{job['id']}")
+    assert url not in jobs.text and url not in detail.text
+    assert "127.0.0.1" not in jobs.text + detail.text
+    assert _run_jobs(app) == 1
+    assert [e["type"] for e in events] == ["drift_alarm_opened"]
+    after = viewer_client.get(f"/api/v1/jobs/{job['id']}")
+    assert after.json()["status"] == "succeeded" and url not in after.text
 
 
 def test_checks_are_listed_newest_first_by_pages(

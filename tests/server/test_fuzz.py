@@ -73,8 +73,8 @@ def _jpeg(width: int, height: int) -> bytes:
 
 
 def _seed(app: FastAPI, live: LiveServer) -> tuple[str, dict[str, list[Any]]]:
-    """A device with frames (one sampled without an image, one with one) and a spare device.
-    Returns the device's token and the existing values of each path parameter name."""
+    """A device with frames (one sampled without an image, one with one), a spare device and a
+    spare person. Returns the device's token and the existing values of each path parameter name."""
     device = add_device(app, "cam1")
     spare = add_device(app, "spare")
     headers = {"Authorization": f"Bearer {device.token}"}
@@ -92,6 +92,7 @@ def _seed(app: FastAPI, live: LiveServer) -> tuple[str, dict[str, list[Any]]]:
     known = {
         "frame_id": [f["id"] for f in batch["frames"]],
         "device_id": [spare.id],
+        "user_id": [add_user(app, "spare-person", "reviewer")],
         "version": ["1", "9" * 30, "\u00b2"],  # a version, too big for the store, not ASCII
     }
     return device.token, known

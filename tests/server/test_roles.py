@@ -17,7 +17,14 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from support.db import CSRF_HEADERS, add_device, app_state, frame_record, signed_in_client
+from support.db import (
+    CSRF_HEADERS,
+    add_device,
+    add_user,
+    app_state,
+    frame_record,
+    signed_in_client,
+)
 from visionloop.errors import ConflictError, NotFoundError
 from visionloop.server.model_catalog import ModelCatalog
 from visionloop.server.store import jobs as job_store
@@ -33,12 +40,13 @@ class Ctx:
     frame_id: str
     spare_device_id: int
     job_id: int
+    spare_user_id: int
 
 
 @dataclass(frozen=True)
 class RouteCase:
     method: str
-    path: str  # the route template; {frame_id}, {device_id}, {job_id} are filled from Ctx
+    path: str  # the route template; {frame_id}, {device_id}, {job_id}, {user_id}: from Ctx
     expected: dict[str, int]
     request: Callable[[Ctx, str], dict[str, Any]] = lambda ctx, role: {}
 
@@ -77,6 +85,37 @@ ROLE_TABLE: list[RouteCase] = [
     ),
     RouteCase("POST", "/api/v1/auth/logout", _statuses(204, 204, 204, 204, 204)),
     RouteCase("GET", "/api/v1/auth/me", PERSON_READ),
+    RouteCase(
+        "POST",
+        "/api/v1/auth/password",
+        _statuses(401, 403, 422, 422, 422),  # signed-in people are let through: wrong password
+        lambda ctx, role: {
+            "json": {"current_password": "wrong-password", "new_password": "lilac-otter-4711"}
+        },
+    ),
+    RouteCase("POST", "/api/v1/auth/sign-out-everywhere", _statuses(401, 403, 200, 200, 200)),
+    # People's lifecycle: admins only; {user_id} is a spare reviewer.
+    RouteCase("GET", "/api/v1/users", ADMIN_ONLY),
+    RouteCase(
+        "POST",
+        "/api/v1/users",
+        {**ADMIN_ONLY, "admin": 201},
+        lambda ctx, role: {"json": {"name": f"new-person-{role}", "role": "viewer"}},
+    ),
+    RouteCase(
+        "PATCH",
+        "/api/v1/users/{user_id}",
+        ADMIN_ONLY,
+        lambda ctx, role: {"json": {"role": "viewer"}},
+    ),
+    RouteCase("POST", "/api/v1/users/{user_id}/disable", ADMIN_ONLY),
+    RouteCase("POST", "/api/v1/users/{user_id}/enable", ADMIN_ONLY),
+    RouteCase(
+        "POST", "/api/v1/users/{user_id}/password", ADMIN_ONLY, lambda ctx, role: {"json": {}}
+    ),
+    RouteCase("POST", "/api/v1/users/{user_id}/sign-out", ADMIN_ONLY),
+    RouteCase("DELETE", "/api/v1/users/{user_id}", {**ADMIN_ONLY, "admin": 204}),
+    RouteCase("GET", "/api/v1/users/audit", ADMIN_ONLY),
     RouteCase("GET", "/api/v1/devices", PERSON_READ),
     RouteCase(
         "POST",
@@ -262,6 +301,7 @@ def callers(app: FastAPI) -> Iterator[tuple[dict[str, TestClient], Ctx]]:
     )
     device = add_device(app, "cam1")
     spare = add_device(app, "spare")
+    spare_user_id = add_user(app, "spare-person", "reviewer")
     clients = {
         "none": TestClient(app, headers=CSRF_HEADERS),  # not a credential; login needs it
         "device": TestClient(app, headers=device.headers),
@@ -278,7 +318,15 @@ def callers(app: FastAPI) -> Iterator[tuple[dict[str, TestClient], Ctx]]:
         job = job_store.enqueue(
             session, kind="evaluate", params={}, created_by="test", max_attempts=1
         )
-    yield clients, Ctx(frame_id=frame["id"], spare_device_id=spare.id, job_id=job.id)
+    yield (
+        clients,
+        Ctx(
+            frame_id=frame["id"],
+            spare_device_id=spare.id,
+            job_id=job.id,
+            spare_user_id=spare_user_id,
+        ),
+    )
     for c in clients.values():
         c.close()
 
@@ -292,6 +340,7 @@ def test_route_statuses_by_role(
         frame_id=ctx.frame_id,
         device_id=ctx.spare_device_id,
         job_id=ctx.job_id,
+        user_id=ctx.spare_user_id,
         version="1",
         task_id=999_999,
         check_id=999_999,

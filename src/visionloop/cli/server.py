@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session
+
+    from visionloop.server.auth import Role
+    from visionloop.server.store.people import Actor
 
 
 DEMO_ADMIN = "admin"
@@ -127,7 +130,8 @@ def _run_server(
         reload=reload,
         log_level="info",
         access_log=access_log,
-        proxy_headers=True,
+        # The app reads proxy headers itself, from VISIONLOOP_TRUSTED_PROXIES only.
+        proxy_headers=False,
     )
 
 
@@ -168,37 +172,246 @@ def db_upgrade() -> None:
 # --- users
 
 
+def _cli_actor() -> Actor:
+    """The command line as the audit list names it: ``cli:<login>``."""
+    import getpass
+
+    from visionloop.server.store.people import Actor
+
+    try:
+        login = getpass.getuser()
+    except (OSError, KeyError):  # no login name (a container without a passwd entry)
+        login = "unknown"
+    return Actor(id=None, name=f"cli:{login}")
+
+
+def _read_password(*, stdin: bool, prompt: str = "Password") -> str:
+    if stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password: str = typer.prompt(prompt, hide_input=True, confirmation_prompt=True)
+    return password
+
+
+def _role(value: str, *, name: str = "--role") -> Role:
+    from visionloop.server.auth import Role
+
+    try:
+        return Role(value.lower())
+    except ValueError:
+        typer.echo(f"error: {name} must be admin, reviewer or viewer", err=True)
+        raise typer.Exit(2) from None
+
+
+PasswordStdin = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+]
+UserRef = Annotated[str, typer.Argument(help="User name (or id).")]
+
+
 @users_app.command("add")
 def users_add(
     name: Annotated[str, typer.Argument(help="User name to sign in with.")],
     role: Annotated[
         str, typer.Option(help="admin, reviewer or viewer.", case_sensitive=False)
     ] = "viewer",
-    password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    password_stdin: PasswordStdin = False,
+    must_change: Annotated[
+        bool, typer.Option(help="Make the person change this password at their first sign-in.")
     ] = False,
 ) -> None:
-    """Add a person. The password is prompted for (twice) unless --password-stdin is given."""
-    from visionloop.server.auth import Role
+    """Add a person. The password is prompted for (twice) unless --password-stdin is given; it
+    needs 8 to 1,024 characters and may not be one of the most common passwords."""
     from visionloop.server.store import people
 
-    try:
-        role_value = Role(role.lower())
-    except ValueError:
-        typer.echo("error: --role must be admin, reviewer or viewer", err=True)
-        raise typer.Exit(2) from None
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    role_value = _role(role)
+    password = _read_password(stdin=password_stdin)
     settings = load_settings()
     _migrate(settings)
     try:
         with _write_session(settings) as session:
-            user = people.create_user(session, name=name, role=role_value, password=password)
+            user = people.create_user(
+                session,
+                name=name,
+                role=role_value,
+                password=password,
+                must_change_password=must_change,
+                actor=_cli_actor(),
+            )
             typer.echo(f"user {user.name!r} added with role {user.role}")
     except VisionloopError as exc:
         raise _fail(exc) from exc
+
+
+@users_app.command("list")
+def users_list(
+    deleted: Annotated[bool, typer.Option("--deleted", help="Include deleted people.")] = False,
+) -> None:
+    """Every person: id, role, status, last sign-in, live sessions and reviews."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from visionloop.server.store import people
+
+    settings = load_settings()
+    _migrate(settings)
+    table = Table("id", "name", "role", "status", "last sign-in (UTC)", "sessions", "reviews")
+    for column in table.columns[3:5]:
+        column.no_wrap = True
+    with _write_session(settings) as session:
+        for u in people.list_users(session, include_deleted=deleted):
+            status = (
+                "deleted"
+                if u.deleted_at
+                else "disabled"
+                if u.disabled
+                else "must change pw"
+                if u.must_change_password
+                else "enabled"
+            )
+            table.add_row(
+                str(u.id),
+                u.name,
+                u.role.value,
+                status,
+                u.last_sign_in_at.strftime("%Y-%m-%d %H:%M") if u.last_sign_in_at else "never",
+                str(u.sessions),
+                str(u.reviews),
+            )
+    Console().print(table)
+
+
+def _change_user(ref: str, change: Callable[[Session, int, Actor], str]) -> None:
+    """Find the person ``ref`` and apply ``change`` (which returns the line to print)."""
+    from visionloop.server.store import people
+
+    settings = load_settings()
+    _migrate(settings)
+    try:
+        with _write_session(settings) as session:
+            user = people.find_user(session, ref=ref)
+            typer.echo(change(session, user.id, _cli_actor()))
+    except VisionloopError as exc:
+        raise _fail(exc) from exc
+
+
+@users_app.command("role")
+def users_role(
+    ref: UserRef, role: Annotated[str, typer.Argument(help="admin, reviewer or viewer.")]
+) -> None:
+    """Give a person another role (it applies to their next request)."""
+    from visionloop.server.store import people
+
+    role_value = _role(role, name="ROLE")
+
+    def change(session: Session, user_id: int, actor: Actor) -> str:
+        user = people.set_role(session, user_id=user_id, role=role_value, actor=actor)
+        return f"user {user.name!r} now has role {user.role}"
+
+    _change_user(ref, change)
+
+
+@users_app.command("disable")
+def users_disable(ref: UserRef) -> None:
+    """Disable a person: their sessions end at once and sign-in is refused."""
+    _switch_user(ref, disabled=True)
+
+
+@users_app.command("enable")
+def users_enable(ref: UserRef) -> None:
+    """Enable a disabled person."""
+    _switch_user(ref, disabled=False)
+
+
+def _switch_user(ref: str, *, disabled: bool) -> None:
+    from visionloop.server.store import people
+
+    def change(session: Session, user_id: int, actor: Actor) -> str:
+        user = people.set_disabled(session, user_id=user_id, disabled=disabled, actor=actor)
+        return f"user {user.name!r} {'disabled' if disabled else 'enabled'}"
+
+    _change_user(ref, change)
+
+
+@users_app.command("reset-password")
+def users_reset_password(ref: UserRef, password_stdin: PasswordStdin = False) -> None:
+    """Give a person a temporary password, which they must change at their next sign-in; their
+    sessions end. Without --password-stdin one is generated and printed once, alone on the last
+    line."""
+    from visionloop.server.passwords import new_temporary_password
+    from visionloop.server.store import login_throttle, people
+
+    given = _read_password(stdin=True) if password_stdin else None
+    password = given or new_temporary_password()
+
+    def change(session: Session, user_id: int, actor: Actor) -> str:
+        user = people.reset_password(session, user_id=user_id, password=password, actor=actor)
+        login_throttle.forget_name(session, name=user.name)
+        done = f"user {user.name!r} must change the password at the next sign-in"
+        return done if given else f"{done}; the temporary password, shown once:\n{password}"
+
+    _change_user(ref, change)
+
+
+@users_app.command("sign-out")
+def users_sign_out(ref: UserRef) -> None:
+    """End every session of a person (sign them out everywhere)."""
+    from visionloop.server.store import people
+
+    def change(session: Session, user_id: int, actor: Actor) -> str:
+        ended = people.sign_out_everywhere(session, user_id=user_id, actor=actor)
+        return f"{ended} session(s) ended"
+
+    _change_user(ref, change)
+
+
+@users_app.command("delete")
+def users_delete(
+    ref: UserRef,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a person: their password and sessions go; their reviews keep their name, which
+    nobody else can take."""
+    from visionloop.server.store import people
+
+    if not yes:
+        typer.confirm(f"Delete user {ref!r}?", abort=True)
+
+    def change(session: Session, user_id: int, actor: Actor) -> str:
+        user = people.delete_user(session, user_id=user_id, actor=actor)
+        return f"user {user.name!r} deleted"
+
+    _change_user(ref, change)
+
+
+@users_app.command("audit")
+def users_audit(
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many events.")] = 50,
+    user: Annotated[str | None, typer.Option(help="Only events about this person.")] = None,
+) -> None:
+    """Changes to people's accounts, newest first: when, who, what, to whom."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from visionloop.server.store import people
+
+    settings = load_settings()
+    _migrate(settings)
+    table = Table("when (UTC)", "who", "action", "person", "detail")
+    table.columns[0].no_wrap = True
+    try:
+        with _write_session(settings) as session:
+            target = people.find_user(session, ref=user).id if user else None
+            for e in people.list_audit(session, limit=limit, target_id=target):
+                table.add_row(
+                    e.at.strftime("%Y-%m-%d %H:%M:%S"),
+                    e.actor,
+                    e.action,
+                    e.target or "-",
+                    e.detail or "",
+                )
+    except VisionloopError as exc:
+        raise _fail(exc) from exc
+    Console().print(table)
 
 
 # --- devices

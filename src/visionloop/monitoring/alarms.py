@@ -3,7 +3,9 @@ policy and the heartbeat answer), and the webhook that tells people when one ope
 
 The webhook is POSTed by an ``alert_webhook`` job, queued in the same transaction as the check
 that moved the alarm, so a slow or absent receiver never delays a check; the job retries
-``WEBHOOK_ATTEMPTS`` times with a growing pause.
+``WEBHOOK_ATTEMPTS`` times with a growing pause. The job's params hold only the event: the URL
+is a credential (it often carries a token) and job params are visible to every viewer, so the
+job reads ``VISIONLOOP_ALERT_WEBHOOK_URL`` from its settings when it runs (issue 20, finding 2).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.orm import Session
 
 from visionloop.config import Settings
@@ -40,10 +42,19 @@ def device_open(session: Session, *, device_id: int) -> bool:
 
 
 class AlertParams(BaseModel):
+    """The event to POST; where to is read from the settings when the job runs."""
+
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(min_length=1, max_length=2000, description="Where to POST the event.")
     event: dict[str, Any] = Field(description="The JSON body to POST.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_url(cls, data: Any) -> Any:
+        # Jobs queued by older versions carried the URL; it is never stored nor used again.
+        if isinstance(data, dict) and "url" in data:
+            return {k: v for k, v in data.items() if k != "url"}
+        return data
 
 
 def alert_event(check: DriftCheck, *, event: str, device_name: str) -> dict[str, Any]:
@@ -68,25 +79,48 @@ def queue_alert(session: Session, *, settings: Settings, check: DriftCheck, even
         session,
         kind=ALERT_WEBHOOK.name,
         params=ALERT_WEBHOOK.validate(
-            {
-                "url": settings.alert_webhook_url,
-                "event": alert_event(check, event=event, device_name=device.name),
-            }
+            {"event": alert_event(check, event=event, device_name=device.name)}
         ),
         created_by="drift",
         max_attempts=settings.job_max_attempts,
     )
 
 
+class _HideUrl(logging.Filter):
+    """Drops log records that name ``url`` (httpx logs each request's URL at INFO, and a job's
+    log is visible to viewers)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.url not in record.getMessage()
+
+
 def run_alert(params: AlertParams, ctx: JobContext) -> dict[str, Any]:
+    url = ctx.settings.alert_webhook_url
+    if not url:
+        return {"skipped": "VISIONLOOP_ALERT_WEBHOOK_URL is not set (it was when queued)"}
+    hide = _HideUrl(url)
+    httpx_log = logging.getLogger("httpx")
+    httpx_log.addFilter(hide)
+    try:
+        return _post(url, params.event, ctx)
+    finally:
+        httpx_log.removeFilter(hide)
+
+
+def _post(url: str, event: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     import httpx
 
     error = ""
     for attempt in range(1, WEBHOOK_ATTEMPTS + 1):
         try:
-            resp = httpx.post(params.url, json=params.event, timeout=WEBHOOK_TIMEOUT_S)
+            resp = httpx.post(url, json=event, timeout=WEBHOOK_TIMEOUT_S)
         except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            # The job's log and error are visible to viewers: never the URL itself.
+            error = f"{type(exc).__name__}: {exc}".replace(url, "<the webhook URL>")
         else:
             if resp.status_code < 300:
                 return {"status_code": resp.status_code, "attempts": attempt}

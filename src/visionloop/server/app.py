@@ -8,9 +8,10 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
 from sqlalchemy.orm import sessionmaker
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from visionloop import __version__
-from visionloop.config import Settings
+from visionloop.config import Settings, parse_trusted_proxies
 from visionloop.jobs.kinds import JobKinds, default_kinds
 from visionloop.server.blobs import BlobStore, LocalBlobStore
 from visionloop.server.bodies import BodyLimitMiddleware, BodyLimits
@@ -32,6 +33,7 @@ from visionloop.server.routes import (
     models,
     retraining,
     stats,
+    users,
 )
 from visionloop.server.security_headers import SecurityHeadersMiddleware
 from visionloop.server.state import IngestGate, ServerState
@@ -48,6 +50,7 @@ def api_router() -> APIRouter:
     router = APIRouter(prefix=API_PREFIX)
     for module in (
         auth,
+        users,
         devices,
         ingest,
         frames,
@@ -108,6 +111,12 @@ def create_app(
     app.add_middleware(CsrfMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
+    proxies = parse_trusted_proxies(settings.trusted_proxies)
+    if proxies:
+        # Outermost: every layer sees the client's address and scheme as the proxy passed them.
+        # Only from a trusted proxy, and the right-most untrusted X-Forwarded-For entry: a
+        # client cannot pick its own address to dodge the sign-in throttle.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
     return app
 
 

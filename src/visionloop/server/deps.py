@@ -8,6 +8,7 @@ credentials of the wrong kind. No credentials at all, or unknown ones, is a 401.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -64,11 +65,20 @@ def _device_or_none(state: ServerState, token: str | None) -> AuthenticatedDevic
 
 
 def _user_or_none(state: ServerState, request: Request) -> AuthenticatedUser | None:
+    """The person behind the session cookie; their session's idle time restarts (written at most
+    once a minute per session, in its own short transaction)."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
+    idle = timedelta(minutes=state.settings.session_idle_minutes)
     with state.read_sessions() as session:
-        return people.user_for_session(session, token=token)
+        found = people.user_for_session(session, token=token, idle=idle)
+    if found is None:
+        return None
+    if found.needs_touch:
+        with state.write_lock(), state.write_sessions() as session, session.begin():
+            people.touch_session(session, token=token)
+    return found.user
 
 
 def current_device(request: Request, state: StateDep) -> AuthenticatedDevice:
@@ -100,13 +110,23 @@ def _check_device(
     return device
 
 
-def current_user(request: Request, state: StateDep) -> AuthenticatedUser:
-    """The signed-in person (any role)."""
+def signed_in_user(request: Request, state: StateDep) -> AuthenticatedUser:
+    """The signed-in person (any role), even one who must change their password first."""
     user = _user_or_none(state, request)
     if user is None:
         if _device_or_none(state, bearer_token(request)) is not None:
             raise PermissionDeniedError("a device token cannot use this route: sign in as a person")
         raise AuthenticationError("sign in first (POST /api/v1/auth/login)")
+    return user
+
+
+def current_user(request: Request, state: StateDep) -> AuthenticatedUser:
+    """The signed-in person (any role) who need not change their password first."""
+    user = signed_in_user(request, state)
+    if user.must_change_password:
+        raise PermissionDeniedError(
+            "change your password first (POST /api/v1/auth/password): an admin reset it"
+        )
     return user
 
 
@@ -123,6 +143,7 @@ def require_role(role: Role) -> Callable[[AuthenticatedUser], AuthenticatedUser]
 
 DeviceDep = Annotated[AuthenticatedDevice, Depends(current_device_async)]
 CurrentUser = Annotated[AuthenticatedUser, Depends(current_user)]
+SignedInUser = Annotated[AuthenticatedUser, Depends(signed_in_user)]
 ReviewerUser = Annotated[AuthenticatedUser, Depends(require_role(Role.REVIEWER))]
 AdminUser = Annotated[AuthenticatedUser, Depends(require_role(Role.ADMIN))]
 
@@ -131,4 +152,5 @@ AdminUser = Annotated[AuthenticatedUser, Depends(require_role(Role.ADMIN))]
 # have is a 422 naming it, never a database overflow.
 INT32_MAX = 2**31 - 1
 DeviceIdPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="A device's id.")]
+UserIdPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="A person's id.")]
 JobIdPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="A job's id.")]

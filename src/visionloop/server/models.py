@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Uuid,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -104,7 +105,13 @@ class DeviceToken(Base):
 
 
 class User(Base):
-    """A person who signs in to the dashboard. ``role`` is admin, reviewer or viewer."""
+    """A person who signs in to the dashboard. ``role`` is admin, reviewer or viewer.
+
+    A deleted person keeps the row (``deleted_at`` set, no usable password, disabled), so that
+    their reviews and the audit list keep their name; the name is not given to anyone else.
+    ``must_change_password``: set by an admin's reset (or an account an admin made), the person
+    may only change their password until they do.
+    """
 
     __tablename__ = "users"
 
@@ -114,10 +121,18 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))  # argon2id
     created_at: Mapped[datetime]
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    must_change_password: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    deleted_at: Mapped[datetime | None]
+    last_sign_in_at: Mapped[datetime | None]
 
 
 class UserSession(Base):
-    """A signed-in person's session; the cookie holds a random token, the table its sha256."""
+    """A signed-in person's session; the cookie holds a random token, the table its sha256.
+
+    It ends at ``expires_at`` (absolute) or when unused for the idle time after ``last_seen_at``.
+    """
 
     __tablename__ = "sessions"
 
@@ -125,6 +140,26 @@ class UserSession(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
+    last_seen_at: Mapped[datetime]
+
+
+class UserAuditEvent(Base):
+    """One change to a person's account: who did it (``actor``: a user name, or ``cli:<login>``
+    for the command line), when, what (``action``) and to whom (``target``, the name at the
+    time). Names are copied so that the list reads the same after any change."""
+
+    __tablename__ = "user_audit"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(160))
+    action: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    target: Mapped[str | None] = mapped_column(String(128))
+    detail: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (Index("ix_user_audit_target_id", "target_id", "id"),)
 
 
 class LoginFailure(Base):

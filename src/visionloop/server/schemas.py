@@ -10,6 +10,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from visionloop.server.auth import Role
+from visionloop.server.passwords import MAX_LENGTH as PASSWORD_MAX_LENGTH
+from visionloop.server.passwords import MIN_LENGTH as PASSWORD_MIN_LENGTH
 from visionloop.server.store.jobs import JobStatus
 from visionloop.types import (
     CAPTURED_AT_MAX,
@@ -27,13 +29,103 @@ class _In(BaseModel):
 
 class LoginRequest(_In):
     username: str = Field(min_length=1, max_length=128, pattern=NO_NUL)
-    password: str = Field(min_length=1, max_length=1024)
+    password: str = Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)
 
 
 class UserOut(BaseModel):
     id: int
     name: str
     role: Role
+    must_change_password: bool = Field(
+        default=False,
+        description="An admin reset the password: only POST /auth/password works until changed.",
+    )
+
+
+class PasswordChange(_In):
+    current_password: str = Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)
+    new_password: str = Field(
+        min_length=1,
+        max_length=PASSWORD_MAX_LENGTH,
+        description=(
+            f"At least {PASSWORD_MIN_LENGTH} characters, not one of the most common passwords, "
+            "not the user name."
+        ),
+    )
+
+
+class PersonOut(BaseModel):
+    """A person as the Users page lists them."""
+
+    id: int
+    name: str
+    role: Role
+    disabled: bool
+    must_change_password: bool
+    created_at: datetime
+    last_sign_in_at: datetime | None
+    deleted_at: datetime | None = Field(description="Deleted people keep their name and reviews.")
+    sessions: int = Field(description="Sessions that have not expired.")
+    reviews: int = Field(description="Label submissions made.")
+
+
+class PersonCreate(_In):
+    name: str = Field(min_length=1, max_length=128, pattern=NO_NUL)
+    role: Role = Role.VIEWER
+    password: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=PASSWORD_MAX_LENGTH,
+        description=(
+            "A first password, which the person must change at their first sign-in. Omitted: "
+            "one is generated and shown once in the answer."
+        ),
+    )
+
+
+class PersonCreated(BaseModel):
+    person: PersonOut
+    temporary_password: str | None = Field(
+        description="The generated password (shown once), or null when the request gave one."
+    )
+
+
+class PersonUpdate(_In):
+    role: Role
+
+
+class PasswordReset(_In):
+    password: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=PASSWORD_MAX_LENGTH,
+        description="The temporary password. Omitted: one is generated and shown once.",
+    )
+
+
+class PasswordResetDone(BaseModel):
+    person: PersonOut
+    temporary_password: str | None = Field(
+        description="The generated password (shown once), or null when the request gave one."
+    )
+
+
+class SignOutDone(BaseModel):
+    sessions_ended: int
+
+
+class AuditEventOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str = Field(description="Who acted: a user name, or cli:<login> for the command line.")
+    action: str = Field(
+        description=(
+            "create, role, disable, enable, reset_password, change_password, sign_out or delete."
+        )
+    )
+    target_id: int | None
+    target: str | None = Field(description="The person acted on, by their name at the time.")
+    detail: str | None
 
 
 class DeviceCreate(_In):

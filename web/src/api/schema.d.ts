@@ -30,7 +30,12 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readiness: the database answers */
+        /**
+         * Readiness: the database answers and its schema is at this server's migration
+         * @description Ready when one query reads the schema's revision and it is the newest migration this
+         *     server ships: a database recreated empty, or one left behind (or ahead) by a deployment, is
+         *     not ready, so that a load balancer sends no traffic to routes that would fail.
+         */
         get: operations["readyz_readyz_get"];
         put?: never;
         post?: never;
@@ -66,7 +71,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Sign in; sets the session cookie */
+        /**
+         * Sign in; sets the session cookie
+         * @description A person whose password an admin reset signs in with ``must_change_password`` true, and
+         *     may then only change it (POST /auth/password), read /auth/me and sign out.
+         */
         post: operations["login_api_v1_auth_login_post"];
         delete?: never;
         options?: never;
@@ -100,6 +109,165 @@ export interface paths {
         };
         /** Who is signed in */
         get: operations["me_api_v1_auth_me_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Change your own password; your other sessions end */
+        post: operations["change_own_password_api_v1_auth_password_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/sign-out-everywhere": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** End every session of yours, this one included, and clear the cookie */
+        post: operations["sign_out_everywhere_api_v1_auth_sign_out_everywhere_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every person (admin) */
+        get: operations["list_users_api_v1_users_get"];
+        put?: never;
+        /** Add a person (admin); they change the first password at their first sign-in */
+        post: operations["create_user_api_v1_users_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/{user_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete a person (admin); their reviews keep their name, which is not reused */
+        delete: operations["delete_user_api_v1_users__user_id__delete"];
+        options?: never;
+        head?: never;
+        /** Change a person's role (admin); it applies to their next request */
+        patch: operations["update_user_api_v1_users__user_id__patch"];
+        trace?: never;
+    };
+    "/api/v1/users/{user_id}/disable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Disable a person (admin): their sessions end at once, sign-in is refused */
+        post: operations["disable_user_api_v1_users__user_id__disable_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/{user_id}/enable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Enable a disabled person (admin) */
+        post: operations["enable_user_api_v1_users__user_id__enable_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/{user_id}/password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Reset a person's password (admin): they must change it at their next sign-in
+         * @description Their sessions end and their failed sign-ins are forgotten. The answer holds the
+         *     temporary password when the request gave none (shown once).
+         */
+        post: operations["reset_password_api_v1_users__user_id__password_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/{user_id}/sign-out": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** End every session of a person (admin): sign out everywhere */
+        post: operations["sign_out_user_api_v1_users__user_id__sign_out_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Changes to people's accounts, newest first: who did what, to whom, when (admin) */
+        get: operations["list_audit_api_v1_users_audit_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -772,7 +940,9 @@ export interface paths {
         };
         /**
          * A drift check's Evidently HTML report
-         * @description Served as stored, gzip-encoded (browsers and HTTP clients decode it).
+         * @description Served as stored, gzip-encoded (browsers and HTTP clients decode it), in a sandbox with
+         *     an opaque origin that runs only the scripts the report lists by hash (none for a report
+         *     older than that list): see ``server/security_headers.py``.
          */
         get: operations["get_check_report_api_v1_drift_checks__check_id__report_get"];
         put?: never;
@@ -827,6 +997,35 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AuditEventOut */
+        AuditEventOut: {
+            /** Id */
+            id: number;
+            /**
+             * At
+             * Format: date-time
+             */
+            at: string;
+            /**
+             * Actor
+             * @description Who acted: a user name, or cli:<login> for the command line.
+             */
+            actor: string;
+            /**
+             * Action
+             * @description create, role, disable, enable, reset_password, change_password, sign_out or delete.
+             */
+            action: string;
+            /** Target Id */
+            target_id: number | null;
+            /**
+             * Target
+             * @description The person acted on, by their name at the time.
+             */
+            target: string | null;
+            /** Detail */
+            detail: string | null;
+        };
         /** ClassCreate */
         ClassCreate: {
             /**
@@ -908,6 +1107,11 @@ export interface components {
             device_id: number;
             /** Device */
             device: string;
+            /**
+             * State
+             * @description One word for the device's drift, the same on every page: 'alarm' (open), 'drifted' (the latest check drifted, not yet enough in a row), 'inconclusive' (the latest check had too few independent frames), 'clean' or 'not_checked'.
+             */
+            state: string;
             /** Alarm */
             alarm: boolean;
             /**
@@ -915,10 +1119,20 @@ export interface components {
              * @description When the open alarm opened.
              */
             since: string | null;
+            /**
+             * Closed At
+             * @description When the alarm last closed (none open).
+             */
+            closed_at: string | null;
+            /**
+             * Close Reason
+             * @description Why it closed, e.g. 'version 2 learned these conditions: …'.
+             */
+            close_reason: string | null;
             last_check: components["schemas"]["DriftCheckOut"] | null;
             /**
              * Drifted Features
-             * @description Drifted features of the latest check.
+             * @description Drifted features of the latest check (none when it was inconclusive).
              */
             drifted_features: string[];
             /** @description The pinned reference, if any. */
@@ -982,12 +1196,12 @@ export interface components {
             checked_at: string;
             /**
              * Reference Kind
-             * @description 'model' (the model version's profile), 'pinned' or 'auto' (first frames).
+             * @description 'model' (the model version's profile), 'inherited' (an earlier production version's profile, for a version without one), 'pinned' or 'auto' (the device's first frames with its version, outside drift alarms).
              */
             reference_kind: string;
             /**
              * Reference Version
-             * @description The model version of a 'model' reference.
+             * @description Whose profile ('model', 'inherited') or first frames ('auto') it is.
              */
             reference_version: string | null;
             /**
@@ -1032,9 +1246,29 @@ export interface components {
             share_drifted: number;
             /**
              * Drifted
-             * @description share_drifted reached VISIONLOOP_DRIFT_ALARM_SHARE.
+             * @description share_drifted reached VISIONLOOP_DRIFT_ALARM_SHARE (never when inconclusive).
              */
             drifted: boolean;
+            /**
+             * Verdict
+             * @description 'drifted', 'clean' or 'inconclusive': too few independent frames to judge (effective_frames under the minimum), whatever the tests said; not counted by the alarm.
+             */
+            verdict: string;
+            /**
+             * Verdict Reason
+             * @description Why the check is inconclusive, in words.
+             */
+            verdict_reason: string | null;
+            /**
+             * Effective Frames
+             * @description Independent frames in the poorer window: its frames over their lag.
+             */
+            effective_frames: number | null;
+            /**
+             * Alarm Event
+             * @description 'opened' or 'closed': the alarm this check moved.
+             */
+            alarm_event: string | null;
             /** Has Report */
             has_report: boolean;
             /** Duration S */
@@ -1754,6 +1988,95 @@ export interface components {
                 [key: string]: string;
             };
         };
+        /** PasswordChange */
+        PasswordChange: {
+            /** Current Password */
+            current_password: string;
+            /**
+             * New Password
+             * @description At least 8 characters, not one of the most common passwords, not the user name.
+             */
+            new_password: string;
+        };
+        /** PasswordReset */
+        PasswordReset: {
+            /**
+             * Password
+             * @description The temporary password. Omitted: one is generated and shown once.
+             */
+            password?: string | null;
+        };
+        /** PasswordResetDone */
+        PasswordResetDone: {
+            person: components["schemas"]["PersonOut"];
+            /**
+             * Temporary Password
+             * @description The generated password (shown once), or null when the request gave one.
+             */
+            temporary_password: string | null;
+        };
+        /** PersonCreate */
+        PersonCreate: {
+            /** Name */
+            name: string;
+            /** @default viewer */
+            role: components["schemas"]["Role"];
+            /**
+             * Password
+             * @description A first password, which the person must change at their first sign-in. Omitted: one is generated and shown once in the answer.
+             */
+            password?: string | null;
+        };
+        /** PersonCreated */
+        PersonCreated: {
+            person: components["schemas"]["PersonOut"];
+            /**
+             * Temporary Password
+             * @description The generated password (shown once), or null when the request gave one.
+             */
+            temporary_password: string | null;
+        };
+        /**
+         * PersonOut
+         * @description A person as the Users page lists them.
+         */
+        PersonOut: {
+            /** Id */
+            id: number;
+            /** Name */
+            name: string;
+            role: components["schemas"]["Role"];
+            /** Disabled */
+            disabled: boolean;
+            /** Must Change Password */
+            must_change_password: boolean;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Last Sign In At */
+            last_sign_in_at: string | null;
+            /**
+             * Deleted At
+             * @description Deleted people keep their name and reviews.
+             */
+            deleted_at: string | null;
+            /**
+             * Sessions
+             * @description Sessions that have not expired.
+             */
+            sessions: number;
+            /**
+             * Reviews
+             * @description Label submissions made.
+             */
+            reviews: number;
+        };
+        /** PersonUpdate */
+        PersonUpdate: {
+            role: components["schemas"]["Role"];
+        };
         /** PredictionOut */
         PredictionOut: {
             /** Class Id */
@@ -1932,6 +2255,11 @@ export interface components {
              */
             alias: string;
         };
+        /** SignOutDone */
+        SignOutDone: {
+            /** Sessions Ended */
+            sessions_ended: number;
+        };
         /** SkipRequest */
         SkipRequest: {
             /**
@@ -2065,6 +2393,12 @@ export interface components {
             /** Name */
             name: string;
             role: components["schemas"]["Role"];
+            /**
+             * Must Change Password
+             * @description An admin reset the password: only POST /auth/password works until changed.
+             * @default false
+             */
+            must_change_password: boolean;
         };
         /** FieldError */
         ValidationError: {
@@ -2221,6 +2555,13 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
+            /** @description Not ready: the database is unreachable or not migrated */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
         };
     };
     metrics_metrics_get: {
@@ -2329,6 +2670,437 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["UserOut"];
+                };
+            };
+        };
+    };
+    change_own_password_api_v1_auth_password_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasswordChange"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Wrong current password, or a new one the rules refuse */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Too many failed sign-ins for this name or address; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    sign_out_everywhere_api_v1_auth_sign_out_everywhere_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SignOutDone"];
+                };
+            };
+        };
+    };
+    list_users_api_v1_users_get: {
+        parameters: {
+            query?: {
+                /** @description Include deleted people. */
+                deleted?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PersonOut"][];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    create_user_api_v1_users_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PersonCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PersonCreated"];
+                };
+            };
+            /** @description The name is taken (deleted people keep theirs) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    delete_user_api_v1_users__user_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A person's id. */
+                user_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No such person (or deleted) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Yourself, or the last enabled admin */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    update_user_api_v1_users__user_id__patch: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A person's id. */
+                user_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PersonUpdate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PersonOut"];
+                };
+            };
+            /** @description No such person (or deleted) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Yourself, or the last enabled admin */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    disable_user_api_v1_users__user_id__disable_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A person's id. */
+                user_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PersonOut"];
+                };
+            };
+            /** @description No such person (or deleted) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Yourself, or the last enabled admin */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    enable_user_api_v1_users__user_id__enable_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A person's id. */
+                user_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PersonOut"];
+                };
+            };
+            /** @description No such person (or deleted) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    reset_password_api_v1_users__user_id__password_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A person's id. */
+                user_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PasswordReset"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PasswordResetDone"];
+                };
+            };
+            /** @description No such person (or deleted) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Yourself, or the last enabled admin */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    sign_out_user_api_v1_users__user_id__sign_out_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A person's id. */
+                user_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SignOutDone"];
+                };
+            };
+            /** @description No such person (or deleted) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_audit_api_v1_users_audit_get: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description Events older than this id. */
+                before_id?: number | null;
+                /** @description Only events about this person. */
+                user_id?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditEventOut"][];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
         };
@@ -2814,6 +3586,13 @@ export interface operations {
             };
             /** @description No version has the production alias yet */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The model registry is starting or unreachable; retry later */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
