@@ -381,6 +381,25 @@ class Settings(BaseSettings):
             "(0: at least production's)."
         ),
     )
+    gate_min_recent_images: int = Field(
+        default=30,
+        ge=0,
+        le=100_000,
+        description=(
+            "Least images a gate rule judges on (the recent held-out slice, the golden set): "
+            "below it the rule is not judged and the candidate is only staged, never promoted "
+            "automatically. 0: no minimum (the demo's fast configuration). Chosen from the "
+            "bootstrap's measured coverage and width (README, Promotion gate)."
+        ),
+    )
+    gate_promote_on: Literal["better", "no_worse"] = Field(
+        default="better",
+        description=(
+            "The recent-set verdict automatic promotion needs: better (the bootstrap interval "
+            "of candidate minus production mAP50 is above 0) or no_worse (it includes 0; the "
+            "demo's fast configuration, whose one-epoch model need not be better)."
+        ),
+    )
     gate_recall_floors: str = Field(
         default="",
         max_length=2000,
