@@ -82,15 +82,37 @@ def test_logout_is_checked_too(bare_admin: TestClient) -> None:
     assert bare_admin.get("/api/v1/auth/me").status_code == 200  # still signed in
 
 
-def test_device_tokens_are_exempt(
-    app: FastAPI, device: DeviceCredentials, bare_admin: TestClient
-) -> None:
-    # A bearer request from anywhere, even with a stray session cookie beside it.
+def test_device_tokens_are_exempt(app: FastAPI, device: DeviceCredentials) -> None:
+    # A bearer request from anywhere, when no session cookie comes with it.
     with TestClient(app, headers=device.headers) as c:
         r = c.post("/api/v1/devices/heartbeat", json={}, headers={"Origin": "https://evil.example"})
         assert r.status_code == 200
-        c.cookies.update(bare_admin.cookies)
-        assert c.post("/api/v1/devices/heartbeat", json={}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    ["Basic YWxpY2U6eA==", "Bearer vld_not-a-token", "Bearer", "Negotiate x"],
+    ids=["basic", "unknown-bearer", "empty-bearer", "other-scheme"],
+)
+def test_an_authorization_header_does_not_exempt_a_cookie_request(
+    app: FastAPI, bare_admin: TestClient, authorization: str
+) -> None:
+    """Issue 20, finding 5: the cookie still authenticates, so the request still needs proof."""
+    headers = {"Authorization": authorization, "Origin": "https://evil.example"}
+    r = bare_admin.post(DEVICES, json={"name": "cam9"}, headers=headers)
+    assert r.status_code == 403, r.text
+    assert count_rows(app, "devices") == 0
+    same_site = {"Authorization": authorization, "X-Visionloop-CSRF": "1"}
+    assert bare_admin.post(DEVICES, json={"name": "cam9"}, headers=same_site).status_code == 201
+
+
+def test_a_device_request_with_a_stray_cookie_needs_proof_too(
+    device: DeviceCredentials, bare_admin: TestClient
+) -> None:
+    bare_admin.headers.update(device.headers)
+    assert bare_admin.post("/api/v1/devices/heartbeat", json={}).status_code == 403
+    r = bare_admin.post("/api/v1/devices/heartbeat", json={}, headers={"X-Visionloop-CSRF": "1"})
+    assert r.status_code == 200
 
 
 def test_sign_in_needs_proof_too(app: FastAPI) -> None:
@@ -103,6 +125,9 @@ def test_sign_in_needs_proof_too(app: FastAPI) -> None:
             c.post(LOGIN, json=body, headers={"Origin": "https://evil.example"}).status_code == 403
         )
         assert c.post(LOGIN, json=body, headers={"Origin": "http://testserver"}).status_code == 200
+        # An Authorization header exempts no sign-in (finding 5 of issue 20).
+        forged = {"Authorization": "Basic cml0YTp4", "Origin": "https://evil.example"}
+        assert c.post(LOGIN, json=body, headers=forged).status_code == 403
     with TestClient(app, headers={"X-Visionloop-CSRF": "1"}) as c:
         assert c.post(LOGIN, json=body).status_code == 200
 

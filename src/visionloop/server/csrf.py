@@ -6,8 +6,11 @@ from this site: a same-origin ``Origin`` header (or, without one, a same-origin 
 the header ``X-Visionloop-CSRF: 1``, which a cross-site page cannot set without a CORS preflight
 that this server never grants (the dashboard sends it on every request). Sign-in is held to the
 same rule, cookie or not, so that a hostile page cannot sign a browser in to an attacker's
-account (login CSRF). Requests with an ``Authorization`` header (device tokens) are exempt: a
-browser never adds one by itself. A refused request is a 403 with a JSON ``detail``.
+account (login CSRF). A request with an ``Authorization`` header (a device token) is exempt only
+when it carries no session cookie: a browser never adds that header by itself, but it does add
+the cookie, and a cookie that authenticates is what a forged request rides on, whatever other
+header comes with it (issue 20, finding 5: cookie + ``Authorization: Basic …`` passed). A
+refused request is a 403 with a JSON ``detail``.
 """
 
 from __future__ import annotations
@@ -48,9 +51,9 @@ def _own_origin(scope: Scope, headers: Headers) -> tuple[str, str, int] | None:
 
 
 def needs_proof(method: str, path: str, headers: Headers) -> bool:
-    """True for a state-changing request a browser could have been made to send: it carries
-    the session cookie (or signs in) and no Authorization header."""
-    if method not in STATE_CHANGING or "authorization" in headers:
+    """True for a state-changing request a browser could have been made to send: it signs in,
+    or it carries the session cookie (with or without an Authorization header)."""
+    if method not in STATE_CHANGING:
         return False
     if path == LOGIN_PATH:
         return True
