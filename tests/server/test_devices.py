@@ -9,8 +9,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from support.db import DeviceCredentials, count_rows, frame_batch
+from support.db import DeviceCredentials, app_state, count_rows, frame_batch
 from visionloop.server.auth import token_sha256
+from visionloop.server.models import Device
 
 
 def test_admin_registers_a_device_whose_token_works(
@@ -45,6 +46,53 @@ def test_duplicate_device_name_is_409(admin_client: TestClient) -> None:
 def test_bad_device_name_is_422(admin_client: TestClient) -> None:
     assert admin_client.post("/api/v1/devices", json={"name": ""}).status_code == 422
     assert admin_client.post("/api/v1/devices", json={"name": "x" * 129}).status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("name", "character"),
+    [
+        ("cam\u202e1gpj.exe", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+        ("cam\u200b1", "U+200B ZERO WIDTH SPACE"),
+        ("\u2066cam1\u2069", "U+2066 LEFT-TO-RIGHT ISOLATE"),
+        ("cam\u00ad1", "U+00AD SOFT HYPHEN"),
+        ("cam\ue0001", "U+E000"),
+        ("cam\n1", "U+000A"),
+    ],
+    ids=["rlo", "zero-width-space", "isolate", "soft-hyphen", "private-use", "newline"],
+)
+def test_invisible_and_bidi_characters_in_a_device_name_are_422(
+    app: FastAPI, admin_client: TestClient, name: str, character: str
+) -> None:
+    """Issue 20, finding 12: a name must read as what it is."""
+    r = admin_client.post("/api/v1/devices", json={"name": name})
+    assert r.status_code == 422, r.text
+    assert character in r.json()["detail"]
+    assert count_rows(app, "devices") == 0
+
+
+def test_device_names_are_nfkc_normalised_and_unique_as_read(admin_client: TestClient) -> None:
+    """Fullwidth ``dev1`` (U+FF44 U+FF45 U+FF56 U+FF11) is ``dev1``: the second is a 409."""
+    fullwidth = "\uff44\uff45\uff56\uff11"
+    r = admin_client.post("/api/v1/devices", json={"name": fullwidth})
+    assert r.status_code == 201, r.text
+    assert r.json()["device"]["name"] == "dev1"
+    r = admin_client.post("/api/v1/devices", json={"name": "dev1"})
+    assert r.status_code == 409 and "already exists" in r.json()["detail"]
+    assert [d["name"] for d in admin_client.get("/api/v1/devices").json()] == ["dev1"]
+    # Ligatures and compatibility forms too: "ﬁx" (U+FB01) is "fix".
+    assert (
+        admin_client.post("/api/v1/devices", json={"name": "\ufb01x"}).json()["device"]["name"]
+        == "fix"
+    )
+    assert admin_client.post("/api/v1/devices", json={"name": "fix"}).status_code == 409
+
+
+def test_a_name_stored_before_normalisation_still_blocks_its_look_alike(
+    app: FastAPI, admin_client: TestClient
+) -> None:
+    with app_state(app).write_sessions() as session, session.begin():
+        session.add(Device(name="\uff44\uff45\uff56\uff12", created_at=datetime.now(UTC)))
+    assert admin_client.post("/api/v1/devices", json={"name": "dev2"}).status_code == 409
 
 
 def test_disabled_device_is_refused_everywhere(

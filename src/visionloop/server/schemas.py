@@ -607,6 +607,13 @@ class RetrainingTrigger(_In):
 
 class JobQueued(BaseModel):
     job_id: int
+    warning: str | None = Field(
+        default=None,
+        description=(
+            "A train job queued with fewer reviewed labels since the last training than the "
+            "retraining policy's minimum says so, with the numbers (the job is queued anyway)."
+        ),
+    )
 
 
 class ModelVersionOut(BaseModel):

@@ -20,9 +20,9 @@ from sqlalchemy import Insert, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from visionloop.errors import InvalidInputError
 from visionloop.server.models import Device, Frame, LabelSubmission
 from visionloop.server.store import rollups
+from visionloop.server.store.devices import device_name
 
 IMPORT_MODEL_VERSION = "import"
 IMPORT_SOURCE = "import"
@@ -38,11 +38,10 @@ def _now() -> datetime:
 def import_device(session: Session, *, name: str) -> int:
     """The id of device ``name``; created disabled, without tokens, when missing (imported frames
     belong to a device, but no agent ever sends as it)."""
+    name = device_name(name)
     device_id = session.execute(select(Device.id).where(Device.name == name)).scalar()
     if device_id is not None:
         return int(device_id)
-    if not name.strip() or len(name) > 128:
-        raise InvalidInputError("a device name must be 1 to 128 characters")
     now = _now()
     device = Device(name=name, created_at=now, disabled_at=now)
     session.add(device)

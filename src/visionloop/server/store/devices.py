@@ -1,7 +1,14 @@
-"""Devices, their tokens and their heartbeats."""
+"""Devices, their tokens and their heartbeats.
+
+A device name is stored NFKC-normalised (``device_name``): ``dev1`` in fullwidth letters
+(U+FF44…) is ``dev1``, so the unique name is unique as people read it; control, format
+(bidirectional overrides, zero-width characters), private-use and unassigned characters are
+refused (issue 20, finding 12).
+"""
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,12 +36,43 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+MAX_NAME_LENGTH = 128
+# Unicode categories a name may not hold: controls, format characters (U+202E RIGHT-TO-LEFT
+# OVERRIDE, U+200B ZERO WIDTH SPACE…), surrogates, private use, unassigned, line and paragraph
+# separators.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def device_name(name: str) -> str:
+    """``name`` as stored: NFKC-normalised, without surrounding spaces; InvalidInputError (422)
+    when it is empty, too long, or holds an invisible or bidirectional control character."""
+    normal = unicodedata.normalize("NFKC", name).strip()
+    if not normal or len(normal) > MAX_NAME_LENGTH:
+        raise InvalidInputError(f"a device name must be 1 to {MAX_NAME_LENGTH} characters")
+    for position, char in enumerate(normal, 1):
+        if unicodedata.category(char) in _REFUSED_CATEGORIES:
+            what = unicodedata.name(char, "an unnamed character")
+            raise InvalidInputError(
+                f"a device name may not hold invisible or bidirectional control characters: "
+                f"U+{ord(char):04X} {what} at character {position}"
+            )
+    return normal
+
+
+def _same_name_taken(session: Session, name: str) -> bool:
+    """Whether a device's name reads as ``name`` once normalised (names stored before names
+    were normalised are compared by their normal form too)."""
+    names = session.scalars(select(Device.name))
+    return any(unicodedata.normalize("NFKC", n).strip() == name for n in names)
+
+
 def create_device(session: Session, *, name: str) -> tuple[Device, str]:
     """Create a device and its first token. Returns the device and the token, which is shown once
-    and never stored (only its sha256 is)."""
-    name = name.strip()
-    if not name or len(name) > 128:
-        raise InvalidInputError("a device name must be 1 to 128 characters")
+    and never stored (only its sha256 is). The name is stored as ``device_name`` gives it; a name
+    that reads the same as another device's is a ConflictError."""
+    name = device_name(name)
+    if _same_name_taken(session, name):
+        raise ConflictError(f"a device named {name!r} already exists")
     device = Device(name=name, created_at=_now())
     session.add(device)
     try:
@@ -51,8 +89,12 @@ def create_device(session: Session, *, name: str) -> tuple[Device, str]:
 
 
 def find_device(session: Session, *, ref: str) -> Device:
-    """A device by name, or by id when ``ref`` is all digits and no device has that name."""
+    """A device by name (as typed, or normalised), or by id when ``ref`` is all digits and no
+    device has that name."""
     device = session.scalars(select(Device).where(Device.name == ref)).first()
+    if device is None:
+        normal = unicodedata.normalize("NFKC", ref).strip()
+        device = session.scalars(select(Device).where(Device.name == normal)).first()
     if device is None and ref.isdigit():
         device = session.get(Device, int(ref))
     if device is None:
