@@ -5,6 +5,8 @@ rule (``VISIONLOOP_DRIFT_ALARM_CONSECUTIVE`` drifted checks in a row), without H
     .venv/bin/python benchmarks/drift.py [--window 500] [--frames random|consecutive]
         [--nominal 50] [--max-windows 6] [--share 0.3] [--also-shares 0.4,0.5]
         [--consecutive 2] [--jobs 1] [--markdown]
+    .venv/bin/python benchmarks/drift.py --effective 250,500,1000,2000,5000 [--nominal 50]
+        [--share 0.4] [--jobs 1] [--json out.json]
 
 Windows are frames of the line (see ``visionloop.vision.synthetic.records``) with detections
 from its simulated detector: with ``--frames random`` (the default) random frames, with
@@ -21,6 +23,15 @@ drifted in a row). ``--jobs`` renders windows in that many processes.
 Also the import time of Evidently and the median time of one comparison at ``--window`` rows
 and at 10,000 rows.
 
+``--effective W1,W2,…`` measures instead where a check's verdict stops meaning anything: for
+each of ``--nominal`` seeds, two runs of consecutive nominal frames of its line (draws 0 and 1),
+and for each window size W the first W frames of the second compared with the first W of the
+first (as against an automatic or pinned reference) and with the seed-0 line's random frames
+(as against a model profile). Each comparison is listed by its effective sample size (the
+fewer of the two windows' independent frames, ``monitoring.thinning.effective_frames``) with
+whether it came out drifted at ``--share``: the table says below which effective size nominal
+windows give false "drifted" verdicts (the check's ``MIN_EFFECTIVE_FRAMES``).
+
 A check is drifted when its share of drifted features is at least the alarm share, so one run
 also gives the outcome at the ``--also-shares`` (from the same shares: no second comparison);
 the per-feature count of false verdicts in the nominal windows says which features are noisy.
@@ -29,11 +40,15 @@ the per-feature count of false verdicts in the nominal windows says which featur
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import statistics
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import NamedTuple
 
 from rich.console import Console
 from rich.table import Table
@@ -44,6 +59,7 @@ from visionloop.monitoring.features import (
     feature_table,
     records_table,
 )
+from visionloop.monitoring.thinning import MIN_EFFECTIVE_FRAMES, effective_frames
 from visionloop.vision.synthetic.line import SyntheticLine
 from visionloop.vision.synthetic.records import SIZE_WH, simulated_records
 from visionloop.vision.synthetic.schedule import Drift
@@ -61,10 +77,20 @@ def _window(
     )
 
 
-def _delay(shares: list[float], share: float, consecutive: int) -> int | None:
-    """The window (1-based) at which ``consecutive`` checks in a row reached ``share``."""
+Seen = tuple[float, int]
+"""One check as the alarm rule sees it: its share drifted and its effective frames (under
+``--min-effective``: inconclusive)."""
+MIN_EFFECTIVE = MIN_EFFECTIVE_FRAMES
+"""``--min-effective``, set by ``main`` (module level: the worker processes read it)."""
+
+
+def _delay(seen: list[Seen], share: float, consecutive: int) -> int | None:
+    """The window (1-based) at which ``consecutive`` checks in a row reached ``share``; an
+    inconclusive check neither counts nor breaks a streak (as ``store.drift.record_verdict``)."""
     streak = 0
-    for k, s in enumerate(shares, start=1):
+    for k, (s, effective) in enumerate(seen, start=1):
+        if effective < MIN_EFFECTIVE:
+            continue
         streak = streak + 1 if s >= share - 1e-9 else 0
         if streak >= consecutive:
             return k
@@ -77,44 +103,144 @@ def _preset_run(
     intensity: float,
     args: argparse.Namespace,
     shares_tried: list[float],
-) -> tuple[list[float], list[float]]:
+) -> tuple[list[Seen], list[float]]:
     """Windows of the seed-0 line under a preset until every tried share alarmed (or
-    ``--max-windows``): their shares drifted and the comparisons' times."""
+    ``--max-windows``): what each check saw and the comparisons' times."""
     line = SyntheticLine(seed=0, size_wh=SIZE_WH)
-    shares: list[float] = []
+    seen: list[Seen] = []
     timings = []
     for k in range(1, args.max_windows + 1):
         current = _window(line, k, Drift(preset, intensity), args.window, consecutive=args.seq)
         t = time.perf_counter()
         result = compare(reference, current, drift_share=args.share)
         timings.append(time.perf_counter() - t)
-        shares.append(result.share_drifted)
-        if all(_delay(shares, s, args.consecutive) is not None for s in shares_tried):
+        seen.append((result.share_drifted, result.effective_frames))
+        if all(_delay(seen, s, args.consecutive) is not None for s in shares_tried):
             break
-    return shares, timings
+    return seen, timings
 
 
 def _nominal_run(
-    shared: FeatureTable, seed: int, args: argparse.Namespace
-) -> tuple[list[float], list[float], list[str], list[float], list[int]]:
+    profiles: dict[int, FeatureTable], seed: int, args: argparse.Namespace
+) -> tuple[list[Seen], dict[int, list[Seen]], list[str], list[float], list[int]]:
     """``--consecutive`` nominal windows of the line of ``seed``, each compared with that
-    line's own first nominal window and with ``shared`` (the seed-0 line's: what a model
-    profile is to a device on another line): both lists of shares, the features that drifted
-    against the own reference, the comparisons' times and the current windows' strides."""
+    line's own first nominal window and with each of ``profiles`` (random frames of the seed-0
+    line by count: what a model profile is to a device on another line): what the checks saw
+    against each, the features that drifted against the own reference, the comparisons' times
+    and the current windows' strides."""
     line = SyntheticLine(seed=seed, size_wh=SIZE_WH)
     nominal = Drift("nominal", 0.0)
     own_ref = _window(line, 0, nominal, args.window, consecutive=args.seq)
-    own, against_shared, flagged, timings, strides = [], [], [], [], []
+    own: list[Seen] = []
+    against: dict[int, list[Seen]] = {size: [] for size in profiles}
+    flagged: list[str] = []
+    timings, strides = [], []
     for k in range(1, args.consecutive + 1):
         current = _window(line, k, nominal, args.window, consecutive=args.seq)
         t = time.perf_counter()
         result = compare(own_ref, current, drift_share=args.share)
         timings.append(time.perf_counter() - t)
-        own.append(result.share_drifted)
+        own.append((result.share_drifted, result.effective_frames))
         strides.append(result.window_stride)
         flagged += [v.feature for v in result.features if v.drifted]
-        against_shared.append(compare(shared, current, drift_share=args.share).share_drifted)
-    return own, against_shared, flagged, timings, strides
+        for size, profile in profiles.items():
+            vs = compare(profile, current, drift_share=args.share)
+            against[size].append((vs.share_drifted, vs.effective_frames))
+    return own, against, flagged, timings, strides
+
+
+def _head(table: FeatureTable, rows: int) -> FeatureTable:
+    head = FeatureTable()
+    head.columns = {name: values[:rows] for name, values in table.columns.items()}
+    return head
+
+
+class NominalCheck(NamedTuple):
+    """One nominal comparison of ``--effective``."""
+
+    seed: int
+    window: int
+    reference: str  # "own" (the line's own consecutive frames) or "profile" (random frames)
+    effective: int
+    share_drifted: float
+    drifted: bool
+
+
+def _effective_run(
+    shared: FeatureTable, seed: int, sizes: list[int], share: float
+) -> list[NominalCheck]:
+    """For each window size, the nominal comparisons of the line of ``seed`` (see the module
+    doc's ``--effective``)."""
+    line = SyntheticLine(seed=seed, size_wh=SIZE_WH)
+    nominal = Drift("nominal", 0.0)
+    longest = max(sizes)
+    first = _window(line, 0, nominal, longest, consecutive=True)
+    second = _window(line, 1, nominal, longest, consecutive=True)
+    out = []
+    for size in sizes:
+        reference, current = _head(first, size), _head(second, size)
+        current_eff = effective_frames(current)
+        for kind, ref in (("own", reference), ("profile", shared)):
+            result = compare(ref, current, drift_share=share)
+            effective = min(current_eff, effective_frames(ref))
+            out.append(
+                NominalCheck(seed, size, kind, effective, result.share_drifted, result.drifted)
+            )
+    return out
+
+
+EFFECTIVE_BINS = (0, 5, 10, 15, 20, 25, 30, 40, 60, 10**9)
+KINDS = ("own", "profile")
+
+
+def effective_main(args: argparse.Namespace) -> None:
+    sizes = [int(x) for x in args.effective.split(",") if x]
+    shared = _window(SyntheticLine(seed=0, size_wh=SIZE_WH), 0, Drift("nominal", 0.0), 500)
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        runs = [
+            pool.submit(_effective_run, shared, seed, sizes, args.share)
+            for seed in range(1, args.nominal + 1)
+        ]
+        rows = [row for run in runs for row in run.result()]
+    if args.json:
+        Path(args.json).write_text(json.dumps([r._asdict() for r in rows]))
+    heads = (
+        "effective frames",
+        "checks (own / profile)",
+        "drifted (own / profile)",
+        "highest share",
+    )
+    table = Table(*heads)
+    md = ["| " + " | ".join(heads) + " |", "|---|---|---|---|"]
+    for low, high in itertools.pairwise(EFFECTIVE_BINS):
+        group = [r for r in rows if low <= r.effective < high]
+        if not group:
+            continue
+        cells = [
+            f"{low}-{high - 1}" if high < 10**9 else f"{low}+",
+            " / ".join(str(sum(r.reference == k for r in group)) for k in KINDS),
+            " / ".join(str(sum(r.drifted and r.reference == k for r in group)) for k in KINDS),
+            f"{max(r.share_drifted for r in group):.2f}",
+        ]
+        table.add_row(*cells)
+        md.append("| " + " | ".join(cells) + " |")
+    console = Console()
+    if args.markdown:
+        print("\n".join(md))
+    else:
+        console.print(table)
+    for size in sizes:
+        at = [r for r in rows if r.window == size]
+        effs = sorted(r.effective for r in at if r.reference == "profile")
+        drifted = ", ".join(f"{k} {sum(r.drifted for r in at if r.reference == k)}" for k in KINDS)
+        console.print(
+            f"window {size}: effective frames median {statistics.median(effs):g}, range "
+            f"{effs[0]}-{effs[-1]}; drifted at {args.share:g}: {drifted} of {args.nominal}"
+        )
+
+
+def _shown(seen: list[Seen]) -> str:
+    return " ".join(f"{x:.2f}" + ("?" if eff < MIN_EFFECTIVE else "") for x, eff in seen)
 
 
 def main() -> None:
@@ -128,7 +254,34 @@ def main() -> None:
     parser.add_argument("--consecutive", type=int, default=2)
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--jobs", type=int, default=1, help="Processes rendering windows.")
+    parser.add_argument(
+        "--presets",
+        default=",".join(f"{p}:{i:g}" for p in PRESETS for i in INTENSITIES),
+        help="Drifts to time, preset:intensity, comma-separated.",
+    )
+    parser.add_argument(
+        "--profile-sizes",
+        default="",
+        help="Random nominal frames in the model profiles the nominal windows are compared "
+        "with, comma-separated (default: --window of them); the drifted windows are compared "
+        "with the largest.",
+    )
+    parser.add_argument(
+        "--effective", default="", help="Window sizes: false verdicts by effective size."
+    )
+    parser.add_argument(
+        "--min-effective",
+        type=int,
+        default=MIN_EFFECTIVE_FRAMES,
+        help="Checks with fewer independent frames are inconclusive (the check's rule).",
+    )
+    parser.add_argument("--json", default="", help="Every comparison's outcome here.")
     args = parser.parse_args()
+    global MIN_EFFECTIVE
+    MIN_EFFECTIVE = args.min_effective
+    if args.effective:
+        effective_main(args)
+        return
     args.seq = args.frames == "consecutive"
     shares_tried = [args.share] + [float(x) for x in args.also_shares.split(",") if x]
 
@@ -138,31 +291,34 @@ def main() -> None:
     import_s = time.perf_counter() - started
     line = SyntheticLine(seed=0, size_wh=SIZE_WH)
     nominal = Drift("nominal", 0.0)
-    reference = _window(line, 0, nominal, args.window)
-    presets = [(p, i) for p in PRESETS for i in INTENSITIES]
+    sizes = [int(x) for x in args.profile_sizes.split(",") if x] or [args.window]
+    profiles = {size: _window(line, 0, nominal, size) for size in sizes}
+    reference = profiles[max(sizes)]  # what the drifted windows are compared with
+    presets = [(p, float(i)) for p, i in (x.split(":") for x in args.presets.split(",") if x)]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         drift_runs = [
             pool.submit(_preset_run, reference, preset, intensity, args, shares_tried)
             for preset, intensity in presets
         ]
         nominal_runs = [
-            pool.submit(_nominal_run, reference, seed, args) for seed in range(1, args.nominal + 1)
+            pool.submit(_nominal_run, profiles, seed, args) for seed in range(1, args.nominal + 1)
         ]
         rows = []
         timings: list[float] = []
         for (preset, intensity), run in zip(presets, drift_runs, strict=True):
-            shares, took = run.result()
-            rows.append((preset, intensity, shares))
+            seen, took = run.result()
+            rows.append((preset, intensity, seen))
             timings += took
-        nominal_shares: list[list[float]] = []
-        shared_shares: list[list[float]] = []
+        nominal_seen: list[list[Seen]] = []
+        profile_seen: dict[int, list[list[Seen]]] = {size: [] for size in sizes}
         noisy: Counter[str] = Counter()
         strides: list[int] = []
         for run in nominal_runs:
-            own, shared, flagged, took, stride = run.result()
+            own, against, flagged, took, stride = run.result()
             strides += stride
-            nominal_shares.append(own)
-            shared_shares.append(shared)
+            nominal_seen.append(own)
+            for size in sizes:
+                profile_seen[size].append(against[size])
             noisy.update(flagged)
             timings += took
     big = _window(line, 99, nominal, 2000)
@@ -175,27 +331,49 @@ def main() -> None:
     big_s = time.perf_counter() - t
 
     heads = [f"windows to alarm at {s:g}" for s in shares_tried]
-    table = Table("preset", "intensity", *heads, "share drifted per window")
+    table = Table("preset", "intensity", *heads, "share drifted per window (?: inconclusive)")
     cells = []
-    for preset, intensity, shares in rows:
-        delays = [_delay(shares, s, args.consecutive) for s in shares_tried]
+    for preset, intensity, seen in rows:
+        delays = [_delay(seen, s, args.consecutive) for s in shares_tried]
         cells.append(
             [
                 preset,
                 f"{intensity:g}",
                 *(str(d) if d is not None else "-" for d in delays),
-                " ".join(f"{s:.2f}" for s in shares),
+                _shown(seen),
             ]
         )
+
+    def false_alarms(runs: list[list[Seen]], s: float) -> int:
+        return sum(_delay(seen, s, args.consecutive) is not None for seen in runs)
+
+    def inconclusive(runs: list[list[Seen]]) -> int:
+        return sum(eff < MIN_EFFECTIVE for seen in runs for _, eff in seen)
+
+    checks = args.consecutive * args.nominal
     nominal_rows = []
     for s in shares_tried:
-        checks = sum(x >= s - 1e-9 for seen in nominal_shares for x in seen)
-        alarms = sum(_delay(seen, s, args.consecutive) is not None for seen in nominal_shares)
-        shared_alarms = sum(_delay(seen, s, args.consecutive) is not None for seen in shared_shares)
+        drifted = sum(
+            x >= s - 1e-9 and eff >= MIN_EFFECTIVE for seen in nominal_seen for x, eff in seen
+        )
+        against = ", ".join(
+            f"{false_alarms(profile_seen[size], s)} against a profile of {size} random frames"
+            for size in sizes
+        )
         nominal_rows.append(
-            f"share {s:g}: {checks} drifted checks of {args.consecutive * args.nominal}, "
-            f"{alarms} false alarms in {args.nominal} seeds ({shared_alarms} against the "
-            "seed-0 reference)"
+            f"share {s:g}: {drifted} drifted checks of {checks}, "
+            f"{false_alarms(nominal_seen, s)} false alarms in {args.nominal} seeds against their "
+            f"own line ({against})"
+        )
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "presets": [[p, i, seen] for p, i, seen in rows],
+                    "own": nominal_seen,
+                    "profiles": {str(k): v for k, v in profile_seen.items()},
+                }
+            )
         )
     console = Console()
     if args.markdown:
@@ -211,11 +389,14 @@ def main() -> None:
         f"window {args.window} {args.frames} frames, {args.consecutive} drifted checks in a "
         "row; nominal " + "; ".join(nominal_rows)
     )
-    worst = max((x for seen in nominal_shares for x in seen), default=0.0)
-    worst_shared = max((x for seen in shared_shares for x in seen), default=0.0)
+    worst = max((x for seen in nominal_seen for x, e in seen if e >= MIN_EFFECTIVE), default=0.0)
     console.print(
-        f"nominal: highest share {worst:.2f} ({worst_shared:.2f} against the seed-0 "
-        "reference); false per-feature verdicts "
+        f"nominal: highest share of a counted check {worst:.2f}; inconclusive checks: "
+        f"{inconclusive(nominal_seen)} of {checks} against their own line, "
+        + ", ".join(
+            f"{inconclusive(profile_seen[size])} against the {size}-frame profile" for size in sizes
+        )
+        + "; false per-feature verdicts "
         + (", ".join(f"{f} {n}" for f, n in noisy.most_common()) or "none")
         + f"; nominal windows thinned to 1 frame in {statistics.median(strides):g} (median, "
         f"range {min(strides)}-{max(strides)})"

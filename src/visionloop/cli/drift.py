@@ -47,27 +47,49 @@ def drift_check(
     typer.echo(str(job_id))
 
 
+STATE_WORDS = {
+    "alarm": "ALARM",
+    "drifted": "drifted (no alarm yet)",
+    "inconclusive": "inconclusive",
+    "clean": "no drift",
+    "not_checked": "not checked yet",
+}
+"""The words for ``store.drift.device_state``: the same as the dashboard's."""
+
+
 @drift_app.command("status")
 def drift_status() -> None:
-    """Each device: alarm (open since when), latest check, its share and drifted features."""
+    """Each device: its drift state (alarm open since when, drifted, inconclusive and why, no
+    drift), latest check, its share and drifted features, and why the last alarm closed."""
     from rich.console import Console
     from rich.table import Table
 
     from visionloop.server.store import drift as drift_store
 
     settings = load_settings()
-    table = Table("device", "alarm", "since (UTC)", "last check (UTC)", "drifted", "features")
+    table = Table("device", "drift", "since (UTC)", "last check (UTC)", "drifted", "features")
+    notes: list[str] = []
     with _session(settings) as session:
         for s in drift_store.statuses(session):
-            alarm = bool(s.alarm and s.alarm.is_open)
-            since = s.alarm.opened_at if alarm and s.alarm else None
+            state = drift_store.device_state(s)
+            since = s.alarm.opened_at if state == "alarm" and s.alarm else None
             last = s.last_check
+            counted = last is not None and last.verdict != drift_store.Verdict.INCONCLUSIVE
             table.add_row(
                 s.device.name,
-                "OPEN" if alarm else "-",
+                STATE_WORDS.get(state, state),
                 since.strftime("%Y-%m-%d %H:%M") if since else "",
                 last.checked_at.strftime("%Y-%m-%d %H:%M:%S") if last else "never",
-                f"{last.drifted_features}/{len(last.features)}" if last else "",
-                ", ".join(f["feature"] for f in last.features if f["drifted"]) if last else "",
+                f"{last.drifted_features}/{len(last.features)}" if last and counted else "",
+                ", ".join(f["feature"] for f in last.features if f["drifted"])
+                if last and counted
+                else "",
             )
-    Console().print(table)
+            if last is not None and last.verdict_reason:
+                notes.append(f"{s.device.name}: latest check {last.verdict}: {last.verdict_reason}")
+            if s.alarm is not None and not s.alarm.is_open and s.alarm.close_reason:
+                notes.append(f"{s.device.name}: alarm closed: {s.alarm.close_reason}")
+    console = Console()
+    console.print(table)
+    for note in notes:
+        console.print(note, markup=False)

@@ -49,6 +49,7 @@ from visionloop.jobs.scheduler import Periodic
 
 if TYPE_CHECKING:
     from visionloop.datasets.labels import LabeledImage
+    from visionloop.training.evaluate import EvalReport
     from visionloop.training.registry import ModelVersion, Registry
 
 log = logging.getLogger(__name__)
@@ -219,14 +220,14 @@ def _base_weights(registry: Registry, production: ModelVersion) -> Path:
 
 def _evaluate_or_none(
     onnx: Path, dataset: Path, split: str, notes: dict[str, str], key: str, who: str
-) -> dict[str, Any] | None:
+) -> EvalReport | None:
     from visionloop.training.evaluate import evaluate, split_files
 
     try:
         if not split_files(dataset, split).images:
             notes[key] = f"{dataset} has no {split} images"
             return None
-        return evaluate(onnx, dataset, split=split).to_dict()
+        return evaluate(onnx, dataset, split=split)
     except InvalidInputError as exc:
         notes[key] = f"{who} not evaluated on {key}: {exc}"
         return None
@@ -314,8 +315,8 @@ def run_train(params: TrainParams, ctx: JobContext) -> dict[str, Any]:
     golden = settings.golden_set_path
     with _stage("evaluate", seconds):
         prod_onnx = registry.onnx_path(production.version)
-        candidate: dict[str, dict[str, Any] | None] = {}
-        prod: dict[str, dict[str, Any] | None] = {}
+        candidate: dict[str, EvalReport | None] = {}
+        prod: dict[str, EvalReport | None] = {}
         if (golden / "data.yaml").is_file():
             candidate["golden"] = _evaluate_or_none(
                 result.onnx_path, golden, "test", notes, "golden", "candidate"
@@ -352,7 +353,7 @@ def run_train(params: TrainParams, ctx: JobContext) -> dict[str, Any]:
             eval_json = work / "eval.json"
             both = {"golden": candidate.get("golden"), "recent": candidate.get("recent")}
             eval_json.write_text(json.dumps(both, indent=2))
-            evaluation = summarize_eval(primary, eval_json)
+            evaluation = summarize_eval(primary.to_dict(), eval_json)
         result.params |= {
             "base_version": production.version,
             "freeze": str(freeze),
@@ -396,7 +397,7 @@ def run_train(params: TrainParams, ctx: JobContext) -> dict[str, Any]:
         )
         registry.set_gate(version.version, report, run_id=run_id)
     ctx.progress(0.9, f"drift reference profile of version {version.version}")
-    _drift_profile(registry, version.version, data, work, job_id=ctx.job_id)
+    _drift_profile(registry, version.version, data, work, job_id=ctx.job_id, golden=golden)
     # Before any promotion, so an edge that swaps to the version finds its INT8 model with it.
     int8 = _quantize(registry, version.version, settings=settings, work=work, ctx=ctx)
     if "seconds" in int8:
@@ -434,20 +435,22 @@ def run_train(params: TrainParams, ctx: JobContext) -> dict[str, Any]:
 
 
 def _drift_profile(
-    registry: Registry, version: str, data: Path, work: Path, *, job_id: int
+    registry: Registry, version: str, data: Path, work: Path, *, job_id: int, golden: Path
 ) -> None:
-    """The new version's drift reference profile, from the validation split it was trained
-    with (before any promotion, so that a production version has one). A failure is logged,
-    not raised: the version is good, and its checks fall back to the automatic reference."""
-    from visionloop.monitoring.profile import dataset_frames, profile_version
+    """The new version's drift reference profile, from the training and validation images it
+    was trained with and the golden set's (before any promotion, so that a production version
+    has one): a version trained on drifted labels takes the conditions it learned as normal,
+    and the nominal ones too. A failure is logged, not raised: the version is good, and its
+    checks inherit the previous production version's reference."""
+    from visionloop.monitoring.profile import profile_frames, profile_version
 
     try:
-        total, frames = dataset_frames(data, split="val")
+        total, frames = profile_frames([(data, "train"), (data, "val"), (golden, "test")])
         profile_version(
             registry,
             version,
             frames,
-            source=f"validation split of train job {job_id}",
+            source=f"training and validation images of train job {job_id} and the golden set",
             work_dir=work / "drift",
             total=total,
         )

@@ -1,18 +1,27 @@
 """One drift check of one device: read its reference and current windows, compare them with
 Evidently, store the check and its HTML report, and move the device's alarm.
 
-The reference is the device's pinned window if an admin pinned one; else the reference profile
-of the model version that produced the device's latest frame (computed when the version was
-registered, see :mod:`visionloop.monitoring.profile`); else, for a version without a profile
-(registered before profiles existed, a model file outside the registry, or a profile of under
-``MIN_FRAMES`` frames), the automatic one:
-the first ``drift_window`` frames the device sent with that version. The current window is the
-device's latest ``drift_window`` frames captured after a pinned or automatic reference ends, or,
-against a profile, its latest frames of that version. A check with under ``MIN_FRAMES`` frames
-in either window, or with the same reference and no frame newer than the previous check's
-window, is skipped (nothing stored). Before the tests, each window is thinned by its own
-decorrelation lag (:mod:`visionloop.monitoring.thinning`): a camera's consecutive frames are far
-from independent, and the check stores the step it kept.
+The reference is, first found:
+
+1. the device's pinned window, if an admin pinned one;
+2. the reference profile of the model version that produced the device's latest frame
+   (computed when the version was registered or trained, see
+   :mod:`visionloop.monitoring.profile`), unless it holds under ``MIN_FRAMES`` frames;
+3. inherited: the profile of the production version before it (and before that, ...), for a
+   version without a usable profile of its own, until it has one: a version promoted during a
+   drift must not take the drifted frames as its normal;
+4. automatic: the first ``drift_window`` frames the device sent with that version (or, with
+   none, with the version before it), leaving out frames captured during any of its drift
+   alarms.
+
+The current window is the device's latest ``drift_window`` frames captured after a pinned or
+automatic reference ends, or, against a profile, its latest frames of the version it runs. A
+check with under ``MIN_FRAMES`` frames in either window, or with the same reference and no frame
+newer than the previous check's window, is skipped (nothing stored). Before the tests, each
+window is thinned by its own decorrelation lag (:mod:`visionloop.monitoring.thinning`): a
+camera's consecutive frames are far from independent, and the check stores the step it kept. A
+window holding under ``MIN_EFFECTIVE_FRAMES`` independent frames makes the check
+``inconclusive``: stored with its reason and report, never counted by the alarm.
 """
 
 from __future__ import annotations
@@ -29,11 +38,11 @@ from visionloop.config import Settings
 from visionloop.monitoring.evidently_check import compare
 from visionloop.monitoring.features import NUMERICAL_FEATURES, quantiles
 from visionloop.monitoring.profile import Profile
-from visionloop.monitoring.thinning import MIN_FRAMES
+from visionloop.monitoring.thinning import MIN_EFFECTIVE_FRAMES, MIN_FRAMES
 from visionloop.server.blobs import BlobStore
 from visionloop.server.models import DriftCheck
 from visionloop.server.store import drift as drift_store
-from visionloop.server.store.drift import ReferenceKind, Window
+from visionloop.server.store.drift import ReferenceKind, Verdict, Window
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,7 @@ class CheckOutcome:
     check_id: int | None = None
     share_drifted: float | None = None
     drifted: bool | None = None
+    verdict: str | None = None
     alarm_open: bool | None = None
     alarm_event: str | None = None
     skipped: str | None = None
@@ -57,6 +67,7 @@ class CheckOutcome:
             "check_id": self.check_id,
             "share_drifted": self.share_drifted,
             "drifted": self.drifted,
+            "verdict": self.verdict,
             "alarm_open": self.alarm_open,
             "alarm_event": self.alarm_event,
             "skipped": self.skipped,
@@ -65,47 +76,88 @@ class CheckOutcome:
 
 ProfileSource = Callable[[str], Profile | None]
 """A model version's reference profile, or None (see ``profile.RegistryProfiles``)."""
+Lineage = Callable[[str], list[str]]
+"""The versions that were in production before a version, newest first (see
+``profile.RegistryProfiles.lineage``)."""
 
 
 def _no_profiles(_version: str) -> Profile | None:
     return None
 
 
+def _no_lineage(_version: str) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class _Windows:
+    kind: ReferenceKind
+    version: str | None
+    """The version whose profile (or automatic window) the reference is; None for pinned."""
+    reference: Window | None
+    current: Window | None
+
+
+def _usable(profile: Profile | None) -> Profile | None:
+    # Too small a validation set to test against (a retrained version's can be).
+    return profile if profile is not None and len(profile.features) >= MIN_FRAMES else None
+
+
 def _windows(
-    session: Session, *, device_id: int, settings: Settings, profiles: ProfileSource
-) -> tuple[ReferenceKind, str | None, Window | None, Window | None]:
+    session: Session,
+    *,
+    device_id: int,
+    settings: Settings,
+    profiles: ProfileSource,
+    lineage: Lineage,
+) -> _Windows:
+    frames = settings.drift_window
     pinned = drift_store.get_reference(session, device_id=device_id)
-    version = drift_store.current_version(session, device_id=device_id)
-    profile = profiles(version) if pinned is None and version is not None else None
-    if profile is not None and len(profile.features) < MIN_FRAMES:
-        # Too small a validation set to test against (a retrained version's can be): the
-        # device's own first frames with that version are the reference instead.
-        profile = None
     if pinned is not None:
-        kind, reference = ReferenceKind.PINNED, drift_store.pinned_window(session, reference=pinned)
-    elif profile is not None:
+        reference = drift_store.pinned_window(session, reference=pinned)
+        return _after(session, device_id, frames, ReferenceKind.PINNED, None, reference)
+    version = drift_store.current_version(session, device_id=device_id)
+    if version is None:
+        return _Windows(ReferenceKind.AUTO, None, None, None)
+    earlier = lineage(version)
+    for kind, source in [(ReferenceKind.MODEL, version)] + [
+        (ReferenceKind.INHERITED, v) for v in earlier
+    ]:
+        profile = _usable(profiles(source))
+        if profile is None:
+            continue
         current = drift_store.latest_window(
-            session,
-            device_id=device_id,
-            frames=settings.drift_window,
-            after=None,
-            model_version=profile.version,
+            session, device_id=device_id, frames=frames, after=None, model_version=version
         )
         reference = Window(
             features=profile.features, start=profile.created_at, end=profile.created_at
         )
-        return ReferenceKind.MODEL, profile.version, reference, current
-    else:
-        kind = ReferenceKind.AUTO
+        return _Windows(kind, source, reference, current)
+    reference = None
+    for source in [version, *earlier]:
         reference = drift_store.auto_window(
-            session, device_id=device_id, frames=settings.drift_window
+            session, device_id=device_id, frames=frames, version=source
         )
+        if reference is not None and reference.frames >= MIN_FRAMES:
+            return _after(session, device_id, frames, ReferenceKind.AUTO, source, reference)
+    return _Windows(ReferenceKind.AUTO, version, reference, None)
+
+
+def _after(
+    session: Session,
+    device_id: int,
+    frames: int,
+    kind: ReferenceKind,
+    version: str | None,
+    reference: Window | None,
+) -> _Windows:
+    """A pinned or automatic reference with the device's latest frames captured after it."""
     if reference is None:
-        return kind, None, None, None
+        return _Windows(kind, version, None, None)
     current = drift_store.latest_window(
-        session, device_id=device_id, frames=settings.drift_window, after=reference.end
+        session, device_id=device_id, frames=frames, after=reference.end
     )
-    return kind, None, reference, current
+    return _Windows(kind, version, reference, current)
 
 
 def _quantiles(feature: str, reference: Window, current: Window) -> dict[str, Any]:
@@ -127,15 +179,18 @@ def check_device(
     device_id: int,
     job_id: int | None = None,
     profiles: ProfileSource = _no_profiles,
+    lineage: Lineage = _no_lineage,
 ) -> CheckOutcome:
     """Run one drift check of ``device_id`` (see the module doc). Evidently runs between the
     read and the write transactions, so no database lock is held while it computes."""
     started = time.perf_counter()
     with read_sessions() as session, session.begin():
         drift_store.get_device(session, device_id=device_id)
-        kind, version, reference, current = _windows(
-            session, device_id=device_id, settings=settings, profiles=profiles
+        windows = _windows(
+            session, device_id=device_id, settings=settings, profiles=profiles, lineage=lineage
         )
+        kind, version = windows.kind, windows.version
+        reference, current = windows.reference, windows.current
         previous = drift_store.last_check(session, device_id=device_id)
     if reference is None or reference.frames < MIN_FRAMES:
         found = reference.frames if reference else 0
@@ -163,7 +218,10 @@ def check_device(
         # The same frames against the same reference would count twice towards the alarm.
         return CheckOutcome(device_id=device_id, skipped="no new frames since the last check")
     comparison = compare(
-        reference.features, current.features, drift_share=settings.drift_alarm_share
+        reference.features,
+        current.features,
+        drift_share=settings.drift_alarm_share,
+        min_effective=MIN_EFFECTIVE_FRAMES,
     )
     report_key = blobs.put(comparison.report_html_gz)
     with write_sessions() as session, session.begin():
@@ -188,7 +246,10 @@ def check_device(
                 ],
                 drifted_features=comparison.drifted_features,
                 share_drifted=comparison.share_drifted,
-                drifted=comparison.drifted,
+                drifted=comparison.verdict == Verdict.DRIFTED,
+                verdict=comparison.verdict,
+                verdict_reason=comparison.inconclusive_reason,
+                effective_frames=comparison.effective_frames,
                 report_sha256=report_key,
                 duration_s=time.perf_counter() - started,
             ),
@@ -205,15 +266,18 @@ def check_device(
             check_id=check.id,
             share_drifted=check.share_drifted,
             drifted=check.drifted,
+            verdict=check.verdict,
             alarm_open=change.alarm.is_open,
             alarm_event=change.event,
         )
     log.info(
-        "drift check %s of device %d: %d/%d features drifted%s",
+        "drift check %s of device %d: %s, %d/%d features drifted, %d independent frames%s",
         outcome.check_id,
         device_id,
+        comparison.verdict,
         comparison.drifted_features,
         len(comparison.features),
+        comparison.effective_frames,
         f"; alarm {change.event}" if change.event else "",
     )
     return outcome

@@ -26,7 +26,12 @@ import numpy as np
 from visionloop.errors import VisionloopError
 from visionloop.monitoring.features import CATEGORICAL_FEATURES, NUMERICAL_FEATURES, FeatureTable
 from visionloop.monitoring.report_html import ReportNames, restore_names, with_script_policy
-from visionloop.monitoring.thinning import MIN_FRAMES, thin
+from visionloop.monitoring.thinning import (
+    MIN_EFFECTIVE_FRAMES,
+    MIN_FRAMES,
+    effective_frames,
+    thin,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +71,45 @@ class Comparison:
     """Frames of the reference the tests compared (after thinning)."""
     window_rows: int = 0
     """Frames of the current window the tests compared (after thinning)."""
+    reference_effective: int = 0
+    """Independent frames in the reference (``thinning.effective_frames``)."""
+    window_effective: int = 0
+    """Independent frames in the current window."""
+    min_effective: int = MIN_EFFECTIVE_FRAMES
+    """Fewest independent frames for the verdict to count."""
 
     @property
     def drifted_features(self) -> int:
         return sum(v.drifted for v in self.features)
+
+    @property
+    def effective_frames(self) -> int:
+        """Independent frames in the poorer of the two windows."""
+        return min(self.reference_effective, self.window_effective)
+
+    @property
+    def inconclusive(self) -> bool:
+        """Too few independent frames for the tests to mean anything: whatever they said, the
+        check is neither drifted nor clean (see ``thinning.MIN_EFFECTIVE_FRAMES``)."""
+        return self.effective_frames < self.min_effective
+
+    @property
+    def verdict(self) -> str:
+        """``"inconclusive"``, ``"drifted"`` or ``"clean"``."""
+        if self.inconclusive:
+            return "inconclusive"
+        return "drifted" if self.drifted else "clean"
+
+    @property
+    def inconclusive_reason(self) -> str | None:
+        """Why the check is inconclusive, in words (None when it is not)."""
+        if not self.inconclusive:
+            return None
+        which = "window" if self.window_effective <= self.reference_effective else "reference"
+        return (
+            f"too few independent frames to judge: ~{self.effective_frames} in the {which} "
+            f"(needs {self.min_effective})"
+        )
 
 
 def _frame(table: FeatureTable, names: ReportNames) -> Any:
@@ -91,10 +131,13 @@ def compare(
     *,
     drift_share: float,
     keep: int = MIN_FRAMES,
+    min_effective: int = MIN_EFFECTIVE_FRAMES,
 ) -> Comparison:
     """Evidently's ``DataDriftPreset`` of ``current`` against ``reference``, each thinned by
     its decorrelation lag (to no fewer than ``keep`` frames), with its tests; a check is
-    drifted when the share of drifted features is at least ``drift_share``."""
+    drifted when the share of drifted features is at least ``drift_share``, and inconclusive
+    (whatever the tests said) when either window holds under ``min_effective`` independent
+    frames. The tests still run then: their report and percentiles show what was seen."""
     if len(reference) == 0 or len(current) == 0:
         raise VisionloopError("a drift comparison needs frames in both windows")
     thinned_reference, thinned_current = thin(reference, keep=keep), thin(current, keep=keep)
@@ -110,6 +153,9 @@ def compare(
         window_stride=thinned_current.stride,
         reference_rows=len(tested_reference),
         window_rows=len(thinned_current.table),
+        reference_effective=effective_frames(reference),
+        window_effective=effective_frames(current),
+        min_effective=min_effective,
     )
 
 

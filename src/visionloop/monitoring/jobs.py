@@ -50,6 +50,7 @@ def run_drift_check(params: DriftCheckParams, ctx: JobContext) -> dict[str, Any]
                     device_id=device_id,
                     job_id=ctx.job_id,
                     profiles=profiles,
+                    lineage=profiles.lineage,
                 )
             except NotFoundError as exc:  # deleted since the job was queued
                 outcome = CheckOutcome(device_id=device_id, skipped=str(exc))

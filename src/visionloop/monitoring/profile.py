@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +37,14 @@ PROFILE_FORMAT = 1
 BASELINE_SEED = 0
 """The shipped baseline was trained on the synthetic line of this seed (its model card)."""
 
+PROMOTED_AT_TAG = "production.promoted_at"
+"""The registry's stamp on a version promoted to production (``Registry.promote``)."""
+
 Progress = Callable[[float, str], None]
+
+
+def _number(version: str) -> int:
+    return int(version) if version.isdigit() else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,23 +110,46 @@ def dataset_frames(
 ) -> tuple[int, Iterator[NDArray[np.uint8]]]:
     """Up to ``limit`` images of a YOLO dataset's ``split`` (evenly spread over it), decoded as
     BGR, with their count. ``InvalidInputError`` when the split is missing or empty."""
-    import cv2
-
     from visionloop.training.evaluate import split_files
 
     images = split_files(dataset, split).images
     step = max(1, len(images) // limit)
     chosen = images[::step][:limit]
+    return len(chosen), _decoded(chosen)
 
-    def frames() -> Iterator[NDArray[np.uint8]]:
-        for path in chosen:
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                log.warning("%s: not an image, left out of the drift profile", path)
-                continue
-            yield image.astype(np.uint8, copy=False)
 
-    return len(chosen), frames()
+def profile_frames(
+    sources: Sequence[tuple[Path, str]], *, limit: int = PROFILE_FRAMES
+) -> tuple[int, Iterator[NDArray[np.uint8]]]:
+    """Up to ``limit`` images spread evenly over several YOLO datasets' splits (``(dataset,
+    split)``; a missing dataset or split is left out), decoded as BGR, with their count: a
+    retrained version's profile is its training and validation images plus the golden set, so
+    that it holds both the conditions it learned and the nominal ones. ``InvalidInputError``
+    when none holds an image."""
+    from visionloop.training.evaluate import split_files
+
+    images: list[Path] = []
+    for dataset, split in sources:
+        try:
+            images += split_files(dataset, split).images
+        except InvalidInputError as exc:
+            log.info("drift profile: %s left out (%s)", f"{dataset} {split}", exc)
+    if not images:
+        raise InvalidInputError("a drift profile needs at least one image")
+    step = max(1, len(images) // limit)
+    chosen = images[::step][:limit]
+    return len(chosen), _decoded(chosen)
+
+
+def _decoded(paths: list[Path]) -> Iterator[NDArray[np.uint8]]:
+    import cv2
+
+    for path in paths:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            log.warning("%s: not an image, left out of the drift profile", path)
+            continue
+        yield image.astype(np.uint8, copy=False)
 
 
 def synthetic_frames(
@@ -196,6 +226,7 @@ class RegistryProfiles:
         self._settings = settings
         self._registry: Registry | None = None
         self._found: dict[str, Profile | None] = {}
+        self._lineage: dict[str, list[str]] = {}
 
     def _store_exists(self) -> bool:
         uri = self._settings.mlflow_tracking_uri
@@ -208,16 +239,55 @@ class RegistryProfiles:
             self._found[version] = self._load(version)
         return self._found[version]
 
+    def lineage(self, version: str) -> list[str]:
+        """The versions promoted to production before ``version`` was (or, never promoted,
+        before it was registered), newest first: whose profile a version without one inherits
+        (from the versions' ``production.promoted_at`` stamps)."""
+        if version not in self._lineage:
+            self._lineage[version] = self._load_lineage(version)
+        return self._lineage[version]
+
+    def _reg(self) -> Registry:
+        if self._registry is None:
+            from visionloop.training.registry import Registry
+
+            self._registry = Registry.from_settings(self._settings)
+        return self._registry
+
+    def _load_lineage(self, version: str) -> list[str]:
+        if not self._store_exists():
+            return []
+        try:
+            versions = self._reg().versions()
+        except Exception as exc:  # a registry that cannot answer must not fail the check
+            log.info("no version history for model version %s: %s", version, exc)
+            return []
+
+        def promoted(tags: dict[str, str]) -> datetime | None:
+            stamp = tags.get(PROMOTED_AT_TAG)
+            try:
+                return datetime.fromisoformat(stamp) if stamp else None
+            except ValueError:
+                return None
+
+        own = next((v for v in versions if v.version == version), None)
+        if own is None:
+            return []
+        until = promoted(own.tags) or own.created_at
+        earlier = [
+            (at, v.version)
+            for v in versions
+            if v.version != version and (at := promoted(v.tags)) is not None and at <= until
+        ]
+        earlier.sort(key=lambda e: (e[0], _number(e[1])), reverse=True)
+        return [v for _, v in earlier]
+
     def _load(self, version: str) -> Profile | None:
         if not self._store_exists():
             return None
         try:
-            if self._registry is None:
-                from visionloop.training.registry import Registry
-
-                self._registry = Registry.from_settings(self._settings)
-            mv = self._registry.get(version)
-            path = self._registry.drift_profile_path(version)
+            mv = self._reg().get(version)
+            path = self._reg().drift_profile_path(version)
             if path is None:
                 return None
             return Profile(

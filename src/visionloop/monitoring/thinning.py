@@ -14,6 +14,11 @@ the window's order). The lag is measured per window, so a fast line, a slow one 
 independent images (lag 1) each get what they need; it is capped so that at least ``keep``
 frames remain (a window whose features step up at a drift has long autocorrelation too, and
 must still be tested).
+
+That cap keeps a short window testable but not independent: 250 consecutive frames thinned to
+30 still hold ~2 independent samples, and tested as 30 they "drift". So a check first counts a
+window's independent frames (``effective_frames``: its length over its decorrelation lag) and,
+under ``MIN_EFFECTIVE_FRAMES`` in either window, calls itself inconclusive rather than testing.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ ACF_CUTOFF = 0.1
 """Frames this little correlated count as independent."""
 MIN_FRAMES = 30
 """Fewest frames in either window for a check to run, and fewest a window is thinned to."""
+MIN_EFFECTIVE_FRAMES = 20
+"""Fewest independent frames (``effective_frames``) in either window for a check's verdict to
+count: below it nominal windows of consecutive frames gave false "drifted" verdicts in
+``benchmarks/drift.py --effective`` (see docs/performance.md)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +83,21 @@ def thin(table: FeatureTable, *, keep: int) -> Thinned:
     thinned = FeatureTable()
     thinned.columns = {name: table.columns[name][::stride] for name in FEATURES}
     return Thinned(table=thinned, stride=stride)
+
+
+def effective_frames(table: FeatureTable) -> int:
+    """How many close-to-independent frames ``table`` holds: its length over its decorrelation
+    lag (uncapped, up to a quarter of its length). The lag is measured on each half of the
+    table and the smaller one kept: a step in the features (a drift beginning inside the
+    window) lengthens the lag of the half it falls in, not the line's own correlation, which
+    the other half still shows. A table of independent frames (a profile) holds all of them."""
+    n = len(table)
+    if n < 8:
+        return n
+    half = n // 2
+    lags = []
+    for part in (slice(0, half), slice(half, n)):
+        piece = FeatureTable()
+        piece.columns = {name: table.columns[name][part] for name in FEATURES}
+        lags.append(decorrelation_lag(piece, max_lag=max(1, half // 2)))
+    return n // min(lags)

@@ -495,7 +495,15 @@ class DriftCheck(Base):
     features: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     drifted_features: Mapped[int]
     share_drifted: Mapped[float] = mapped_column(Float)
+    # Counted towards the alarm as drifted: never when the verdict is 'inconclusive'.
     drifted: Mapped[bool] = mapped_column(Boolean)
+    # 'drifted', 'clean' or 'inconclusive' (too few independent frames to judge), and why.
+    verdict: Mapped[str] = mapped_column(String(16), server_default="clean", default="clean")
+    verdict_reason: Mapped[str | None] = mapped_column(String(500))
+    # Independent frames in the poorer window (monitoring.thinning.effective_frames).
+    effective_frames: Mapped[int | None] = mapped_column(Integer)
+    # 'opened' or 'closed' when this check moved its device's alarm.
+    alarm_event: Mapped[str | None] = mapped_column(String(8))
     report_sha256: Mapped[str | None] = mapped_column(String(64))
     duration_s: Mapped[float] = mapped_column(Float)
 
@@ -518,3 +526,27 @@ class DriftAlarm(Base):
     clean_streak: Mapped[int]
     last_check_id: Mapped[int | None] = mapped_column(BigId)
     last_check_at: Mapped[datetime | None]
+    # Capture time of the first frame of the current drifted streak's first check: where the
+    # frames of the alarm that streak opens begin.
+    streak_since: Mapped[datetime | None]
+    # Why the alarm last closed, in words ("version 2 learned these conditions").
+    close_reason: Mapped[str | None] = mapped_column(String(500))
+
+
+class DriftAlarmPeriod(Base):
+    """One open (``closed_at`` None) or past drift alarm of a device, from the capture time of
+    the first drifted frames that opened it (``since``) to its close: no automatic reference is
+    drawn from frames captured in it."""
+
+    __tablename__ = "drift_alarm_periods"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    since: Mapped[datetime]
+    opened_at: Mapped[datetime]
+    opened_check_id: Mapped[int] = mapped_column(BigId)
+    closed_at: Mapped[datetime | None]
+    closed_check_id: Mapped[int | None] = mapped_column(BigId)
+    close_reason: Mapped[str | None] = mapped_column(String(500))
+
+    __table_args__ = (Index("ix_drift_alarm_periods_device_id_since", "device_id", "since"),)

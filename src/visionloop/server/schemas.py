@@ -519,9 +519,15 @@ class DriftCheckOut(BaseModel):
     job_id: int | None
     checked_at: datetime
     reference_kind: str = Field(
-        description="'model' (the model version's profile), 'pinned' or 'auto' (first frames)."
+        description=(
+            "'model' (the model version's profile), 'inherited' (an earlier production "
+            "version's profile, for a version without one), 'pinned' or 'auto' (the device's "
+            "first frames with its version, outside drift alarms)."
+        )
     )
-    reference_version: str | None = Field(description="The model version of a 'model' reference.")
+    reference_version: str | None = Field(
+        description="Whose profile ('model', 'inherited') or first frames ('auto') it is."
+    )
     reference_start: datetime
     reference_end: datetime
     reference_frames: int
@@ -538,7 +544,21 @@ class DriftCheckOut(BaseModel):
     features: list[FeatureDrift]
     drifted_features: int
     share_drifted: float
-    drifted: bool = Field(description="share_drifted reached VISIONLOOP_DRIFT_ALARM_SHARE.")
+    drifted: bool = Field(
+        description="share_drifted reached VISIONLOOP_DRIFT_ALARM_SHARE (never when inconclusive)."
+    )
+    verdict: str = Field(
+        description=(
+            "'drifted', 'clean' or 'inconclusive': too few independent frames to judge "
+            "(effective_frames under the minimum), whatever the tests said; not counted by the "
+            "alarm."
+        )
+    )
+    verdict_reason: str | None = Field(description="Why the check is inconclusive, in words.")
+    effective_frames: int | None = Field(
+        description="Independent frames in the poorer window: its frames over their lag."
+    )
+    alarm_event: str | None = Field(description="'opened' or 'closed': the alarm this check moved.")
     has_report: bool
     duration_s: float
 
@@ -579,10 +599,23 @@ class DriftFeaturesOut(BaseModel):
 class DeviceDriftOut(BaseModel):
     device_id: int
     device: str
+    state: str = Field(
+        description=(
+            "One word for the device's drift, the same on every page: 'alarm' (open), "
+            "'drifted' (the latest check drifted, not yet enough in a row), 'inconclusive' (the "
+            "latest check had too few independent frames), 'clean' or 'not_checked'."
+        )
+    )
     alarm: bool
     since: datetime | None = Field(description="When the open alarm opened.")
+    closed_at: datetime | None = Field(description="When the alarm last closed (none open).")
+    close_reason: str | None = Field(
+        description="Why it closed, e.g. 'version 2 learned these conditions: …'."
+    )
     last_check: DriftCheckOut | None
-    drifted_features: list[str] = Field(description="Drifted features of the latest check.")
+    drifted_features: list[str] = Field(
+        description="Drifted features of the latest check (none when it was inconclusive)."
+    )
     reference: DriftReferenceOut | None = Field(description="The pinned reference, if any.")
 
 

@@ -88,6 +88,10 @@ def check_out(check: DriftCheck) -> DriftCheckOut:
         share_drifted=check.share_drifted,
         drifted=check.drifted,
         has_report=check.report_sha256 is not None,
+        verdict=check.verdict,
+        verdict_reason=check.verdict_reason,
+        effective_frames=check.effective_frames,
+        alarm_event=check.alarm_event,
         duration_s=check.duration_s,
     )
 
@@ -212,14 +216,19 @@ def drift_status(session: SessionDep, _user: CurrentUser) -> list[DeviceDriftOut
         last = s.last_check
         reference = drift_store.get_reference(session, device_id=s.device.id)
         out.append(
+        is_open = bool(s.alarm and s.alarm.is_open)
+        counted = last is not None and last.verdict != drift_store.Verdict.INCONCLUSIVE
             DeviceDriftOut(
                 device_id=s.device.id,
                 device=s.device.name,
-                alarm=bool(s.alarm and s.alarm.is_open),
-                since=s.alarm.opened_at if s.alarm and s.alarm.is_open else None,
+                state=drift_store.device_state(s),
+                alarm=is_open,
+                since=s.alarm.opened_at if s.alarm and is_open else None,
+                closed_at=s.alarm.closed_at if s.alarm and not is_open else None,
+                close_reason=s.alarm.close_reason if s.alarm and not is_open else None,
                 last_check=check_out(last) if last else None,
                 drifted_features=[f["feature"] for f in last.features if f.get("drifted")]
-                if last
+                if last and counted
                 else [],
                 reference=reference_out(reference) if reference else None,
             )

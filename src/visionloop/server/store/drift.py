@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, and_, not_, or_, select
 from sqlalchemy.orm import Session
 
 from visionloop.errors import InvalidInputError, NotFoundError
@@ -22,6 +22,7 @@ from visionloop.server.models import (
     Detection,
     Device,
     DriftAlarm,
+    DriftAlarmPeriod,
     DriftCheck,
     DriftReference,
     Frame,
@@ -39,9 +40,20 @@ class ReferenceKind(enum.StrEnum):
     """The reference profile of the model version that produced the device's latest frames."""
     PINNED = "pinned"
     """An admin pinned a window of the device's own frames."""
+    INHERITED = "inherited"
+    """The profile of an earlier production version, for a version without a usable one of its
+    own (``reference_version`` names the version whose profile it is)."""
     AUTO = "auto"
-    """The first window of frames the device sent with the model version it runs now (when
-    that version has no profile)."""
+    """The first window of frames the device sent with the model version it runs now (or, with
+    none outside alarms, an earlier one: ``reference_version``), leaving out frames captured
+    during its drift alarms, when no version in its line has a profile."""
+
+
+class Verdict(enum.StrEnum):
+    DRIFTED = "drifted"
+    CLEAN = "clean"
+    INCONCLUSIVE = "inconclusive"
+    """Too few independent frames to judge: stored and shown, never counted by the alarm."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,19 +175,47 @@ def current_version(session: Session, *, device_id: int) -> str | None:
     ).scalar_one_or_none()
 
 
-def auto_window(session: Session, *, device_id: int, frames: int) -> Window | None:
-    """The first ``frames`` frames the device sent with the model version of its latest frame."""
-    version = current_version(session, device_id=device_id)
+def auto_window(
+    session: Session, *, device_id: int, frames: int, version: str | None = None
+) -> Window | None:
+    """The first ``frames`` frames the device sent with ``version`` (None: the model version of
+    its latest frame), leaving out every frame captured during one of its drift alarms (from
+    the first drifted frames that opened it to its close; an open one to now): a reference
+    drawn from them would accept the drift as normal."""
+    version = version or current_version(session, device_id=device_id)
     if version is None:
         return None
+    excluded = [
+        and_(
+            Frame.captured_at >= since,
+            *([Frame.captured_at < until] if until is not None else []),
+        )
+        for since, until in alarm_periods(session, device_id=device_id)
+    ]
+    conditions = [Frame.model_version == version]
+    if excluded:
+        conditions.append(not_(or_(*excluded)))
     rows = list(
         session.connection().execute(
-            _frames_query(device_id, Frame.model_version == version)
+            _frames_query(device_id, *conditions)
             .order_by(Frame.captured_at, Frame.pk)
             .limit(frames)
         )
     )
     return _read_window(session, rows)
+
+
+def alarm_periods(session: Session, *, device_id: int) -> list[tuple[datetime, datetime | None]]:
+    """The device's drift alarms as ``(since, closed_at)`` capture-time spans, oldest first
+    (``closed_at`` None: open)."""
+    return [
+        (p.since, p.closed_at)
+        for p in session.scalars(
+            select(DriftAlarmPeriod)
+            .where(DriftAlarmPeriod.device_id == device_id)
+            .order_by(DriftAlarmPeriod.since)
+        )
+    ]
 
 
 # --- references -------------------------------------------------------------------------------
@@ -286,8 +326,11 @@ def list_checks(
 
 def record_verdict(session: Session, *, check: DriftCheck, consecutive: int) -> AlarmChange:
     """Update the device's alarm with one check: ``consecutive`` drifted checks in a row open
-    it, as many clean ones in a row close it. The row is locked (PostgreSQL) so that two checks
-    of one device never count the same streak."""
+    it, as many clean ones in a row close it (with the reason, see ``close_reason``). An
+    inconclusive check neither counts nor breaks a streak: the alarm stays as it was, and only
+    its latest check moves. The row is locked (PostgreSQL) so that two checks of one device
+    never count the same streak. An alarm's period (``DriftAlarmPeriod``) starts at the first
+    frame of its streak's first drifted check."""
     alarm = session.execute(
         select(DriftAlarm).where(DriftAlarm.device_id == check.device_id).with_for_update()
     ).scalar_one_or_none()
@@ -296,20 +339,72 @@ def record_verdict(session: Session, *, check: DriftCheck, consecutive: int) -> 
             device_id=check.device_id, is_open=False, drifted_streak=0, clean_streak=0
         )
         session.add(alarm)
+    alarm.last_check_id, alarm.last_check_at = check.id, check.checked_at
+    if check.verdict == Verdict.INCONCLUSIVE:
+        session.flush()
+        return AlarmChange(alarm=alarm, event=None)
     if check.drifted:
+        if alarm.drifted_streak == 0:
+            alarm.streak_since = check.window_start
         alarm.drifted_streak, alarm.clean_streak = alarm.drifted_streak + 1, 0
     else:
         alarm.drifted_streak, alarm.clean_streak = 0, alarm.clean_streak + 1
-    alarm.last_check_id, alarm.last_check_at = check.id, check.checked_at
     event = None
     if not alarm.is_open and alarm.drifted_streak >= consecutive:
         alarm.is_open, alarm.opened_at, alarm.closed_at = True, check.checked_at, None
+        alarm.close_reason = None
+        session.add(
+            DriftAlarmPeriod(
+                device_id=check.device_id,
+                since=alarm.streak_since or check.window_start,
+                opened_at=check.checked_at,
+                opened_check_id=check.id,
+            )
+        )
         event = "opened"
     elif alarm.is_open and alarm.clean_streak >= consecutive:
-        alarm.is_open, alarm.closed_at = False, check.checked_at
+        period = open_period(session, device_id=check.device_id)
+        opened = session.get(DriftCheck, period.opened_check_id) if period else None
+        reason = close_reason(check, opened)
+        alarm.is_open, alarm.closed_at, alarm.close_reason = False, check.checked_at, reason
+        if period is not None:
+            period.closed_at, period.closed_check_id = check.checked_at, check.id
+            period.close_reason = reason
         event = "closed"
+    check.alarm_event = event
     session.flush()
     return AlarmChange(alarm=alarm, event=event)
+
+
+def open_period(session: Session, *, device_id: int) -> DriftAlarmPeriod | None:
+    """The device's open alarm period (None: no alarm open)."""
+    return session.scalars(
+        select(DriftAlarmPeriod)
+        .where(DriftAlarmPeriod.device_id == device_id, DriftAlarmPeriod.closed_at.is_(None))
+        .order_by(DriftAlarmPeriod.id.desc())
+        .limit(1)
+    ).first()
+
+
+def close_reason(closing: DriftCheck, opened: DriftCheck | None) -> str:
+    """Why an alarm closed, in words, from the reference of the check that closed it against
+    that of the check that opened it: a new version's own profile that matches the frames
+    means it learned the conditions; a new pinned window, that an admin accepted them; the same
+    reference, that the frames came back to it."""
+    kind, version = closing.reference_kind, closing.reference_version
+    same = opened is not None and (
+        (opened.reference_kind, opened.reference_version) == (kind, version)
+        and (kind != ReferenceKind.PINNED or opened.reference_start == closing.reference_start)
+    )
+    if kind == ReferenceKind.MODEL and not same:
+        return f"version {version} learned these conditions: its own profile matches the frames"
+    if kind == ReferenceKind.PINNED and not same:
+        return "accepted as the new normal: the frames match the pinned window"
+    if kind == ReferenceKind.MODEL:
+        return f"the frames match version {version}'s profile again"
+    if kind == ReferenceKind.INHERITED:
+        return f"the frames match the inherited profile of version {version} again"
+    return f"the frames match the {kind} reference again"
 
 
 def alarm_open(session: Session, *, device_id: int) -> bool:
@@ -335,6 +430,17 @@ class DeviceDrift:
     device: Device
     alarm: DriftAlarm | None
     last_check: DriftCheck | None
+
+
+def device_state(status: DeviceDrift) -> str:
+    """One word for a device's drift (the dashboard and CLI word it the same everywhere):
+    ``alarm``, ``drifted`` (the latest check drifted, the alarm not open yet),
+    ``inconclusive``, ``clean`` or ``not_checked``."""
+    if status.alarm is not None and status.alarm.is_open:
+        return "alarm"
+    if status.last_check is None:
+        return "not_checked"
+    return status.last_check.verdict
 
 
 def statuses(session: Session) -> list[DeviceDrift]:
