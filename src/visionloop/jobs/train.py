@@ -49,7 +49,6 @@ from visionloop.jobs.scheduler import Periodic
 
 if TYPE_CHECKING:
     from visionloop.datasets.labels import LabeledImage
-    from visionloop.training.evaluate import EvalReport
     from visionloop.training.registry import ModelVersion, Registry
 
 log = logging.getLogger(__name__)
@@ -220,14 +219,14 @@ def _base_weights(registry: Registry, production: ModelVersion) -> Path:
 
 def _evaluate_or_none(
     onnx: Path, dataset: Path, split: str, notes: dict[str, str], key: str, who: str
-) -> EvalReport | None:
+) -> dict[str, Any] | None:
     from visionloop.training.evaluate import evaluate, split_files
 
     try:
         if not split_files(dataset, split).images:
             notes[key] = f"{dataset} has no {split} images"
             return None
-        return evaluate(onnx, dataset, split=split)
+        return evaluate(onnx, dataset, split=split).to_dict()
     except InvalidInputError as exc:
         notes[key] = f"{who} not evaluated on {key}: {exc}"
         return None
@@ -315,8 +314,8 @@ def run_train(params: TrainParams, ctx: JobContext) -> dict[str, Any]:
     golden = settings.golden_set_path
     with _stage("evaluate", seconds):
         prod_onnx = registry.onnx_path(production.version)
-        candidate: dict[str, EvalReport | None] = {}
-        prod: dict[str, EvalReport | None] = {}
+        candidate: dict[str, dict[str, Any] | None] = {}
+        prod: dict[str, dict[str, Any] | None] = {}
         if (golden / "data.yaml").is_file():
             candidate["golden"] = _evaluate_or_none(
                 result.onnx_path, golden, "test", notes, "golden", "candidate"
@@ -353,7 +352,7 @@ def run_train(params: TrainParams, ctx: JobContext) -> dict[str, Any]:
             eval_json = work / "eval.json"
             both = {"golden": candidate.get("golden"), "recent": candidate.get("recent")}
             eval_json.write_text(json.dumps(both, indent=2))
-            evaluation = summarize_eval(primary.to_dict(), eval_json)
+            evaluation = summarize_eval(primary, eval_json)
         result.params |= {
             "base_version": production.version,
             "freeze": str(freeze),
