@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -9,7 +10,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,21 @@ CAPTURED_AT_MAX = datetime(2100, 1, 1, tzinfo=UTC)
 # Constraints are pydantic-core's own (no Python validator per number): ingest validates
 # thousands of numbers per batch. ``allow_inf_nan=False`` refuses NaN and ±inf, which lenient JSON
 # encoders write as NaN/Infinity tokens and which an overflowing literal like 1e400 becomes.
+Count = Annotated[int, Field(ge=0, strict=True)]
+"""A count: a JSON integer (``false`` or ``1.5`` is refused, not read as 0 or cut to 1)."""
+_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _not_a_number(value: object) -> object:
+    # pydantic reads a number (or a numeric string, as query parameters are) as Unix seconds:
+    # "since=0.5" would be 1970-01-01T00:00:00.5Z. A time is written as a time.
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("expected an ISO 8601 time such as 2026-11-26T10:00:00Z, not a number")
+    return value
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_not_a_number)]
+"""A time given as ISO 8601 text (never as a number of seconds)."""
 Unit = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 FiniteNonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 
@@ -179,25 +195,26 @@ class Heartbeat(_Strict):
     latency_ms: dict[str, FiniteNonNegative] = Field(
         default_factory=dict, description="Median latency per pipeline stage, in ms."
     )
-    queue_depths: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
-    outbox_backlog: int = Field(default=0, ge=0, description="Records waiting in the outbox.")
-    dropped_frames: int = Field(default=0, ge=0, description="Frames a live source dropped.")
-    counters: dict[str, Annotated[int, Field(ge=0)]] = Field(
+    queue_depths: dict[str, Count] = Field(default_factory=dict)
+    outbox_backlog: Count = Field(default=0, description="Records waiting in the outbox.")
+    dropped_frames: Count = Field(default=0, description="Frames a live source dropped.")
+    counters: dict[str, Count] = Field(
         default_factory=dict, description="Other monotonic counters (sampled, uploaded, evicted…)."
     )
     model_error: str | None = Field(
         default=None, max_length=2000, description="Last model download or load failure, if any."
     )
-    sent_at: AwareDatetime | None = Field(
+    sent_at: Annotated[AwareDatetime, BeforeValidator(_not_a_number)] | None = Field(
         default=None,
+        ge=CAPTURED_AT_MIN,
+        lt=CAPTURED_AT_MAX,
         description=(
-            "The device's own clock when it sent this heartbeat (UTC, ISO 8601); the server "
-            "compares it with its clock to show the device's clock offset."
+            "The device's own clock when it sent this heartbeat (UTC, ISO 8601; 1970-01-01 <= "
+            "UTC < 2100); the server compares it with its clock to show the device's clock offset."
         ),
     )
-    dead_letters: int = Field(
+    dead_letters: Count = Field(
         default=0,
-        ge=0,
         description="Records the server refused for good (set aside in the outbox's dead letters).",
     )
     backend: str | None = Field(

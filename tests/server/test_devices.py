@@ -141,6 +141,37 @@ def test_bad_heartbeat_is_422(device_client: TestClient) -> None:
     assert "fps" in detail and "colour" in detail
 
 
+@pytest.mark.parametrize(
+    "beat",
+    [
+        {"dead_letters": False},
+        {"dead_letters": 1.5},
+        {"outbox_backlog": True},
+        {"counters": {"sampled": True}},
+        {"sent_at": "0001-01-01T00:00:00Z"},
+        {"sent_at": "2100-01-01T00:00:00Z"},
+        {"sent_at": 0.5},
+    ],
+    ids=[
+        "false-count",
+        "fractional-count",
+        "true-backlog",
+        "bool-counter",
+        "year-1",
+        "2100",
+        "num",
+    ],
+)
+def test_heartbeat_counts_are_integers_and_its_clock_is_bounded(
+    device_client: TestClient, viewer_client: TestClient, beat: dict[str, object]
+) -> None:
+    """Issue 20, finding 9: no bool read as a number, no clock offset of 63,932,325,650 s."""
+    r = device_client.post("/api/v1/devices/heartbeat", json=beat)
+    assert r.status_code == 422, r.text
+    assert next(iter(beat)) in r.json()["detail"]
+    assert viewer_client.get("/api/v1/devices").json()[0]["clock_offset_s"] is None
+
+
 def test_rotation_refuses_the_old_token_at_once(
     app: FastAPI, device: DeviceCredentials, device_client: TestClient, admin_client: TestClient
 ) -> None:

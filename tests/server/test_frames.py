@@ -116,8 +116,20 @@ def test_filters(app: FastAPI, device_client: TestClient, viewer_client: TestCli
         ({"since": "2026-11-26T10:00:00"}, "time zone"),
         ({"since": "last tuesday"}, "query.since"),
         ({"device_id": "cam1"}, "query.device_id"),
+        ({"since": "0.5"}, "not a number"),  # issue 20, finding 9: not Unix seconds
+        ({"until": "1700000000"}, "not a number"),
     ],
-    ids=["bad-cursor", "limit-0", "limit-501", "conf>1", "naive-since", "bad-since", "device-name"],
+    ids=[
+        "bad-cursor",
+        "limit-0",
+        "limit-501",
+        "conf>1",
+        "naive-since",
+        "bad-since",
+        "device-name",
+        "numeric-since",
+        "numeric-until",
+    ],
 )
 def test_bad_list_parameters_are_422(
     viewer_client: TestClient, params: dict[str, Any], needle: str

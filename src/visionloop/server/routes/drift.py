@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
@@ -41,6 +41,7 @@ from visionloop.server.security_headers import CSP_HEADER, report_policy
 from visionloop.server.store import devices as device_store
 from visionloop.server.store import drift as drift_store
 from visionloop.server.store.jobs import db_now
+from visionloop.types import IsoDatetime
 
 router = APIRouter(prefix="/drift", tags=["drift"])
 
@@ -87,11 +88,11 @@ def check_out(check: DriftCheck) -> DriftCheckOut:
         drifted_features=check.drifted_features,
         share_drifted=check.share_drifted,
         drifted=check.drifted,
-        has_report=check.report_sha256 is not None,
         verdict=check.verdict,
         verdict_reason=check.verdict_reason,
         effective_frames=check.effective_frames,
         alarm_event=check.alarm_event,
+        has_report=check.report_sha256 is not None,
         duration_s=check.duration_s,
     )
 
@@ -155,7 +156,7 @@ def list_checks(
     session: SessionDep,
     _user: CurrentUser,
     device_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
-    since: Annotated[datetime | None, Query(description="Checked at or after (aware).")] = None,
+    since: Annotated[IsoDatetime | None, Query(description="Checked at or after (aware).")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=20, description="next_cursor.")] = None,
 ) -> DriftCheckPageOut:
@@ -215,9 +216,9 @@ def drift_status(session: SessionDep, _user: CurrentUser) -> list[DeviceDriftOut
     for s in drift_store.statuses(session):
         last = s.last_check
         reference = drift_store.get_reference(session, device_id=s.device.id)
-        out.append(
         is_open = bool(s.alarm and s.alarm.is_open)
         counted = last is not None and last.verdict != drift_store.Verdict.INCONCLUSIVE
+        out.append(
             DeviceDriftOut(
                 device_id=s.device.id,
                 device=s.device.name,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 import cv2
@@ -27,7 +26,7 @@ from visionloop.server.schemas import DetectionOut, FrameDetail, FrameOut, Frame
 from visionloop.server.state import ServerState
 from visionloop.server.store import frames as frame_store
 from visionloop.server.store import labeling as labeling_store
-from visionloop.types import CAPTURED_AT_MAX, CAPTURED_AT_MIN, FrameStats
+from visionloop.types import CAPTURED_AT_MAX, CAPTURED_AT_MIN, FrameStats, IsoDatetime
 
 router = APIRouter(tags=["frames"])
 
@@ -77,8 +76,10 @@ def list_frames(
     device_id: Annotated[
         int | None, Query(ge=1, le=INT32_MAX, description="Only this device's frames.")
     ] = None,
-    since: Annotated[datetime | None, Query(description="Captured at or after (ISO 8601).")] = None,
-    until: Annotated[datetime | None, Query(description="Captured before (ISO 8601).")] = None,
+    since: Annotated[
+        IsoDatetime | None, Query(description="Captured at or after (ISO 8601).")
+    ] = None,
+    until: Annotated[IsoDatetime | None, Query(description="Captured before (ISO 8601).")] = None,
     class_name: Annotated[
         str | None, Query(max_length=64, description="Frames with a detection of this class.")
     ] = None,
