@@ -98,6 +98,7 @@ def app_factory() -> FastAPI:
     import gc
 
     from visionloop.server.app import create_app
+    from visionloop.server.model_catalog import catalog_of
 
     app = create_app(load_settings())
     # Everything imported and built so far lives as long as the process: moving it out of the
@@ -105,6 +106,8 @@ def app_factory() -> FastAPI:
     # batch; without this, collections cost ~1.5 ms of every 100-frame batch).
     gc.collect()
     gc.freeze()
+    # MLflow's import and start take seconds: pay them now, beside the server, not in a request.
+    catalog_of(app).start_warming()
     return app
 
 

@@ -37,6 +37,7 @@ from visionloop.server.schemas import (
     TaskOut,
     VersionReviewOut,
 )
+from visionloop.server.state import ServerState
 from visionloop.server.store import labeling as store
 
 log = logging.getLogger(__name__)
@@ -54,13 +55,17 @@ class ProductionInfo:
     class_names: list[str]
 
 
-def _production(catalog: ModelCatalog) -> ProductionInfo | None:
+def _production(catalog: ModelCatalog, *, wait: bool = False) -> ProductionInfo | None:
     """The production version, its registration time and class names; None when there is none
-    or the registry cannot be reached (labeling goes on without it)."""
+    or the registry cannot be reached, or is still starting and ``wait`` is False (labeling goes
+    on without it)."""
     try:
-        version = catalog.production()
+        version = catalog.production(wait=wait)
     except VisionloopError as exc:
-        log.warning("labeling: no production model information: %s", exc)
+        if catalog.warming:
+            log.info("labeling: no production model information yet: %s", exc)
+        else:
+            log.warning("labeling: no production model information: %s", exc)
         return None
     if version is None:
         return None
@@ -72,14 +77,26 @@ def classes_ready(request: Request, state: StateDep, _user: CurrentUser) -> None
     """Seed an empty class list with the production model's class names (first use only).
 
     A route dependency, so it runs (and releases the write lock) before the handler's own
-    session opens; after the caller is authenticated, so strangers never trigger it."""
+    session opens; after the caller is authenticated, so strangers never trigger it. While the
+    server is still opening the model registry it does not wait: the answer goes out without
+    classes and a later request seeds them."""
+    _seed_classes(request, state, wait=False)
+
+
+def classes_settled(request: Request, state: StateDep, _user: CurrentUser) -> None:
+    """``classes_ready`` that waits for the registry: an admin's new class must come after the
+    production model's, whose ids are the model's class ids."""
+    _seed_classes(request, state, wait=True)
+
+
+def _seed_classes(request: Request, state: ServerState, *, wait: bool) -> None:
     if state.label_classes_ready.is_set():
         return
     with state.read_sessions() as session:
         if store.has_classes(session):
             state.label_classes_ready.set()
             return
-    production = _production(model_catalog(request))
+    production = _production(model_catalog(request), wait=wait)
     if production is None or not production.class_names:
         return
     with state.write_lock(), state.write_sessions() as session, session.begin():
@@ -89,6 +106,7 @@ def classes_ready(request: Request, state: StateDep, _user: CurrentUser) -> None
 
 
 ClassesReady = Depends(classes_ready)
+ClassesSettled = Depends(classes_settled)
 
 
 def _task_out(task: store.TaskSummary) -> TaskOut:
@@ -123,7 +141,7 @@ def list_classes(session: SessionDep, _user: CurrentUser) -> list[ClassOut]:
     "/classes",
     response_model=ClassOut,
     status_code=201,
-    dependencies=[ClassesReady],
+    dependencies=[ClassesSettled],
     summary="Add a class (a new defect type); usable at once",
     responses={409: {"description": "A class with that name exists"}},
 )

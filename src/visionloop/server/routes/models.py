@@ -46,10 +46,14 @@ Reader = Depends(device_or_person)
     response_model=ProductionModel,
     dependencies=[Reader],
     summary="The production model: version, sha256, size and where to download it",
-    responses={404: {"description": "No version has the production alias yet"}},
+    responses={
+        404: {"description": "No version has the production alias yet"},
+        503: {"description": "The model registry is starting or unreachable; retry later"},
+    },
 )
 def production_model(catalog: CatalogDep) -> ProductionModel:
-    version = catalog.production()
+    # Edge agents poll this and retry a 503: none waits while the server opens the registry.
+    version = catalog.production(wait=False)
     if version is None:
         raise NotFoundError(
             "no production model yet: promote one with `visionloop models promote VERSION`"
