@@ -96,3 +96,18 @@ def test_errors_are_messages_not_tracebacks(env: Path, args: tuple[str, ...], me
     result = CliRunner().invoke(app, list(args))
     assert result.exit_code != 0
     assert message in result.output
+
+
+def test_a_train_job_with_few_labels_warns(env: Path) -> None:
+    rows = np.zeros((1, 8, 6), np.float32)
+    model = write_constant_model(
+        env / "m.onnx", rows, names=NAMES, imgsz_hw=(64, 64), metadata={"end2end": "True"}
+    )
+    _run("models", "register", str(model), "--alias", "production")
+    result = CliRunner().invoke(app, ["jobs", "add", "train", "reason=try"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "warning: only 0 reviewed frames since the last training, fewer than the policy's 200 "
+        "(VISIONLOOP_RETRAIN_MIN_LABELS)" in result.output
+    )
+    assert result.output.strip().splitlines()[-1].isdigit()  # the job id stays the last line

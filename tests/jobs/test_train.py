@@ -72,8 +72,13 @@ def golden(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def gate_env() -> dict[str, str]:
-    """The gate a tiny candidate passes: any golden-set drop (overridden per test)."""
-    return {"VISIONLOOP_GATE_MAX_GOLDEN_DROP": "1"}
+    """The gate a tiny candidate passes: any golden-set drop, no minimum evidence, no worse on
+    the recent slice suffices (overridden per test)."""
+    return {
+        "VISIONLOOP_GATE_MAX_GOLDEN_DROP": "1",
+        "VISIONLOOP_GATE_MIN_RECENT_IMAGES": "0",
+        "VISIONLOOP_GATE_PROMOTE_ON": "no_worse",
+    }
 
 
 @pytest.fixture
@@ -211,7 +216,7 @@ def test_labels_become_the_production_model(
     assert result["aliases"] == ["staging", "production"]
     assert result["images"]["test"] == 0
     assert result["replay_images"]["train"] + result["replay_images"]["val"] == 4
-    stages = {"export", "replay", "train", "evaluate", "register"}
+    stages = {"export", "replay", "train", "evaluate", "gate", "register"}
     assert set(result["seconds"]) == stages | ({"quantize"} if HAVE_INT8 else set())
     if HAVE_INT8:  # the INT8 model is checked on the golden set; accepted or not, it is stored
         assert set(result["int8"]) == {"accepted", "map50_fp32", "map50_int8"}, result["int8"]

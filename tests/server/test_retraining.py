@@ -120,6 +120,23 @@ def test_status_trigger_and_one_train_job(
     r = admin_client.post("/api/v1/retraining/trigger", json={"reason": "again"}, headers=CSRF)
     assert r.status_code == 202, r.text
     assert r.json()["job_id"] > job_id
+    # No label since that training: queued anyway, with a warning that gives the numbers.
+    assert r.json()["warning"].startswith(
+        "only 0 reviewed frames since the last training, fewer than the policy's 3 "
+        "(VISIONLOOP_RETRAIN_MIN_LABELS)"
+    )
+
+
+def test_trigger_with_enough_labels_has_no_warning(
+    labeled: FastAPI,
+    device_client: TestClient,
+    reviewer_client: TestClient,
+    admin_client: TestClient,
+) -> None:
+    review_everything(reviewer_client, send_frames(device_client, {"train": 3}))
+    r = admin_client.post("/api/v1/retraining/trigger", json={"reason": "x"}, headers=CSRF)
+    assert r.status_code == 202, r.text
+    assert r.json()["warning"] is None
 
 
 def test_cooldown_and_no_production(settings: Settings, app: FastAPI) -> None:

@@ -57,6 +57,10 @@ FAST_ENV: dict[str, str] = {
     # loop's mechanics (gate report, promotion, the edge's swap), not a better model.
     "VISIONLOOP_GATE_MAX_GOLDEN_DROP": "1",
     "VISIONLOOP_GATE_MAX_RECENT_DROP": "1",
+    # Its 12 labels leave one or two held-out images: no minimum evidence, and "no worse" on
+    # them suffices (the product's gate needs 30 images and a better candidate).
+    "VISIONLOOP_GATE_MIN_RECENT_IMAGES": "0",
+    "VISIONLOOP_GATE_PROMOTE_ON": "no_worse",
 }
 """``--fast``: a tiny round for tests (the first promotion within about two minutes)."""
 

@@ -196,8 +196,25 @@ def jobs_add(
             )
     except VisionloopError as exc:
         raise _fail(exc) from exc
+    if job.kind == "train":
+        _warn_few_labels(settings)
     typer.echo(f"queued {job.kind} job:")
     typer.echo(str(job.id))
+
+
+def _warn_few_labels(settings: Settings) -> None:
+    """A train job queued by hand with fewer labels than the retraining policy's minimum: say
+    so, with the numbers, on stderr (the job stays queued)."""
+    from visionloop.server.retraining import label_warning, retraining_status
+    from visionloop.training.registry import Registry
+
+    production = Registry.from_settings(settings).production()
+    with _session(settings) as session:
+        warning = label_warning(
+            retraining_status(session, settings=settings, production=production)
+        )
+    if warning is not None:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 def _when(job: Job) -> str:

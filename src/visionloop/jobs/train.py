@@ -49,6 +49,7 @@ from visionloop.jobs.scheduler import Periodic
 
 if TYPE_CHECKING:
     from visionloop.datasets.labels import LabeledImage
+    from visionloop.training.evaluate import EvalReport
     from visionloop.training.registry import ModelVersion, Registry
 
 log = logging.getLogger(__name__)
@@ -219,14 +220,14 @@ def _base_weights(registry: Registry, production: ModelVersion) -> Path:
 
 def _evaluate_or_none(
     onnx: Path, dataset: Path, split: str, notes: dict[str, str], key: str, who: str
-) -> dict[str, Any] | None:
+) -> EvalReport | None:
     from visionloop.training.evaluate import evaluate, split_files
 
     try:
         if not split_files(dataset, split).images:
             notes[key] = f"{dataset} has no {split} images"
             return None
-        return evaluate(onnx, dataset, split=split).to_dict()
+        return evaluate(onnx, dataset, split=split)
     except InvalidInputError as exc:
         notes[key] = f"{who} not evaluated on {key}: {exc}"
         return None
@@ -314,8 +315,8 @@ def run_train(params: TrainParams, ctx: JobContext) -> dict[str, Any]:
     golden = settings.golden_set_path
     with _stage("evaluate", seconds):
         prod_onnx = registry.onnx_path(production.version)
-        candidate: dict[str, dict[str, Any] | None] = {}
-        prod: dict[str, dict[str, Any] | None] = {}
+        candidate: dict[str, EvalReport | None] = {}
+        prod: dict[str, EvalReport | None] = {}
         if (golden / "data.yaml").is_file():
             candidate["golden"] = _evaluate_or_none(
                 result.onnx_path, golden, "test", notes, "golden", "candidate"
@@ -333,14 +334,25 @@ def run_train(params: TrainParams, ctx: JobContext) -> dict[str, Any]:
             if candidate["recent"] is not None
             else None
         )
-    report = gate_report(
-        candidate=candidate,
-        production=prod,
-        max_golden_drop=settings.gate_max_golden_drop,
-        max_recent_drop=settings.gate_max_recent_drop,
-        recall_floors=settings.recall_floors,
-        notes=notes,
-    )
+    with _stage("gate", seconds):
+        report = gate_report(
+            candidate={k: v.to_dict() if v is not None else None for k, v in candidate.items()},
+            production={k: v.to_dict() if v is not None else None for k, v in prod.items()},
+            max_golden_drop=settings.gate_max_golden_drop,
+            max_recent_drop=settings.gate_max_recent_drop,
+            recall_floors=settings.recall_floors,
+            notes=notes,
+            matches={
+                k: (c.matches, p.matches)
+                for k, c in candidate.items()
+                if c is not None
+                and (p := prod.get(k)) is not None
+                and c.matches is not None
+                and p.matches is not None
+            },
+            min_images=settings.gate_min_recent_images,
+            promote_on="better" if settings.gate_promote_on == "better" else "no worse",
+        )
     log.info("gate: %s", report["summary"])
 
     ctx.progress(0.9, "registering")
@@ -350,9 +362,11 @@ def run_train(params: TrainParams, ctx: JobContext) -> dict[str, Any]:
         evaluation = None
         if primary is not None:
             eval_json = work / "eval.json"
-            both = {"golden": candidate.get("golden"), "recent": candidate.get("recent")}
+            both = {
+                s: e.to_dict() if (e := candidate.get(s)) else None for s in ("golden", "recent")
+            }
             eval_json.write_text(json.dumps(both, indent=2))
-            evaluation = summarize_eval(primary, eval_json)
+            evaluation = summarize_eval(primary.to_dict(), eval_json)
         result.params |= {
             "base_version": production.version,
             "freeze": str(freeze),
@@ -404,9 +418,10 @@ def run_train(params: TrainParams, ctx: JobContext) -> dict[str, Any]:
     promoted: list[str] = []
     if report["passed"]:
         why = f"passed the promotion gate (train job {ctx.job_id})"
-        registry.promote(version.version, alias=STAGING, by="retraining", reason=why)
+        staged = why if report["promote"] else f"{why}; not promoted: {report['reason']}"
+        registry.promote(version.version, alias=STAGING, by="retraining", reason=staged[:500])
         promoted.append(STAGING)
-        if settings.retrain_auto_promote:
+        if settings.retrain_auto_promote and report["promote"]:
             registry.promote(version.version, alias=PRODUCTION, by="retraining", reason=why)
             promoted.append(PRODUCTION)
     log.info(
@@ -419,6 +434,7 @@ def run_train(params: TrainParams, ctx: JobContext) -> dict[str, Any]:
         "version": version.version,
         "base_version": production.version,
         "gate_passed": bool(report["passed"]),
+        "gate_decision": report["decision"],
         "gate_summary": report["summary"],
         "aliases": promoted,
         "data_cut_at": data_cut_at.isoformat(),

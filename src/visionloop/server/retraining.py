@@ -129,6 +129,24 @@ def retraining_status(
     )
 
 
+def label_warning(status: RetrainingStatus) -> str | None:
+    """What a person who queues a train job by hand should know when fewer labels than the
+    policy's minimum arrived since the last training (None when enough did)."""
+    labels, needed = status.labels_since_last_training, status.min_labels
+    if labels >= needed:
+        return None
+    setting = (
+        "VISIONLOOP_RETRAIN_DRIFT_MIN_LABELS"
+        if status.drift_alarm
+        else ("VISIONLOOP_RETRAIN_MIN_LABELS")
+    )
+    return (
+        f"only {labels} reviewed frame{'s' if labels != 1 else ''} since the last training, "
+        f"fewer than the policy's {needed} ({setting}): the candidate learns little from them, "
+        "and its gate may have too few held-out images to promote it automatically"
+    )
+
+
 def queue_train(
     session: Session, *, settings: Settings, reason: str, created_by: str, trigger: str
 ) -> Job:

@@ -97,6 +97,8 @@ def settings_environment(
         "VISIONLOOP_RETRAIN_EPOCHS": str(scenario.epochs),
         "VISIONLOOP_RETRAIN_IMGSZ": str(scenario.imgsz),
         "VISIONLOOP_GATE_MAX_GOLDEN_DROP": str(scenario.max_golden_drop),
+        "VISIONLOOP_GATE_MIN_RECENT_IMAGES": str(scenario.gate_min_images),
+        "VISIONLOOP_GATE_PROMOTE_ON": scenario.gate_promote_on,
         "VISIONLOOP_DRIFT_INTERVAL": str(scenario.drift_interval),
         "VISIONLOOP_DRIFT_WINDOW": str(scenario.drift_window),
         # Blur and noise drift 4 of the 9 features (README, Drift monitoring).
@@ -169,7 +171,9 @@ def _round_over(watch: _Watch) -> bool:
     job = watch.train_job
     if job is None or job.status in ("queued", "running"):
         return False
-    return not (job.status == "succeeded" and job.result and job.result.get("gate_passed"))
+    return not (
+        job.status == "succeeded" and job.result and "production" in job.result.get("aliases", [])
+    )
 
 
 def _done(scenario: Scenario, watch: _Watch, round_over_at: int | None) -> bool:

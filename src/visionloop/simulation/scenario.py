@@ -22,6 +22,10 @@ class Scenario:
     starts reviewing at frame ``review_at`` and labels at most ``budget`` tasks; the run ends at
     frame ``frames`` at the earliest, and not before ``after_promotion`` frames ran on a promoted
     model (or the round ended without one), or after ``timeout_s`` seconds.
+
+    The gate: a simulation measures selection, not the gate, so by default it judges on any
+    number of held-out images (``gate_min_images`` 0; a 200-label round holds out about 20) and
+    promotes a candidate that is no worse (``gate_promote_on``); a worse one is still refused.
     """
 
     schedule: str = "blur:0.5@1500+300"
@@ -41,6 +45,8 @@ class Scenario:
     drift_interval: float = 30.0
     policy_interval: float = 5.0
     max_golden_drop: float = 0.01
+    gate_min_images: int = 0
+    gate_promote_on: str = "no_worse"
     golden_images: int = 100
     test_images: int = 200
     timeout_s: float = 60 * 60.0

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from visionloop.errors import InvalidInputError
+from visionloop.training.matches import MatchTable, match_coco
 from visionloop.types import BackendChoice, Precision
 from visionloop.vision.detector import Detector, load_detector
 
@@ -60,6 +61,9 @@ class EvalReport:
     seconds: float
     model_sha256: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    matches: MatchTable | None = field(default=None, compare=False, repr=False)
+    """Per-image matches at IoU 0.5 (what the promotion gate bootstraps over); not in
+    ``to_dict``, only their digest (``predictions_sha256``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """``{"map50", "map50_95", "per_class": {name: {"ap50", "recall", "instances"}},
@@ -77,6 +81,7 @@ class EvalReport:
             "recall_conf": self.recall_conf,
             "seconds": round(self.seconds, 3),
             "model_sha256": self.model_sha256,
+            **({"predictions_sha256": self.matches.digest} if self.matches is not None else {}),
             **({"extra": self.extra} if self.extra else {}),
         }
 
@@ -367,6 +372,7 @@ def evaluate(
         seconds=time.perf_counter() - started,
         model_sha256=detector.info.sha256,
         extra={k: v for k, v in detector.info.extra.items() if k in ("backend", "precision")},
+        matches=match_coco(gt, dets, nc),
     )
     log.info(
         "evaluated %s on %s/%s: mAP50 %.4f mAP50-95 %.4f (%d images, %.1fs)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from visionloop.server.deps import AdminUser, CurrentUser, SessionDep, StateDep, WriteSessionDep
-from visionloop.server.retraining import queue_train, retraining_status
+from visionloop.server.retraining import label_warning, queue_train, retraining_status
 from visionloop.server.routes.jobs import job_out
 from visionloop.server.routes.models import CatalogDep
 from visionloop.server.schemas import JobQueued, RetrainingStatusOut, RetrainingTrigger
@@ -42,9 +42,15 @@ def get_status(
     responses={409: {"description": "A train job is already queued or running (job_id)"}},
 )
 def trigger(
-    body: RetrainingTrigger, session: WriteSessionDep, state: StateDep, admin: AdminUser
+    body: RetrainingTrigger,
+    session: WriteSessionDep,
+    state: StateDep,
+    catalog: CatalogDep,
+    admin: AdminUser,
 ) -> JobQueued:
-    """Ignores the label threshold and the cooldown; a worker runs the job."""
+    """Ignores the label threshold and the cooldown (a worker runs the job); ``warning`` says
+    so when fewer labels than the policy's minimum arrived since the last training."""
+    found = retraining_status(session, settings=state.settings, production=catalog.production())
     job = queue_train(
         session,
         settings=state.settings,
@@ -52,4 +58,4 @@ def trigger(
         created_by=admin.name,
         trigger="person",
     )
-    return JobQueued(job_id=job.id)
+    return JobQueued(job_id=job.id, warning=label_warning(found))
