@@ -201,8 +201,9 @@ def test_two_reviewers_at_once_get_different_tasks(browser: Any, dashboard: Dash
         ("admin", "/jobs/", "job-1"),
         ("viewer", "/frames/", "frame-row"),
         ("viewer", "/live/", "live-tile"),
+        ("admin", "/users/", "person-alice-admin"),
     ],
-    ids=["overview", "review", "devices", "jobs", "frames", "live"],
+    ids=["overview", "review", "devices", "jobs", "frames", "live", "users"],
 )
 def test_pages_are_accessible_and_fit_a_tablet(
     page: Any, dashboard: Dashboard, role: str, path: str, ready: str

@@ -35,6 +35,11 @@ export type RateSeries = Schemas["RateSeries"];
 export type ModelVersion = Schemas["ModelVersionOut"];
 export type RetrainingStatus = Schemas["RetrainingStatusOut"];
 export type JobQueued = Schemas["JobQueued"];
+export type Person = Schemas["PersonOut"];
+export type PersonCreated = Schemas["PersonCreated"];
+export type PasswordResetDone = Schemas["PasswordResetDone"];
+export type AuditEvent = Schemas["AuditEventOut"];
+export type SignOutDone = Schemas["SignOutDone"];
 
 export type FrameFilter = {
   device_id?: string;
@@ -74,7 +79,7 @@ export function redirectToSignIn(): void {
   window.location.assign(`${SIGN_IN_PATH}?next=${encodeURIComponent(here)}`);
 }
 
-type Method = "GET" | "POST" | "DELETE";
+type Method = "GET" | "POST" | "PATCH" | "DELETE";
 
 async function request<T>(
   method: Method,
@@ -194,6 +199,31 @@ export const api = {
   },
   queueDriftCheck: async (deviceId: number): Promise<{ job_id: number }> =>
     (await request<{ job_id: number }>("POST", "/api/v1/drift/checks", { device_id: deviceId })) as { job_id: number },
+  /** Change one's own password (also when an admin reset it); other sessions end. */
+  changePassword: async (currentPassword: string, newPassword: string): Promise<void> => {
+    await request<void>("POST", "/api/v1/auth/password", {
+      current_password: currentPassword,
+      new_password: newPassword,
+    });
+  },
+  signOutEverywhere: async (): Promise<SignOutDone> =>
+    (await request<SignOutDone>("POST", "/api/v1/auth/sign-out-everywhere")) as SignOutDone,
+  users: (deleted: boolean) => get<Person[]>(`/api/v1/users${deleted ? "?deleted=true" : ""}`),
+  /** Add a person; without a password the answer holds a generated one, shown once. */
+  addUser: async (name: string, role: Role): Promise<PersonCreated> =>
+    (await request<PersonCreated>("POST", "/api/v1/users", { name, role })) as PersonCreated,
+  setUserRole: async (id: number, role: Role): Promise<Person> =>
+    (await request<Person>("PATCH", `/api/v1/users/${id}`, { role })) as Person,
+  setUserEnabled: async (id: number, enabled: boolean): Promise<Person> =>
+    (await request<Person>("POST", `/api/v1/users/${id}/${enabled ? "enable" : "disable"}`)) as Person,
+  resetPassword: async (id: number): Promise<PasswordResetDone> =>
+    (await request<PasswordResetDone>("POST", `/api/v1/users/${id}/password`, {})) as PasswordResetDone,
+  signOutUser: async (id: number): Promise<SignOutDone> =>
+    (await request<SignOutDone>("POST", `/api/v1/users/${id}/sign-out`)) as SignOutDone,
+  deleteUser: async (id: number): Promise<void> => {
+    await request<void>("DELETE", `/api/v1/users/${id}`);
+  },
+  audit: () => get<AuditEvent[]>("/api/v1/users/audit?limit=50"),
   /** Give a task back; `keepalive` lets it finish while the page unloads. */
   release: async (taskId: number, keepalive = false): Promise<void> => {
     await request<void>("POST", `/api/v1/labeling/tasks/${taskId}/release`, undefined, { keepalive });

@@ -3,7 +3,7 @@
 import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { usePathname } from "next/navigation";
 import Link from "next/link";
-import type { ReactNode } from "react";
+import { useEffect, type ReactNode } from "react";
 import { api, mayAct, SIGN_IN_PATH, type Role, type User } from "@/api/client";
 import { ErrorNote, Skeleton } from "./States";
 
@@ -21,7 +21,10 @@ const NAV: { href: string; label: string; role: Role }[] = [
   { href: "/drift/", label: "Drift", role: "viewer" },
   { href: "/models/", label: "Models", role: "viewer" },
   { href: "/jobs/", label: "Retraining & jobs", role: "viewer" },
+  { href: "/users/", label: "Users", role: "admin" },
 ];
+
+const PASSWORD_PATH = "/password/";
 
 function isCurrent(pathname: string, href: string): boolean {
   return href === "/" ? pathname === "/" : pathname.startsWith(href.replace(/\/$/, ""));
@@ -33,6 +36,12 @@ export function Shell({ children }: { children: ReactNode }) {
   const bare = pathname.startsWith(SIGN_IN_PATH.replace(/\/$/, ""));
   const me = useQuery({ queryKey: ["me"], queryFn: api.me, staleTime: 60_000, enabled: !bare });
   const queryClient = useQueryClient();
+  const mustChange = !bare && me.data?.must_change_password === true;
+  const changing = pathname.startsWith(PASSWORD_PATH.replace(/\/$/, ""));
+  useEffect(() => {
+    // An admin reset the password: nothing else works until it is changed.
+    if (mustChange && !changing) window.location.assign(`${PASSWORD_PATH}?next=${encodeURIComponent(pathname)}`);
+  }, [mustChange, changing, pathname]);
   if (bare) return <>{children}</>;
 
   async function signOut() {
@@ -61,6 +70,7 @@ export function Shell({ children }: { children: ReactNode }) {
               <span data-testid="who">
                 {user.name} <span className="badge">{user.role}</span>
               </span>
+              <Link href={PASSWORD_PATH}>Password</Link>
               <button type="button" className="link" onClick={signOut}>
                 Sign out
               </button>

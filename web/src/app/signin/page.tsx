@@ -18,8 +18,10 @@ export default function SignInPage() {
     setBusy(true);
     setError(null);
     try {
-      await api.login(String(form.get("username") ?? ""), String(form.get("password") ?? ""));
-      window.location.assign(nextPath());
+      const user = await api.login(String(form.get("username") ?? ""), String(form.get("password") ?? ""));
+      window.location.assign(
+        user.must_change_password ? `/password/?next=${encodeURIComponent(nextPath())}` : nextPath(),
+      );
     } catch (e) {
       setError(
         e instanceof ApiError
@@ -55,7 +57,8 @@ export default function SignInPage() {
           {busy ? "Signing in…" : "Sign in"}
         </button>
         <p className="muted small">
-          Accounts are made with <code>visionloop users add</code>; <code>make demo</code> prints an admin&apos;s password.
+          Admins add accounts on the Users page or with <code>visionloop users add</code>; <code>make demo</code> prints an
+          admin&apos;s password.
         </p>
       </form>
     </main>
