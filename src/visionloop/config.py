@@ -187,6 +187,51 @@ class Settings(BaseSettings):
             "hybrid (uncertainty minus a near-duplicate penalty plus a rare-class bonus)."
         ),
     )
+    labeling_duplicate_bits: int = Field(
+        default=5,
+        ge=-1,
+        le=64,
+        description=(
+            "A sampled frame whose image's dHash is at most this many bits from an open, leased "
+            "or recently done task of the same device is not queued (counted per device as a "
+            "duplicate instead). -1: off. Measured on the synthetic line: the same frame "
+            "re-encoded differs by 0-8 bits (median 1), the next frame by 4-12 (median 8), "
+            "frames 10 or more apart by 14 or more."
+        ),
+    )
+    labeling_duplicate_window_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description=(
+            "How long, in seconds, a done task still suppresses its near-duplicates (open and "
+            "leased tasks always do)."
+        ),
+    )
+    labeling_max_open_per_device: int = Field(
+        default=500,
+        ge=0,
+        description=(
+            "Most open automatic tasks per device: past it the lowest-priority ones expire "
+            "(status expired, counted; their frames are kept). 0: no cap. Manual tasks are "
+            "never expired."
+        ),
+    )
+    labeling_age_hours: float = Field(
+        default=6.0,
+        ge=0,
+        description=(
+            "The age term: a task created this many hours later gets 1 more priority (the "
+            "whole uncertainty range), so recent frames outrank the backlog. 0: off."
+        ),
+    )
+    labeling_drift_age_hours: float = Field(
+        default=0.5,
+        ge=0,
+        description=(
+            "The same, stronger, while any drift alarm is open: frames from after the drift "
+            "come first. 0: the same as labeling_age_hours."
+        ),
+    )
     labeling_audit_share: float = Field(
         default=0.1,
         ge=0,
