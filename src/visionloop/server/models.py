@@ -303,9 +303,10 @@ class LabelClass(Base):
 class LabelTask(Base):
     """A frame waiting for (or having had) a person's review.
 
-    ``status`` is open, leased, done or skipped; a leased task whose ``lease_expires_at`` has
-    passed counts as open. ``priority`` (higher first) is set by the labeling strategy when the
-    task is created; ``device_id``, ``dhash`` (64-bit difference hash of the image, signed) and
+    ``status`` is open, leased, done, skipped or expired (dropped at the per-device cap, its
+    frame kept; ``expired_at``); a leased task whose ``lease_expires_at`` has passed counts as
+    open. ``priority`` (higher first) is set by the labeling strategy when the task is created,
+    plus ``age_bonus``, the queue's age clock then (``store.labeling``); ``device_id``, ``dhash`` (64-bit difference hash of the image, signed) and
     ``top_class`` (the predicted class that made the frame uncertain) feed the hybrid strategy.
     """
 
@@ -328,6 +329,8 @@ class LabelTask(Base):
     device_id: Mapped[int | None] = mapped_column(Integer)
     dhash: Mapped[int | None] = mapped_column(BigInteger)
     top_class: Mapped[str | None] = mapped_column(String(64))
+    age_bonus: Mapped[float | None] = mapped_column(Float)
+    expired_at: Mapped[datetime | None]
 
     __table_args__ = (
         Index(
@@ -354,7 +357,28 @@ class LabelTask(Base):
             postgresql_where=text(ACTIVE_AUDIT_WHERE),
         ),
         Index("ix_label_tasks_device_id", "device_id", "id"),
+        # Queue hygiene: a device's active tasks (near-duplicates, the cap's lowest priorities)
+        # and its recently done ones (near-duplicates).
+        Index(
+            "ix_label_tasks_device_active",
+            "device_id",
+            "priority",
+            sqlite_where=text(ACTIVE_TASK_WHERE),
+            postgresql_where=text(ACTIVE_TASK_WHERE),
+        ),
+        Index("ix_label_tasks_device_done_at", "device_id", "done_at"),
     )
+
+
+class LabelQueueCounter(Base):
+    """Per device, the sampled frames the labeling queue did not take: near-duplicates of a
+    task (``duplicates``) since the counter began."""
+
+    __tablename__ = "label_queue_counters"
+
+    device_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    duplicates: Mapped[int] = mapped_column(BigInteger)
+    last_duplicate_at: Mapped[datetime | None]
 
 
 class LabelSubmission(Base):
