@@ -22,6 +22,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -49,11 +50,11 @@ def empty_class_list(url: str) -> None:
     engine.dispose()
 
 
-def first_leases(url: str, tokens: list[str]) -> tuple[list[float], int]:
-    """Every reviewer asks for a task at the same moment: each request's milliseconds, and how
-    many answers carried the class list."""
+def first_leases(url: str, tokens: list[str]) -> tuple[list[float], Counter[int]]:
+    """Every reviewer asks for a task at the same moment: each request's milliseconds, and the
+    answers' statuses (200 a task, 204 none, 503 "retry": the class list is still loading)."""
     times: list[float] = [0.0] * len(tokens)
-    with_classes = [False] * len(tokens)
+    statuses = [0] * len(tokens)
     barrier = threading.Barrier(len(tokens))
 
     def lease(i: int) -> None:
@@ -67,16 +68,35 @@ def first_leases(url: str, tokens: list[str]) -> tuple[list[float], int]:
             t0 = time.perf_counter()
             r = c.post("/api/v1/labeling/next")
             times[i] = (time.perf_counter() - t0) * 1000
-            if r.status_code not in (200, 204):
+            if r.status_code not in (200, 204, 503):
                 raise RuntimeError(f"next: {r.status_code} {r.text[:200]}")
-            with_classes[i] = r.status_code == 200 and bool(r.json()["classes"])
+            if r.status_code == 200 and not r.json()["classes"]:
+                raise RuntimeError("a task came with no class to label it with")
+            statuses[i] = r.status_code
 
     threads = [threading.Thread(target=lease, args=(i,)) for i in range(len(tokens))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return times, sum(with_classes)
+    return times, Counter(statuses)
+
+
+def first_task(url: str, token: str) -> float:
+    """When (``perf_counter``) one reviewer, retrying every 0.5 s, first gets a task."""
+    with httpx.Client(
+        base_url=url,
+        cookies={"visionloop_session": token},
+        headers={"X-Visionloop-CSRF": "1"},
+        timeout=120,
+    ) as c:
+        while True:
+            r = c.post("/api/v1/labeling/next")
+            if r.status_code == 200:
+                return time.perf_counter()
+            if r.status_code != 503:
+                raise RuntimeError(f"next: {r.status_code} {r.text[:200]}")
+            time.sleep(0.5)
 
 
 def bench(kind: str, workdir: Path, args: argparse.Namespace) -> None:
@@ -89,16 +109,19 @@ def bench(kind: str, workdir: Path, args: argparse.Namespace) -> None:
         if args.baseline:
             register_baseline(data_dir, db.url)
         with server(db, data_dir) as srv:
+            up = time.perf_counter()
             time.sleep(args.delay)
-            first, classes = first_leases(srv.url, tokens)
+            first, statuses = first_leases(srv.url, tokens)
             first.sort()
+            task_after_s = first_task(srv.url, tokens[0]) - up
             later = [ms for _ in range(args.rounds) for ms in first_leases(srv.url, tokens)[0]]
     registry = "baseline in production" if args.baseline else "empty registry, no store yet"
     print(
         f"[{kind}, {registry}] {args.reviewers} reviewers, {args.delay:g} s after /healthz: first "
         f"labeling/next min {first[0]:.0f} ms, median {statistics.median(first):.0f} ms, "
-        f"max {first[-1]:.0f} ms ({classes} answers with the class list); afterwards median "
-        f"{statistics.median(later):.0f} ms ({args.rounds} rounds)",
+        f"max {first[-1]:.0f} ms (statuses {dict(sorted(statuses.items()))}); afterwards median "
+        f"{statistics.median(later):.0f} ms ({args.rounds} rounds); a task with classes "
+        f"{task_after_s:.1f} s after /healthz",
         flush=True,
     )
 

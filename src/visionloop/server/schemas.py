@@ -370,6 +370,18 @@ class TaskCounts(BaseModel):
     leased: int
     done: int
     skipped: int
+    expired: int = Field(
+        default=0, description="Dropped at the per-device cap of open tasks (frames kept)."
+    )
+
+
+class DeviceQueueOut(BaseModel):
+    device_id: int
+    open: int = Field(description="Open and leased tasks.")
+    expired: int = Field(description="Tasks expired at VISIONLOOP_LABELING_MAX_OPEN_PER_DEVICE.")
+    duplicates: int = Field(
+        description="Sampled frames not queued: near-duplicates of the device's recent tasks."
+    )
 
 
 class ClassLabels(BaseModel):
@@ -408,6 +420,12 @@ class LabelingStatsOut(BaseModel):
         description="Null when no production model is registered or the registry is unreachable."
     )
     versions: list[VersionReviewOut]
+    devices: list[DeviceQueueOut] = Field(
+        default_factory=list, description="The queue per device: open, expired, duplicates."
+    )
+    duplicates_suppressed: int = Field(
+        default=0, description="Near-duplicate frames not queued, all devices."
+    )
 
 
 class JobCreate(_In):

@@ -194,7 +194,11 @@ def _store_image(
         ):
             raise _image_conflict(frame_id)
         labeling_store.queue_sampled_frame(
-            session, frame_id=frame_id, image=data, strategy=state.settings.labeling_strategy
+            session,
+            frame_id=frame_id,
+            image=data,
+            strategy=state.settings.labeling_strategy,
+            hygiene=labeling_store.QueueHygiene.from_settings(state.settings),
         )
     return stored
 

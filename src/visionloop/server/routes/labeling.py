@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from visionloop.errors import VisionloopError
+from visionloop.errors import UnavailableError, VisionloopError
 from visionloop.server.deps import (
     AdminUser,
     CurrentUser,
@@ -24,6 +24,7 @@ from visionloop.server.schemas import (
     ClassCreate,
     ClassLabels,
     ClassOut,
+    DeviceQueueOut,
     LabelingStatsOut,
     LeasedTaskOut,
     LeaseOut,
@@ -78,8 +79,9 @@ def classes_ready(request: Request, state: StateDep, _user: CurrentUser) -> None
 
     A route dependency, so it runs (and releases the write lock) before the handler's own
     session opens; after the caller is authenticated, so strangers never trigger it. While the
-    server is still opening the model registry it does not wait: the answer goes out without
-    classes and a later request seeds them."""
+    server is still opening the model registry (the first seconds after it starts) it does not
+    wait: an empty class list is then a 503 with ``Retry-After``, so that no reviewer labels a
+    frame with no classes to choose from, and a later request seeds them."""
     _seed_classes(request, state, wait=False)
 
 
@@ -96,7 +98,14 @@ def _seed_classes(request: Request, state: ServerState, *, wait: bool) -> None:
         if store.has_classes(session):
             state.label_classes_ready.set()
             return
-    production = _production(model_catalog(request), wait=wait)
+    catalog = model_catalog(request)
+    warming = catalog.warming  # read first: the warm-up may end during the call below
+    production = _production(catalog, wait=wait)
+    if production is None and warming:
+        raise UnavailableError(
+            "the class list comes from the production model, which the server is still "
+            "loading; retry in a few seconds"
+        )
     if production is None or not production.class_names:
         return
     with state.write_lock(), state.write_sessions() as session, session.begin():
@@ -131,6 +140,9 @@ def _classes(session: SessionDep | WriteSessionDep) -> list[ClassOut]:
     response_model=list[ClassOut],
     dependencies=[ClassesReady],
     summary="The classes reviewers label with (id = YOLO class id)",
+    responses={
+        503: {"description": "The server is still loading the production model's classes"},
+    },
 )
 def list_classes(session: SessionDep, _user: CurrentUser) -> list[ClassOut]:
     """Starts as the production model's class names; admins add classes."""
@@ -158,10 +170,18 @@ def add_class(body: ClassCreate, session: WriteSessionDep, _user: AdminUser) -> 
     responses={200: {"description": "The frame already had an open task: that task"}},
 )
 def create_task(
-    body: ManualTaskCreate, response: Response, session: WriteSessionDep, user: ReviewerUser
+    body: ManualTaskCreate,
+    response: Response,
+    session: WriteSessionDep,
+    state: StateDep,
+    user: ReviewerUser,
 ) -> TaskOut:
     task, created = store.create_manual_task(
-        session, frame_id=body.frame_id, note=body.note, user_id=user.id
+        session,
+        frame_id=body.frame_id,
+        note=body.note,
+        user_id=user.id,
+        hygiene=store.QueueHygiene.from_settings(state.settings),
     )
     if not created:
         response.status_code = 200
@@ -173,7 +193,10 @@ def create_task(
     response_model=LeaseOut,
     dependencies=[ClassesReady],
     summary="Lease the next task to label",
-    responses={204: {"description": "Nothing to label"}},
+    responses={
+        204: {"description": "Nothing to label"},
+        503: {"description": "The server is still loading the production model's classes"},
+    },
 )
 def lease_next(
     session: WriteSessionDep, state: StateDep, user: ReviewerUser
@@ -281,6 +304,7 @@ def _counts(raw: dict[str, int]) -> TaskCounts:
         leased=raw.get("leased", 0),
         done=raw.get("done", 0),
         skipped=raw.get("skipped", 0),
+        expired=raw.get("expired", 0),
     )
 
 
@@ -317,6 +341,13 @@ def labeling_stats(
             if production is not None
             else None
         ),
+        devices=[
+            DeviceQueueOut(
+                device_id=d.device_id, open=d.open, expired=d.expired, duplicates=d.duplicates
+            )
+            for d in stats.devices
+        ],
+        duplicates_suppressed=sum(d.duplicates for d in stats.devices),
         versions=[
             VersionReviewOut(
                 model_version=v.model_version,
