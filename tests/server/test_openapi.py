@@ -55,3 +55,31 @@ def test_image_upload_documents_its_media_types(client: TestClient) -> None:
 def test_every_ref_in_the_document_resolves(client: TestClient) -> None:
     doc = client.get("/openapi.json").json()
     _resolve(doc, doc["paths"])  # a dangling $ref raises KeyError
+
+
+def test_each_operation_documents_the_errors_it_can_answer(client: TestClient) -> None:
+    """Issue 20, finding 9: 401/403 where credentials are needed, 404 where a path names a
+    thing, 400/403/409/413 where a body is sent; each with the ``{"detail"}`` error body."""
+    doc = client.get("/openapi.json").json()
+    open_routes = {
+        ("post", "/api/v1/auth/login"),
+        ("post", "/api/v1/auth/logout"),
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+    }
+    checked = 0
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            if (method, path) not in open_routes and path != "/metrics":
+                assert {"401", "403"} <= set(responses), (method, path)
+            if "{" in path:
+                assert "404" in responses, (method, path)
+            if method in ("post", "put", "patch", "delete"):
+                assert {"400", "403", "409", "413"} <= set(responses), (method, path)
+            for status, response in responses.items():
+                if status.startswith("4") and status != "422":
+                    schema = response["content"]["application/json"]["schema"]
+                    assert "detail" in _resolve(doc, schema)["properties"], (method, path)
+            checked += 1
+    assert checked >= 40

@@ -21,6 +21,7 @@ from visionloop.server.db import create_db_engine, is_sqlite, write_engine
 from visionloop.server.docs import install_docs
 from visionloop.server.http_errors import install_error_handlers
 from visionloop.server.metrics import LatencyMiddleware, Metrics
+from visionloop.server.openapi_errors import document_error_responses
 from visionloop.server.routes import (
     auth,
     devices,
@@ -45,22 +46,26 @@ REF_TEMPLATE = "#/components/schemas/{model}"
 RAW_BODY_MODELS: tuple[type[BaseModel], ...] = (IngestBatch,)
 
 
+API_MODULES = (
+    auth,
+    users,
+    devices,
+    ingest,
+    frames,
+    stats,
+    models,
+    labeling,
+    jobs,
+    retraining,
+    drift,
+)
+"""The modules of the ``/api/v1`` routes. A new resource adds its module here."""
+
+
 def api_router() -> APIRouter:
-    """Every ``/api/v1`` route. A new resource adds its module's router here."""
+    """Every ``/api/v1`` route: the routers of ``API_MODULES``."""
     router = APIRouter(prefix=API_PREFIX)
-    for module in (
-        auth,
-        users,
-        devices,
-        ingest,
-        frames,
-        stats,
-        models,
-        labeling,
-        jobs,
-        retraining,
-        drift,
-    ):
+    for module in API_MODULES:
         router.include_router(module.router)
     return router
 
@@ -104,6 +109,9 @@ def create_app(
     app.include_router(health.router)
     app.include_router(api_router())
     install_openapi(app)
+    document_error_responses(
+        app, [("", health.router), *((API_PREFIX, m.router) for m in API_MODULES)]
+    )
     install_dashboard(app)  # last: it answers only what no route matched
     # The last added runs first: time everything, add security headers to every response (its
     # refusals included), refuse cross-site requests, then bound bodies.
