@@ -4,6 +4,7 @@ stored with the version in the registry, and used by the checks of devices runni
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,17 @@ from visionloop.monitoring.features import (
     records_table,
 )
 from visionloop.monitoring.profile import (
+    PROMOTED_AT_TAG,
     RegistryProfiles,
     compute_profile,
+    earlier_production,
     read_profile,
+    reference_words,
     synthetic_frames,
     write_profile,
 )
 from visionloop.server.store import drift as drift_store
+from visionloop.training.registry import ModelVersion
 
 WINDOW = 60
 
@@ -108,4 +113,77 @@ def test_checks_compare_with_the_versions_profile(
 
 def test_without_a_registry_there_is_no_profile(settings: Settings) -> None:
     assert RegistryProfiles(settings)("1") is None  # and MLflow's store was not created
+    assert RegistryProfiles(settings).lineage("1") == []
     assert not (settings.data_dir / "mlflow.db").exists()
+
+
+def _version(number: str, *, frames: int = 0, promoted: str | None = None) -> ModelVersion:
+    tags = {"drift_profile_frames": str(frames)} if frames else {}
+    if promoted is not None:
+        tags[PROMOTED_AT_TAG] = promoted
+    return ModelVersion(
+        version=number,
+        aliases=[],
+        sha256="0" * 64,
+        size_bytes=1,
+        metrics={},
+        tags=tags,
+        created_at=datetime(2026, 11, int(number), tzinfo=UTC),
+    )
+
+
+@pytest.mark.parametrize(
+    ("versions", "expected"),
+    [
+        pytest.param(
+            [_version("1", frames=500, promoted="2026-11-01T10:00:00Z"), _version("2", frames=400)],
+            "its own profile: 400 frames",
+            id="own",
+        ),
+        pytest.param(
+            [
+                _version("1", frames=500, promoted="2026-11-01T10:00:00Z"),
+                _version("2", promoted="2026-11-02T10:00:00Z"),
+            ],
+            "inherited from version 1 (no profile of its own)",
+            id="none-inherits",
+        ),
+        pytest.param(
+            [
+                _version("1", frames=500, promoted="2026-11-01T10:00:00Z"),
+                _version("2", frames=3, promoted="2026-11-02T10:00:00Z"),
+            ],
+            "inherited from version 1 (a profile of only 3 frames of its own)",
+            id="three-images-inherits",
+        ),
+        pytest.param(
+            [
+                _version("1", frames=500, promoted="2026-11-01T10:00:00Z"),
+                _version("2", promoted="2026-11-02T10:00:00Z"),
+                _version("3", promoted="2026-11-03T10:00:00Z"),
+            ],
+            "inherited from version 1 (no profile of its own)",
+            id="through-a-version-without-one",
+        ),
+        pytest.param(
+            [_version("2", promoted="2026-11-02T10:00:00Z")],
+            "the first frames each device sends with it",
+            id="nothing-to-inherit",
+        ),
+    ],
+)
+def test_a_versions_drift_reference_in_words(versions: list[ModelVersion], expected: str) -> None:
+    assert reference_words(versions[-1], versions).startswith(expected)
+
+
+def test_a_version_inherits_from_the_versions_in_production_before_it_newest_first() -> None:
+    versions = [
+        _version("1", frames=500, promoted="2026-11-01T10:00:00Z"),
+        _version("2", frames=500, promoted="2026-11-02T10:00:00Z"),
+        _version("3"),  # registered, never promoted (a canary, say)
+        _version("4", promoted="2026-11-04T10:00:00Z"),
+        _version("5", promoted="2026-11-05T10:00:00Z"),
+    ]
+    assert earlier_production("4", versions) == ["2", "1"]
+    assert earlier_production("3", versions) == ["2", "1"]
+    assert earlier_production("1", versions) == []

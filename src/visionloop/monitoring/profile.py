@@ -25,9 +25,10 @@ from numpy.typing import NDArray
 from visionloop.config import Settings
 from visionloop.errors import InvalidInputError, VisionloopError
 from visionloop.monitoring.features import FEATURES, BoxRow, FeatureTable, frame_features
+from visionloop.monitoring.thinning import MIN_FRAMES
 
 if TYPE_CHECKING:
-    from visionloop.training.registry import Registry
+    from visionloop.training.registry import ModelVersion, Registry
 
 log = logging.getLogger(__name__)
 
@@ -258,29 +259,10 @@ class RegistryProfiles:
         if not self._store_exists():
             return []
         try:
-            versions = self._reg().versions()
+            return earlier_production(version, self._reg().versions())
         except Exception as exc:  # a registry that cannot answer must not fail the check
             log.info("no version history for model version %s: %s", version, exc)
             return []
-
-        def promoted(tags: dict[str, str]) -> datetime | None:
-            stamp = tags.get(PROMOTED_AT_TAG)
-            try:
-                return datetime.fromisoformat(stamp) if stamp else None
-            except ValueError:
-                return None
-
-        own = next((v for v in versions if v.version == version), None)
-        if own is None:
-            return []
-        until = promoted(own.tags) or own.created_at
-        earlier = [
-            (at, v.version)
-            for v in versions
-            if v.version != version and (at := promoted(v.tags)) is not None and at <= until
-        ]
-        earlier.sort(key=lambda e: (e[0], _number(e[1])), reverse=True)
-        return [v for _, v in earlier]
 
     def _load(self, version: str) -> Profile | None:
         if not self._store_exists():
@@ -296,3 +278,53 @@ class RegistryProfiles:
         except Exception as exc:  # a registry that cannot answer must not fail the check
             log.info("no drift profile for model version %s: %s", version, exc)
             return None
+
+
+def _promoted_at(version: ModelVersion) -> datetime | None:
+    stamp = version.tags.get(PROMOTED_AT_TAG)
+    try:
+        return datetime.fromisoformat(stamp) if stamp else None
+    except ValueError:
+        return None
+
+
+def earlier_production(version: str, versions: Sequence[ModelVersion]) -> list[str]:
+    """The versions promoted to production before ``version`` was (or, never promoted, before
+    it was registered), newest first: whose profile a version without a usable one inherits
+    (from the versions' ``production.promoted_at`` stamps)."""
+    own = next((v for v in versions if v.version == version), None)
+    if own is None:
+        return []
+    until = _promoted_at(own) or own.created_at
+    earlier = [
+        (at, v.version)
+        for v in versions
+        if v.version != version and (at := _promoted_at(v)) is not None and at <= until
+    ]
+    earlier.sort(key=lambda e: (e[0], _number(e[1])), reverse=True)
+    return [v for _, v in earlier]
+
+
+def profile_frames_of(version: ModelVersion) -> int:
+    """Frames in the version's stored profile (0: none)."""
+    raw = version.tags.get("drift_profile_frames", "")
+    return int(raw) if raw.isdigit() else 0
+
+
+def reference_words(version: ModelVersion, versions: Sequence[ModelVersion]) -> str:
+    """What the drift checks of devices running ``version`` compare with, in words (unless an
+    admin pinned a window of a device): its own profile, an earlier production version's
+    (inherited), or each device's first frames with it (see ``monitoring.checks``)."""
+    frames = profile_frames_of(version)
+    if frames >= MIN_FRAMES:
+        source = version.tags.get("drift_profile_source", "")
+        return f"its own profile: {frames} frames" + (f" ({source})" if source else "")
+    lacking = "no profile" if frames == 0 else f"a profile of only {frames} frames"
+    by_version = {v.version: v for v in versions}
+    for earlier in earlier_production(version.version, versions):
+        if profile_frames_of(by_version[earlier]) >= MIN_FRAMES:
+            return f"inherited from version {earlier} ({lacking} of its own)"
+    return (
+        f"the first frames each device sends with it ({lacking}, and none to inherit; frames "
+        "captured during drift alarms left out)"
+    )

@@ -680,6 +680,13 @@ class ModelVersionOut(BaseModel):
     created_at: datetime
     description: str
     train_job_id: int | None = Field(description="The train job that made it, if one did.")
+    drift_reference: str = Field(
+        description=(
+            "What drift checks of devices running it compare with, in words: its own profile, "
+            "'inherited from version N' (no usable profile of its own), or each device's first "
+            "frames with it."
+        )
+    )
     tags: dict[str, str] = Field(description="Every tag of the version (who promoted it, why…).")
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse
 
 from visionloop.errors import NotFoundError
+from visionloop.monitoring.profile import reference_words
 from visionloop.server.deps import (
     AdminUser,
     CurrentUser,
@@ -124,8 +125,9 @@ def model_int8(version: str, catalog: CatalogDep) -> FileResponse:
     )
 
 
-def version_out(version: ModelVersion) -> ModelVersionOut:
-    """A registry version as the API shows it (the gate report parsed from its tag)."""
+def version_out(version: ModelVersion, versions: list[ModelVersion]) -> ModelVersionOut:
+    """A registry version as the API shows it (the gate report parsed from its tag; its drift
+    reference in words, from every version's profile and promotions)."""
     gate = None
     raw = version.tags.get("gate")
     if raw:
@@ -147,6 +149,7 @@ def version_out(version: ModelVersion) -> ModelVersionOut:
         created_at=version.created_at,
         description=version.description,
         train_job_id=int(job) if job.isdigit() else None,
+        drift_reference=reference_words(version, versions),
         tags={k: v for k, v in version.tags.items() if k != "gate"},
     )
 
@@ -157,7 +160,8 @@ def version_out(version: ModelVersion) -> ModelVersionOut:
     summary="Every registered version, newest first, with aliases, metrics and gate verdict",
 )
 def list_models(catalog: CatalogDep, _user: CurrentUser) -> list[ModelVersionOut]:
-    return [version_out(v) for v in reversed(catalog.versions())]
+    versions = catalog.versions()
+    return [version_out(v, versions) for v in reversed(versions)]
 
 
 @router.post(
@@ -171,11 +175,10 @@ def promote_model(
 ) -> ModelVersionOut:
     """Records who (the signed-in admin) and why on the version; ``force`` promotes a version
     whose promotion gate failed, and that is recorded too (``<alias>.forced``)."""
-    return version_out(
-        catalog.promote(
-            version, alias=body.alias, by=admin.name, reason=body.reason, force=body.force
-        )
+    promoted = catalog.promote(
+        version, alias=body.alias, by=admin.name, reason=body.reason, force=body.force
     )
+    return version_out(promoted, catalog.versions())
 
 
 @router.post(
@@ -185,4 +188,5 @@ def promote_model(
     responses={409: {"description": "Nothing earlier to roll back to"}},
 )
 def rollback_model(body: RollbackRequest, catalog: CatalogDep, admin: AdminUser) -> ModelVersionOut:
-    return version_out(catalog.rollback(alias=body.alias, by=admin.name, reason=body.reason))
+    back = catalog.rollback(alias=body.alias, by=admin.name, reason=body.reason)
+    return version_out(back, catalog.versions())
