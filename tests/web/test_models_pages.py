@@ -51,6 +51,7 @@ def test_admin_promotes_over_a_failed_gate_and_rolls_back(
     expect(rules).to_have_count(2)
     assert "failed" in rules.nth(1).inner_text() and "golden_drop" in rules.nth(1).inner_text()
     assert page.get_by_role("link", name="train job 1").is_visible()
+    assert "Drift reference: " in page.get_by_test_id("drift-reference").inner_text()
     assert accessibility_problems(page) == []
     screenshot(page, "models")
 
@@ -69,6 +70,7 @@ def test_admin_promotes_over_a_failed_gate_and_rolls_back(
         v3 = next(m for m in api.get("/api/v1/models").json() if m["version"] == "3")
     assert v3["tags"]["production.promoted_reason"] == "hotfix for line 2"
     assert "production.forced" in v3["tags"]
+    assert v3["drift_reference"].startswith(("its own profile", "inherited from version"))
     page.get_by_test_id("alias-history").filter(has_text="hotfix for line 2").wait_for()
 
     page.get_by_role("button", name="Roll back production").click()

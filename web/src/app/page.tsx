@@ -4,6 +4,7 @@ import Link from "next/link";
 import { useRouter, useSearchParams } from "next/navigation";
 import { Suspense } from "react";
 import { api, type DeviceDrift } from "@/api/client";
+import { DriftState } from "@/components/DriftState";
 import { ClassMix, ConfidenceHistogram, RateChart } from "@/components/Charts";
 import { DeviceTable } from "@/components/DeviceTable";
 import { useUser } from "@/components/Session";
@@ -48,15 +49,7 @@ function DriftTable({ rows }: { rows: DeviceDrift[] }) {
             <tr key={d.device_id} data-testid={`drift-${d.device}`}>
               <th scope="row">{d.device}</th>
               <td>
-                {d.alarm ? (
-                  <span className="state state-alarm">
-                    ⚠ alarm since <RelativeTime iso={d.since} />
-                  </span>
-                ) : d.last_check ? (
-                  <span className="state state-ok">✓ no drift</span>
-                ) : (
-                  <span className="state state-muted">○ not checked yet</span>
-                )}
+                <DriftState status={d} />
               </td>
               <td>
                 <RelativeTime iso={d.last_check?.checked_at} empty="never" />

@@ -7,6 +7,7 @@ import { Suspense, useState } from "react";
 import { api, mayAct, type DeviceDrift, type DriftCheck } from "@/api/client";
 import { FeatureBand } from "@/components/Charts";
 import { Confirm } from "@/components/Confirm";
+import { CheckVerdict, DriftState, referenceWords } from "@/components/DriftState";
 import { useUser } from "@/components/Session";
 import { Empty, ErrorNote, Pager, Skeleton, SkeletonRows, Source } from "@/components/States";
 import { RelativeTime } from "@/components/Time";
@@ -25,27 +26,35 @@ const UNITS: Record<string, string> = {
   mean_box_aspect: "width / height",
 };
 
-function AlarmState({ status }: { status: DeviceDrift }) {
-  if (status.alarm)
-    return (
-      <span className="state state-alarm">
-        <span aria-hidden="true">▲</span> alarm open <RelativeTime iso={status.since} />
-      </span>
-    );
-  if (!status.last_check) return <span className="state state-muted">○ not checked yet</span>;
-  return (
-    <span className="state state-ok">
-      <span aria-hidden="true">✓</span> no alarm
-    </span>
-  );
-}
-
 function referenceText(status: DeviceDrift | undefined, check: DriftCheck | null | undefined): string {
   if (status?.reference) return `pinned window ${utc(status.reference.since)} – ${utc(status.reference.until)}`;
   if (!check) return "none yet (the first check picks it)";
   if (check.reference_kind === "model") return `profile of model version ${check.reference_version ?? "?"} (${count(check.reference_frames)} frames)`;
-  if (check.reference_kind === "auto") return `the device's first ${count(check.reference_frames)} frames with its model`;
+  if (check.reference_kind === "inherited")
+    return `inherited from version ${check.reference_version ?? "?"}: its profile (${count(check.reference_frames)} frames), until the version the device runs has its own`;
+  if (check.reference_kind === "auto")
+    return `the device's first ${count(check.reference_frames)} frames with model version ${check.reference_version ?? "?"} (no version in its line has a profile; frames captured during alarms left out)`;
   return `pinned window (${count(check.reference_frames)} frames)`;
+}
+
+/** The latest check's verdict and the last alarm's close, in words. */
+function StateNotes({ status }: { status: DeviceDrift }) {
+  const last = status.last_check;
+  return (
+    <>
+      {last?.verdict === "inconclusive" && (
+        <p className="note" data-testid="inconclusive">
+          ? The latest check is inconclusive: {last.verdict_reason ?? "too few independent frames to judge"}. It is not counted towards the alarm; the
+          window fills as frames arrive (a line whose parts stay long in view needs a longer VISIONLOOP_DRIFT_WINDOW).
+        </p>
+      )}
+      {!status.alarm && status.close_reason && (
+        <p className="note" data-testid="close-reason">
+          ✓ The last alarm closed <RelativeTime iso={status.closed_at} />: {status.close_reason}.
+        </p>
+      )}
+    </>
+  );
 }
 
 /** datetime-local text of a time (the browser's zone), and back to an ISO time. */
@@ -70,6 +79,7 @@ function ReferencePanel({ status, admin }: { status: DeviceDrift; admin: boolean
     <section className="card" aria-labelledby="reference-title">
       <h2 id="reference-title">Reference of {status.device}</h2>
       <p data-testid="reference">{referenceText(status, status.last_check)}</p>
+      <StateNotes status={status} />
       {pin.isSuccess && <p className="note">✓ Pinned: the next check compares with this window.</p>}
       {unpin.isSuccess && <p className="note">✓ Unpinned: the next check compares with the model&apos;s profile.</p>}
       {check.isSuccess && (
@@ -152,7 +162,9 @@ function Features({ deviceId, window, latest }: { deviceId: number; window: stri
     refetchInterval: EVERY_S * 1000,
     placeholderData: keepPreviousData,
   });
-  const verdicts = new Map((latest?.features ?? []).map((f) => [f.feature, f.drifted]));
+  // An inconclusive check's per-feature results are not verdicts: no feature is marked by it.
+  const judged = latest?.verdict === "inconclusive" ? [] : (latest?.features ?? []);
+  const verdicts = new Map(judged.map((f) => [f.feature, f.drifted]));
   const data = features.data;
   return (
     <section aria-labelledby="features-title">
@@ -235,23 +247,28 @@ function Checks({ deviceId }: { deviceId: number }) {
                       <RelativeTime iso={c.checked_at} />
                     </td>
                     <td>
-                      {c.drifted ? (
-                        <span className="state state-alarm">▲ drifted</span>
-                      ) : (
-                        <span className="state state-ok">✓ clean</span>
-                      )}
+                      <CheckVerdict check={c} />
+                      {c.alarm_event && <span className="small muted"> · alarm {c.alarm_event}</span>}
                     </td>
-                    <td className="num">
-                      {c.drifted_features} of {c.features.length} ({percent(c.share_drifted, 0)})
-                    </td>
+                    {c.verdict === "inconclusive" ? (
+                      <td className="num muted" colSpan={2} title={c.verdict_reason ?? ""}>
+                        not counted: ~{c.effective_frames ?? "?"} independent frames
+                      </td>
+                    ) : (
+                      <>
+                        <td className="num">
+                          {c.drifted_features} of {c.features.length} ({percent(c.share_drifted, 0)})
+                        </td>
+                        <td className="small">
+                          {c.features
+                            .filter((f) => f.drifted)
+                            .map((f) => f.feature)
+                            .join(", ") || "–"}
+                        </td>
+                      </>
+                    )}
                     <td className="small">
-                      {c.features
-                        .filter((f) => f.drifted)
-                        .map((f) => f.feature)
-                        .join(", ") || "–"}
-                    </td>
-                    <td className="small">
-                      {c.reference_kind === "model" ? `model v${c.reference_version ?? "?"}` : c.reference_kind} · {count(c.reference_frames)} frames
+                      {referenceWords(c)} · {count(c.reference_frames)} frames
                       {thinned(c.reference_stride)}
                     </td>
                     <td className="num" title={`${utc(c.window_start)} – ${utc(c.window_end)}`}>
@@ -318,7 +335,7 @@ function Drift() {
           <thead>
             <tr>
               <th scope="col">Device</th>
-              <th scope="col">Alarm</th>
+              <th scope="col">Drift</th>
               <th scope="col">Last check</th>
               <th scope="col" className="num">Share drifted</th>
               <th scope="col">Drifted features</th>
@@ -348,14 +365,14 @@ function Drift() {
                   >
                     <td>{s.device}</td>
                     <td>
-                      <AlarmState status={s} />
+                      <DriftState status={s} />
                     </td>
                     <td>
                       <RelativeTime iso={s.last_check?.checked_at} />
                     </td>
-                    <td className="num">{s.last_check ? percent(s.last_check.share_drifted, 0) : "–"}</td>
+                    <td className="num">{s.last_check && s.last_check.verdict !== "inconclusive" ? percent(s.last_check.share_drifted, 0) : "–"}</td>
                     <td className="small">{s.drifted_features.join(", ") || "–"}</td>
-                    <td className="small">{s.reference ? "pinned" : (s.last_check?.reference_kind ?? "–")}</td>
+                    <td className="small">{s.reference ? "pinned" : s.last_check ? referenceWords(s.last_check) : "–"}</td>
                   </tr>
                 ))}
           </tbody>

@@ -60,6 +60,9 @@ function VersionPanel({ version }: { version: ModelVersion }) {
           </>
         )}
       </p>
+      <p className="small" data-testid="drift-reference">
+        Drift reference: {version.drift_reference}
+      </p>
       <div className="two-col">
         <div>
           <h3 className="small">Evaluation at gate time</h3>
