@@ -1,9 +1,11 @@
 """Errors as HTTP answers: a database that goes away is a 503 with ``Retry-After`` on every route
-and one log line per request, on SQLite and on a real PostgreSQL outage."""
+and one log line per request, on SQLite and on a real PostgreSQL outage; a 405 names every method
+served at its path."""
 
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,3 +162,47 @@ def test_a_database_recreated_empty_is_503_and_not_ready_until_migrated(
     outage.migrate()
     assert stranger.get("/readyz").json() == {"status": "ready"}
     assert admin.get("/api/v1/devices").status_code == 401  # the person went with the tables
+
+
+@pytest.fixture
+def sqlite_client(sqlite_url: str, tmp_path: Path) -> Iterator[TestClient]:
+    """A client of an app on SQLite (the answers below never reach the database)."""
+    app = create_app(Settings(data_dir=tmp_path / "data", database_url=sqlite_url))
+    with TestClient(app, headers=CSRF_HEADERS) as client:
+        yield client
+    app_state(app).engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", "/api/v1/users", "GET, POST"),  # a route each for GET and POST
+        ("DELETE", "/api/v1/devices", "GET, POST"),
+        ("PUT", "/api/v1/jobs", "GET, POST"),
+        ("GET", "/api/v1/auth/login", "POST"),
+        ("POST", "/openapi.json", "GET, HEAD"),  # Starlette's own route also serves HEAD
+    ],
+    ids=lambda v: str(v),
+)
+def test_405_allow_names_every_method_served_at_the_path(
+    sqlite_client: TestClient, method: str, path: str, allow: str
+) -> None:
+    r = sqlite_client.request(method, path)
+    assert r.status_code == 405
+    assert r.headers["allow"] == allow
+    assert r.json() == {"detail": "Method Not Allowed"}
+
+
+def test_405_allow_matches_the_schema_on_every_path(sqlite_client: TestClient) -> None:
+    """Every documented path, asked with a method it does not serve: ``Allow`` is every method
+    of every documented path template that matches it (``/users/audit`` is also a
+    ``/users/{user_id}``)."""
+    paths = sqlite_client.app.openapi()["paths"]  # type: ignore[attr-defined]  # a FastAPI app
+    templates = {re.compile(re.sub(r"{[^}]+}", "[^/]+", p)): set(ops) for p, ops in paths.items()}
+    for template in paths:
+        path = re.sub(r"{[^}]+}", "1", template)
+        expected = set().union(*(ms for t, ms in templates.items() if t.fullmatch(path)))
+        unserved = next(m for m in ("put", "patch", "delete", "post", "get") if m not in expected)
+        r = sqlite_client.request(unserved.upper(), path)
+        assert r.status_code == 405, (unserved, path, r.text)
+        assert r.headers["allow"] == ", ".join(sorted(m.upper() for m in expected)), path

@@ -4,7 +4,8 @@
 validation errors become a 422 whose ``detail`` names each bad field as a path such as
 ``frames[3].detections[0].confidence``; malformed JSON is a 400. A database that cannot be
 reached (or whose schema is not this server's) is a 503 with ``Retry-After`` and one log line, not
-a 500 with a traceback: see :func:`database_unavailable`.
+a 500 with a traceback: see :func:`database_unavailable`. A 405's ``Allow`` names every method
+served at the path, whichever route serves it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pydantic_core import ErrorDetails
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 from visionloop.errors import (
     AuthenticationError,
@@ -121,9 +123,36 @@ async def _request_validation_error(_request: Request, exc: Exception) -> JSONRe
     return error_response(validation_error(list(exc.errors())))
 
 
-async def _http_exception(_request: Request, exc: Exception) -> JSONResponse:
+PROBED_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+"""The methods a 405's ``Allow`` may name: those some route of the app serves at the path."""
+
+
+def allowed_methods(request: Request, answered: str) -> str:
+    """The ``Allow`` of a 405 at ``request``'s path: ``answered`` (what the refusing route or
+    mounted app said) and every method some route fully matches there, sorted.
+
+    Starlette answers a 405 from the first route whose path matches, so its ``Allow`` names only
+    that route's methods; a path served by GET on one route and POST on another must list both.
+    Routes are asked by method, since FastAPI nests included routers. A mount matches any method
+    (its app answers its own 405, whose ``Allow`` is ``answered``), so it is not asked. HEAD is
+    listed only where a route serves it (FastAPI's API routes do not).
+    """
+    methods = {m.strip() for m in answered.split(",") if m.strip()}
+    routes = [r for r in request.app.router.routes if not isinstance(r, Mount)]
+    for method in PROBED_METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in routes):
+            methods.add(method)
+    return ", ".join(sorted(methods))
+
+
+async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        answered = (headers or {}).get("Allow", "")
+        headers = {**(headers or {}), "Allow": allowed_methods(request, answered)}
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
 
 async def _data_error(_request: Request, exc: Exception) -> JSONResponse:
