@@ -111,7 +111,9 @@ def test_sampled_frame_becomes_one_task_when_its_image_arrives(
     assert r.status_code == 200
     assert count_rows(app, "label_tasks") == 1
     stats = viewer_client.get("/api/v1/labeling/stats").json()
-    assert stats["tasks"] == {"uncertain": {"open": 1, "leased": 0, "done": 0, "skipped": 0}}
+    assert stats["tasks"] == {
+        "uncertain": {"open": 1, "leased": 0, "done": 0, "skipped": 0, "expired": 0}
+    }
 
 
 def test_ingest_lease_submit_path(
@@ -159,7 +161,7 @@ def test_ingest_lease_submit_path(
 
     stats = viewer_client.get("/api/v1/labeling/stats").json()
     assert stats["tasks"]["uncertain"]["done"] == 1
-    assert stats["totals"] == {"open": 0, "leased": 0, "done": 1, "skipped": 0}
+    assert stats["totals"] == {"open": 0, "leased": 0, "done": 1, "skipped": 0, "expired": 0}
     assert stats["reviewed_frames"] == 1
     assert stats["labels_per_class"] == [
         {"class_id": 0, "class_name": "scratch", "labels": 1},
@@ -190,7 +192,7 @@ def test_expired_lease_is_open_again_and_the_old_holder_gets_409(
             else {"t": datetime.now(UTC) - timedelta(seconds=1)},
         )
     stats = reviewer_client.get("/api/v1/labeling/stats").json()
-    assert stats["totals"] == {"open": 1, "leased": 0, "done": 0, "skipped": 0}
+    assert stats["totals"] == {"open": 1, "leased": 0, "done": 0, "skipped": 0, "expired": 0}
     with signed_in_client(app, "other-reviewer", "reviewer") as other:
         second = lease(other)["task"]
         assert second["id"] == first["id"]
@@ -386,6 +388,8 @@ def test_hybrid_strategy_penalises_near_duplicates(
     app: FastAPI, device_client: TestClient, reviewer_client: TestClient
 ) -> None:
     app_state(app).settings.labeling_strategy = "hybrid"
+    app_state(app).settings.labeling_duplicate_bits = -1  # queued, to be penalised
+    app_state(app).settings.labeling_age_hours = 0  # the priorities exactly
     send_frame(device_client, confidence=0.5, seed=5)
     send_frame(device_client, confidence=0.5, seed=5)  # the same picture again
     with app_state(app).engine.connect() as conn:

@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    and_,
     bindparam,
     case,
     exists,
@@ -48,25 +49,28 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from visionloop.config import LabelingStrategy
+from visionloop.config import LabelingStrategy, Settings
 from visionloop.errors import ConflictError, InvalidInputError, NotFoundError
 from visionloop.server import labeling_strategy as strategies
 from visionloop.server.models import (
     ACTIVE_TASK_WHERE,
     Detection,
+    DriftAlarm,
     Frame,
     LabelClass,
+    LabelQueueCounter,
     LabelSubmission,
     LabelTask,
     UTCDateTime,
     table,
 )
 from visionloop.server.review import Label, Prediction, match, wilson_interval
-from visionloop.vision.dhash import image_dhash, to_signed64
+from visionloop.vision.dhash import hamming, image_dhash, to_signed64
 
 TASKS = table(LabelTask)
 SUBMISSIONS = table(LabelSubmission)
 CLASSES = table(LabelClass)
+COUNTERS = table(LabelQueueCounter)
 ACTIVE = text(ACTIVE_TASK_WHERE)
 
 
@@ -160,6 +164,127 @@ def _insert_task(session: Session, values: dict[str, Any]) -> int | None:
     return None if new_id is None else int(new_id)
 
 
+@dataclass(frozen=True, slots=True)
+class QueueHygiene:
+    """What keeps the queue useful (``VISIONLOOP_LABELING_*``; the defaults here: all off).
+
+    - ``duplicate_bits``: a sampled frame whose image's dHash is at most this many bits from an
+      open or leased task of the same device, or one done in the last ``duplicate_window_s``
+      seconds, is not queued; the device's ``label_queue_counters.duplicates`` counts it. -1: off.
+    - ``max_open_per_device``: past this many open automatic tasks of a device, its
+      lowest-priority ones (the oldest first among equals) expire: status ``expired``, kept with
+      their frames, counted. 0: no cap.
+    - the age term: every task's priority is its strategy's plus the queue's *age clock* when it
+      was made, a number that grows by 1 every ``age_hours`` hours (every ``drift_age_hours``
+      while any drift alarm is open). The order of two tasks then depends on their priorities and
+      on how far apart they were made, never on when the queue is read, so ``/next`` stays one
+      index lookup: a frame ``age_hours`` newer outranks an equally uncertain one by the whole
+      uncertainty range. The clock is read from the newest task (``age_bonus``) and advanced by
+      the time since it was made. 0: off.
+    """
+
+    duplicate_bits: int = -1
+    duplicate_window_s: float = 3600.0
+    max_open_per_device: int = 0
+    age_hours: float = 0.0
+    drift_age_hours: float = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> QueueHygiene:
+        return cls(
+            duplicate_bits=settings.labeling_duplicate_bits,
+            duplicate_window_s=settings.labeling_duplicate_window_s,
+            max_open_per_device=settings.labeling_max_open_per_device,
+            age_hours=settings.labeling_age_hours,
+            drift_age_hours=settings.labeling_drift_age_hours,
+        )
+
+
+_NO_HYGIENE = QueueHygiene()
+
+
+def _any_drift_alarm(session: Session) -> bool:
+    return (
+        session.scalar(select(DriftAlarm.device_id).where(DriftAlarm.is_open).limit(1)) is not None
+    )
+
+
+def age_clock(session: Session, *, now: datetime, hygiene: QueueHygiene) -> float:
+    """The queue's age clock at ``now`` (see ``QueueHygiene``): the newest task's, advanced by
+    the hours since it was made over ``age_hours`` (``drift_age_hours`` while a drift alarm is
+    open); 0 for the first task."""
+    last = session.execute(
+        select(TASKS.c.created_at, TASKS.c.age_bonus).order_by(TASKS.c.id.desc()).limit(1)
+    ).first()
+    if last is None:
+        return 0.0
+    clock = float(last.age_bonus or 0.0)
+    hours = hygiene.age_hours
+    if hours > 0 and hygiene.drift_age_hours > 0 and _any_drift_alarm(session):
+        hours = hygiene.drift_age_hours
+    if hours <= 0:
+        return clock
+    created = last.created_at if last.created_at.tzinfo else last.created_at.replace(tzinfo=UTC)
+    return clock + max(0.0, float((now - created).total_seconds())) / (hours * 3600.0)
+
+
+def _near_duplicate(
+    session: Session, *, device_id: int, dhash: int, now: datetime, hygiene: QueueHygiene
+) -> bool:
+    """Whether an active task of the device, or one done within the window, has an image within
+    ``duplicate_bits`` of ``dhash``."""
+    near = [
+        TASKS.c.device_id == device_id,
+        TASKS.c.dhash.is_not(None),
+    ]
+    active = session.scalars(select(TASKS.c.dhash).where(*near, ACTIVE))
+    window = now - timedelta(seconds=hygiene.duplicate_window_s)
+    done = session.scalars(
+        select(TASKS.c.dhash).where(*near, TASKS.c.status == "done", TASKS.c.done_at >= window)
+    )
+    bits = hygiene.duplicate_bits
+    return any(h is not None and hamming(dhash, h) <= bits for rows in (active, done) for h in rows)
+
+
+def _count_duplicate(session: Session, *, device_id: int, now: datetime) -> None:
+    stmt = _dialect_insert(session, COUNTERS).values(
+        device_id=device_id, duplicates=1, last_duplicate_at=now
+    )
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[COUNTERS.c.device_id],
+            set_={"duplicates": COUNTERS.c.duplicates + 1, "last_duplicate_at": now},
+        )
+    )
+
+
+def _expire_over_cap(session: Session, *, device_id: int, cap: int, now: datetime) -> int:
+    """Expire the device's lowest-priority open automatic tasks beyond ``cap``; how many."""
+    mine = and_(
+        TASKS.c.device_id == device_id,
+        ACTIVE,
+        TASKS.c.status == "open",
+        TASKS.c.reason != "manual",
+    )
+    n_open = int(session.scalar(select(func.count()).select_from(TASKS).where(mine)) or 0)
+    excess = n_open - cap
+    if excess <= 0:
+        return 0
+    victims = (
+        select(TASKS.c.id)
+        .where(mine)
+        .order_by(TASKS.c.priority.asc(), TASKS.c.id.asc())
+        .limit(excess)
+        .scalar_subquery()
+    )
+    result = session.execute(
+        update(TASKS)
+        .where(TASKS.c.id.in_(victims), TASKS.c.status == "open")
+        .values(status="expired", expired_at=now)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+
+
 def queue_sampled_frame(
     session: Session,
     *,
@@ -167,12 +292,15 @@ def queue_sampled_frame(
     image: bytes,
     strategy: LabelingStrategy,
     rng: random.Random | None = None,
+    hygiene: QueueHygiene = _NO_HYGIENE,
 ) -> int | None:
     """Create the review task of a sampled frame whose image just arrived; returns its id.
 
     Only frames with a ``sample_reason`` get one, and only once: a frame that ever had a task
-    (an image uploaded again, a frame already reviewed) gets none. The priority follows
-    ``strategy`` (see ``visionloop.server.labeling_strategy``)."""
+    (an image uploaded again, a frame already reviewed) gets none; nor does a near-duplicate of
+    the device's recent tasks (counted instead; ``hygiene``). The priority follows ``strategy``
+    (see ``visionloop.server.labeling_strategy``) plus the age clock; past the device's cap its
+    lowest-priority open tasks expire."""
     frame = session.execute(
         select(Frame.pk, Frame.device_id, Frame.sample_reason).where(Frame.id == frame_id)
     ).one_or_none()
@@ -186,6 +314,17 @@ def queue_sampled_frame(
     uncertainty, top_class = strategies.frame_uncertainty([(d[0], d[1]) for d in detections])
     raw_hash = image_dhash(image)
     dhash = None if raw_hash is None else to_signed64(raw_hash)
+    now = _now()
+    if (
+        hygiene.duplicate_bits >= 0
+        and dhash is not None
+        and frame.device_id is not None
+        and _near_duplicate(
+            session, device_id=frame.device_id, dhash=dhash, now=now, hygiene=hygiene
+        )
+    ):
+        _count_duplicate(session, device_id=frame.device_id, now=now)
+        return None
     duplicate = balance = 0.0
     if strategy == "hybrid":
         recent_hashes = session.scalars(
@@ -205,19 +344,26 @@ def queue_sampled_frame(
     priority = strategies.automatic_priority(
         strategy, uncertainty=uncertainty, duplicate=duplicate, balance=balance, rng=rng
     )
-    return _insert_task(
+    clock = age_clock(session, now=now, hygiene=hygiene)
+    new_id = _insert_task(
         session,
         {
             "frame_pk": frame.pk,
             "reason": frame.sample_reason,
             "status": "open",
-            "priority": priority,
-            "created_at": _now(),
+            "priority": priority + clock,
+            "age_bonus": clock,
+            "created_at": now,
             "device_id": frame.device_id,
             "dhash": dhash,
             "top_class": top_class,
         },
     )
+    if new_id is not None and hygiene.max_open_per_device > 0 and frame.device_id is not None:
+        _expire_over_cap(
+            session, device_id=frame.device_id, cap=hygiene.max_open_per_device, now=now
+        )
+    return new_id
 
 
 def _summary(session: Session, task_id: int) -> TaskSummary:
@@ -241,7 +387,12 @@ def _summary(session: Session, task_id: int) -> TaskSummary:
 
 
 def create_manual_task(
-    session: Session, *, frame_id: uuid.UUID, note: str | None, user_id: int
+    session: Session,
+    *,
+    frame_id: uuid.UUID,
+    note: str | None,
+    user_id: int,
+    hygiene: QueueHygiene = _NO_HYGIENE,
 ) -> tuple[TaskSummary, bool]:
     """Send a frame to review ahead of the automatic tasks; returns the task and whether it is
     new. A frame that already has an open or leased task gets that task back, unchanged."""
@@ -253,13 +404,15 @@ def create_manual_task(
     if frame.image_sha256 is None:
         raise InvalidInputError(f"frame {frame_id} has no image to review")
     now = _now()
+    clock = age_clock(session, now=now, hygiene=hygiene)
     new_id = _insert_task(
         session,
         {
             "frame_pk": frame.pk,
             "reason": "manual",
             "status": "open",
-            "priority": strategies.manual_priority(now),
+            "priority": strategies.manual_priority(now) + clock,
+            "age_bonus": clock,
             "note": note,
             "created_at": now,
             "created_by": user_id,
@@ -464,12 +617,14 @@ def skip(session: Session, *, task_id: int, user_id: int, reason: str) -> None:
 
 
 def reopen(session: Session, *, task_id: int) -> TaskSummary:
-    """Put a done (or skipped) task back in the queue, keeping its priority."""
+    """Put a done, skipped or expired task back in the queue, keeping its priority."""
     status = session.scalar(select(TASKS.c.status).where(TASKS.c.id == task_id))
     if status is None:
         raise NotFoundError(f"no labeling task {task_id}")
-    if status not in ("done", "skipped"):
-        raise ConflictError(f"task {task_id} is {status}: only a done or skipped task reopens")
+    if status not in ("done", "skipped", "expired"):
+        raise ConflictError(
+            f"task {task_id} is {status}: only a done, skipped or expired task reopens"
+        )
     try:
         with session.begin_nested():
             session.execute(
@@ -481,6 +636,7 @@ def reopen(session: Session, *, task_id: int) -> TaskSummary:
                     leased_at=None,
                     lease_expires_at=None,
                     done_at=None,
+                    expired_at=None,
                 )
             )
     except IntegrityError as exc:
@@ -592,6 +748,36 @@ class VersionReview:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceQueue:
+    """One device's share of the queue: open tasks (and live leases), expired tasks and the
+    near-duplicates not queued."""
+
+    device_id: int
+    open: int
+    expired: int
+    duplicates: int
+
+
+def device_queues(session: Session) -> list[DeviceQueue]:
+    """Per device with any task or suppressed duplicate, by device id."""
+    rows: dict[int, list[int]] = {}
+    counts = session.execute(
+        select(
+            TASKS.c.device_id,
+            func.coalesce(func.sum(case((ACTIVE, 1), else_=0)), 0),
+            func.coalesce(func.sum(case((TASKS.c.status == "expired", 1), else_=0)), 0),
+        )
+        .where(TASKS.c.device_id.is_not(None))
+        .group_by(TASKS.c.device_id)
+    )
+    for device_id, n_open, n_expired in counts:
+        rows[int(device_id)] = [int(n_open), int(n_expired), 0]
+    for device_id, n in session.execute(select(COUNTERS.c.device_id, COUNTERS.c.duplicates)):
+        rows.setdefault(int(device_id), [0, 0, 0])[2] = int(n)
+    return [DeviceQueue(d, *v) for d, v in sorted(rows.items())]
+
+
+@dataclass(frozen=True, slots=True)
 class LabelingStats:
     tasks: dict[str, dict[str, int]]
     labels_per_class: list[tuple[int, str, int]]
@@ -599,6 +785,7 @@ class LabelingStats:
     frames_since: int | None
     labels_since: int | None
     versions: list[VersionReview]
+    devices: list[DeviceQueue] = field(default_factory=list)
 
 
 def _labels_per_class_sql(session: Session) -> Any:
@@ -644,7 +831,9 @@ def labeling_stats(session: Session, *, since: datetime | None) -> LabelingStats
     )
     tasks: dict[str, dict[str, int]] = {}
     for reason, status, expired, n in session.execute(state):
-        counts = tasks.setdefault(reason, {"open": 0, "leased": 0, "done": 0, "skipped": 0})
+        counts = tasks.setdefault(
+            reason, {"open": 0, "leased": 0, "done": 0, "skipped": 0, "expired": 0}
+        )
         key = "open" if status == "leased" and expired else status
         counts[key] = counts.get(key, 0) + int(n)
 
@@ -716,4 +905,5 @@ def labeling_stats(session: Session, *, since: datetime | None) -> LabelingStats
         frames_since=frames_since if since is not None else None,
         labels_since=labels_since if since is not None else None,
         versions=versions,
+        devices=device_queues(session),
     )
