@@ -11,8 +11,18 @@ from datetime import UTC, datetime
 import pytest
 
 from visionloop.monitoring.evidently_check import compare
-from visionloop.monitoring.features import NUMERICAL_FEATURES, FeatureTable, records_table
-from visionloop.monitoring.thinning import decorrelation_lag, thin
+from visionloop.monitoring.features import (
+    FEATURES,
+    NUMERICAL_FEATURES,
+    FeatureTable,
+    records_table,
+)
+from visionloop.monitoring.thinning import (
+    MIN_EFFECTIVE_FRAMES,
+    decorrelation_lag,
+    effective_frames,
+    thin,
+)
 from visionloop.vision.synthetic.line import SyntheticLine
 from visionloop.vision.synthetic.records import SIZE_WH, simulated_records
 from visionloop.vision.synthetic.schedule import Drift
@@ -89,3 +99,22 @@ def test_a_thinned_window_still_drifts_under_a_preset(scenario: str) -> None:
     result = compare(profile, _records(4, 3000, True, scenario), drift_share=0.4)
     assert result.reference_stride <= 2 and result.window_stride > 20
     assert result.drifted
+
+
+def test_effective_frames_count_independent_samples() -> None:
+    assert effective_frames(_records(0, 600, consecutive=False)) >= 200  # random: most of them
+    short = _records(0, 250, consecutive=True)
+    assert effective_frames(short) < MIN_EFFECTIVE_FRAMES  # a part or two in view
+    assert effective_frames(_records(0, 3000, consecutive=True)) >= 2 * MIN_EFFECTIVE_FRAMES
+
+
+def test_a_drift_beginning_inside_a_window_does_not_hide_the_lines_lag() -> None:
+    """The step from nominal to blurred lengthens the lag of the half it falls in (its
+    autocorrelation stays high), not the other half's: the window still counts as testable."""
+    nominal = _records(0, 3000, consecutive=True)
+    blurred = _records(0, 3000, consecutive=True, scenario="blur")
+    for at in (900, 1500, 2100):
+        stepped = FeatureTable(
+            columns={k: nominal.columns[k][:at] + blurred.columns[k][at:] for k in FEATURES}
+        )
+        assert effective_frames(stepped) >= MIN_EFFECTIVE_FRAMES, at
