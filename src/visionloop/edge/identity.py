@@ -26,11 +26,9 @@ def token_fingerprint(token: str) -> str:
 def server_slug(server: str) -> str:
     """A folder name for a server base URL: ``http://127.0.0.1:8000/`` -> ``127.0.0.1-8000``
     (the scheme and a trailing slash do not make another server; a path prefix does)."""
-    parts = urlsplit(server.strip())
-    host = parts.hostname or parts.path or "server"
-    port = parts.port
-    path = parts.path.strip("/") if parts.hostname else ""
-    raw = "-".join(str(p) for p in (host, port, path) if p)
+    text = server.strip()
+    parts = urlsplit(text if "://" in text else f"http://{text}")
+    raw = "-".join(str(p) for p in (parts.hostname, parts.port, parts.path.strip("/")) if p)
     return re.sub(r"[^A-Za-z0-9._-]+", "_", raw).strip("._") or "server"
 
 
