@@ -266,33 +266,62 @@ TINY_TRAINING = {
 
 
 def _gate(passed: bool) -> dict[str, Any]:
-    """A gate report as ``training.gate.gate_report`` writes one (two rules)."""
+    """A gate report as ``training.gate.gate_report`` writes one (two rules, with evidence and
+    the recent set's bootstrap interval)."""
     drop = 0.004 if passed else 0.2
+    golden_evidence = {"set": "golden", "images": 100, "boxes": {"scratch": 61, "dent": 40}}
     rules = [
         {
             "rule": "recent_map50",
+            "verdict": "better",
             "passed": True,
-            "skipped": True,
-            "detail": "not judged: no held-out recent labels",
+            "skipped": False,
+            "judged": True,
+            "evidence": {"set": "recent", "images": 42, "boxes": {"scratch": 30, "dent": 17}},
+            "interval": {
+                "difference": 0.271,
+                "low": 0.198,
+                "high": 0.337,
+                "confidence": 0.95,
+                "resamples": 2000,
+                "images": 42,
+                "seed": 0,
+                "seconds": 0.2,
+            },
+            "detail": "recent: better: mAP50 0.9700 (candidate) vs 0.6990 (production), "
+            "difference +0.2710 (95% interval +0.1980 to +0.3370, 2,000 resamples); "
+            "42 images; boxes: dent 17, scratch 30",
         },
         {
             "rule": "golden_drop",
+            "verdict": "within budget" if passed else "over budget",
             "passed": passed,
             "skipped": False,
+            "judged": True,
+            "evidence": golden_evidence,
+            "interval": None,
             "detail": f"golden mAP50 {0.95 - drop:.4f} (candidate) vs 0.9500 (production): drop "
-            f"{drop:.4f} {'within' if passed else 'over'} 0.02",
+            f"{drop:.4f} {'within' if passed else 'over'} 0.02; 100 images; boxes: dent 40, "
+            "scratch 61",
         },
     ]
-    brief = {"map50": 0.95 - drop, "map50_95": 0.7, "images": 4, "per_class": {}}
-    prod = {"map50": 0.95, "map50_95": 0.71, "images": 4, "per_class": {}}
+    brief = {"map50": 0.95 - drop, "map50_95": 0.7, "images": 100, "per_class": {}}
+    prod = {"map50": 0.95, "map50_95": 0.71, "images": 100, "per_class": {}}
     failed = [r["detail"] for r in rules if not r["passed"]]
     return {
         "passed": passed,
+        "promote": passed,
+        "decision": "promote" if passed else "reject",
+        "reason": ("failed: " + "; ".join(failed)) if failed else "",
+        "identical": None,
         "summary": ("failed: " + "; ".join(failed)) if failed else "passed: golden drop small",
         "rules": rules,
         "sets": {
             "golden": {"candidate": brief, "production": prod},
-            "recent": {"candidate": None, "production": None, "note": "no held-out recent labels"},
+            "recent": {
+                "candidate": {**brief, "map50": 0.97, "images": 42},
+                "production": {**prod, "map50": 0.699, "images": 42},
+            },
         },
         "settings": {"max_golden_drop": 0.02, "recall_floors": {}},
     }

@@ -136,7 +136,12 @@ function Overview() {
       <section className="tiles" aria-label="Totals">
         <Tile label={`Frames, last ${span}`} value={s && count(s.frames)} hint={s && `${count(s.frames_total)} stored in all`} testId="frames" />
         <Tile label={`Detections, last ${span}`} value={s && count(s.detections)} hint={s && `${count(s.detections_total)} stored in all`} testId="detections" />
-        <Tile label="Review queue: open" value={l && count(l.totals.open)} hint={l && `${count(l.totals.leased)} being labeled now`} testId="queue-open" />
+        <Tile
+          label="Review queue: open"
+          value={l && count(l.totals.open)}
+          hint={l && `${count(l.totals.leased)} being labeled now · ${count(l.duplicates_suppressed ?? 0)} near-duplicates not queued · ${count(l.totals.expired ?? 0)} expired`}
+          testId="queue-open"
+        />
         <Tile label="Reviewed frames" value={l && count(l.reviewed_frames)} hint={l && `${count(l.totals.skipped)} skipped`} />
         <Tile
           label="Labels since last training"
@@ -233,6 +238,9 @@ function Overview() {
                   <th scope="col" className="num">Being labeled</th>
                   <th scope="col" className="num">Done</th>
                   <th scope="col" className="num">Skipped</th>
+                  <th scope="col" className="num" title="Dropped at the per-device cap of open tasks; their frames are kept">
+                    Expired
+                  </th>
                 </tr>
               </thead>
               <tbody>
@@ -243,10 +251,22 @@ function Overview() {
                     <td className="num">{count(c.leased)}</td>
                     <td className="num">{count(c.done)}</td>
                     <td className="num">{count(c.skipped)}</td>
+                    <td className="num">{count(c.expired ?? 0)}</td>
                   </tr>
                 ))}
               </tbody>
             </table>
+          )}
+          {(l.devices ?? []).length > 0 && (
+            <p className="small muted" data-testid="queue-hygiene">
+              Per camera:{" "}
+              {(l.devices ?? [])
+                .map((d) => {
+                  const name = devices.data?.find((x) => x.id === d.device_id)?.name ?? `device ${d.device_id}`;
+                  return `${name} ${count(d.open)} open, ${count(d.expired)} expired, ${count(d.duplicates)} near-duplicates not queued`;
+                })
+                .join(" · ")}
+            </p>
           )}
         </section>
       )}

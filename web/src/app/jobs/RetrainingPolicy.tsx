@@ -108,6 +108,14 @@ export function RetrainingPolicy({ admin, onQueued }: { admin: boolean; onQueued
       {trigger.isSuccess && (
         <p className="note" role="status" data-testid="retrain-result">
           Train job {trigger.data.job_id} queued: a worker picks it up (its progress is below).
+          {trigger.data.warning && (
+            <>
+              <br />
+              <span className="state state-warn" data-testid="retrain-warning">
+                ⚠ {trigger.data.warning}
+              </span>
+            </>
+          )}
         </p>
       )}
       {busy !== null ? (
@@ -129,6 +137,12 @@ export function RetrainingPolicy({ admin, onQueued }: { admin: boolean; onQueued
           }}
         >
           <p>Ignores the label threshold and the cooldown. A worker fine-tunes the production model on the reviewed labels; the candidate is gated before any promotion.</p>
+          {s && s.labels_since_last_training < s.min_labels && (
+            <p className="state state-warn" data-testid="retrain-few-labels">
+              ⚠ Only {count(s.labels_since_last_training)} reviewed frames since the last training, fewer than the policy&apos;s {count(s.min_labels)}: the candidate learns little
+              from them, and its gate may have too few held-out images to promote it automatically.
+            </p>
+          )}
           <label>
             Reason (recorded)
             <textarea value={reason} onChange={(e) => setReason(e.target.value)} maxLength={500} required />

@@ -10,11 +10,12 @@ import { useUser } from "@/components/Session";
 import { Empty, ErrorNote, Skeleton, Source } from "@/components/States";
 import { RelativeTime } from "@/components/Time";
 import { count, fixed } from "@/lib/format";
-import { aliasHistory, gateRules, gateSet, map50Points, SETS, setMap50, verdict, type Verdict } from "./versions";
+import { aliasHistory, gateRules, gateSet, map50Points, SETS, setMap50, stagedReason, verdict, type GateRule, type Verdict } from "./versions";
 
 const EVERY_S = 10;
 const VERDICT_LOOK: Record<Verdict, [string, string]> = {
   passed: ["state-ok", "✓"],
+  "staging only": ["state-warn", "◐"],
   failed: ["state-alarm", "✕"],
   "not gated": ["state-muted", "–"],
 };
@@ -38,6 +39,28 @@ function Aliases({ version }: { version: ModelVersion }) {
           {a}
         </span>
       ))}
+    </>
+  );
+}
+
+function signed(x: number): string {
+  return `${x >= 0 ? "+" : "−"}${Math.abs(x).toFixed(3)}`;
+}
+
+/** What a gate rule stood on: images, and true boxes per class. */
+function EvidenceCell({ rule }: { rule: GateRule }) {
+  const e = rule.evidence;
+  if (!e) return <>–</>;
+  const boxes = Object.entries(e.boxes);
+  return (
+    <>
+      {count(e.images)} images
+      {boxes.length > 0 && (
+        <>
+          <br />
+          <span className="muted">{boxes.map(([name, n]) => `${name} ${count(n)}`).join(", ")} boxes</span>
+        </>
+      )}
     </>
   );
 }
@@ -104,14 +127,24 @@ function VersionPanel({ version }: { version: ModelVersion }) {
           <h3 className="small">
             Promotion gate: <GateBadge version={version} />
           </h3>
+          {stagedReason(version) && (
+            <p className="small state state-warn" data-testid="gate-staged-reason">
+              ◐ Not promoted automatically: {stagedReason(version)}
+            </p>
+          )}
           {rules.length === 0 ? (
             <Empty>Not gated: this version was registered by hand, not by a train job.</Empty>
           ) : (
+            <div className="table-wrap" tabIndex={0} role="region" aria-label="Gate rules (scrolls sideways)">
             <table className="data compact gate-rules" aria-label="Gate rules">
               <thead>
                 <tr>
                   <th scope="col">Rule</th>
                   <th scope="col">Verdict</th>
+                  <th scope="col">Evidence</th>
+                  <th scope="col" title="Candidate minus production mAP50: the point difference and its paired-bootstrap interval over images">
+                    Difference (95% interval)
+                  </th>
                   <th scope="col">Detail</th>
                 </tr>
               </thead>
@@ -121,11 +154,23 @@ function VersionPanel({ version }: { version: ModelVersion }) {
                     <th scope="row">{r.rule}</th>
                     <td>
                       {r.skipped ? (
-                        <span className="state state-muted">– skipped</span>
+                        <span className="state state-muted">– {r.verdict ?? "skipped"}</span>
                       ) : r.passed ? (
-                        <span className="state state-ok">✓ passed</span>
+                        <span className="state state-ok">✓ passed{r.verdict && ` (${r.verdict})`}</span>
                       ) : (
-                        <span className="state state-alarm">✕ failed</span>
+                        <span className="state state-alarm">✕ failed{r.verdict && ` (${r.verdict})`}</span>
+                      )}
+                    </td>
+                    <td className="small" data-testid="gate-evidence">
+                      <EvidenceCell rule={r} />
+                    </td>
+                    <td className="num small" data-testid="gate-interval">
+                      {r.interval ? (
+                        <span title={`${count(r.interval.resamples)} resamples`}>
+                          {signed(r.interval.difference)} ({signed(r.interval.low)} to {signed(r.interval.high)})
+                        </span>
+                      ) : (
+                        "–"
                       )}
                     </td>
                     <td className="small">{r.detail}</td>
@@ -133,6 +178,7 @@ function VersionPanel({ version }: { version: ModelVersion }) {
                 ))}
               </tbody>
             </table>
+            </div>
           )}
         </div>
       </div>

@@ -5,11 +5,18 @@ import type { ModelVersion } from "@/api/client";
 export type EvalSet = "golden" | "recent";
 export const SETS: EvalSet[] = ["golden", "recent"];
 
+export type Evidence = { set: string; images: number; boxes: Record<string, number> };
+export type Interval = { difference: number; low: number; high: number; confidence: number; resamples: number };
+
 export type GateRule = {
   rule: string;
   passed: boolean;
   skipped: boolean;
   detail: string;
+  /** better / no worse / worse / not judged (recent), within / over budget (golden), … */
+  verdict: string | null;
+  evidence: Evidence | null;
+  interval: Interval | null;
 };
 
 type Brief = { map50: number; map50_95: number; images: number };
@@ -26,8 +33,43 @@ export function gateRules(version: ModelVersion): GateRule[] {
   return rules.flatMap((raw) => {
     const r = record(raw);
     if (!r || typeof r["rule"] !== "string") return [];
-    return [{ rule: r["rule"], passed: r["passed"] === true, skipped: r["skipped"] === true, detail: String(r["detail"] ?? "") }];
+    const ev = record(r["evidence"]);
+    const iv = record(r["interval"]);
+    const boxes = record(ev?.["boxes"]) ?? {};
+    return [
+      {
+        rule: r["rule"] + (typeof r["set"] === "string" ? ` (${r["set"]})` : ""),
+        passed: r["passed"] === true,
+        skipped: r["skipped"] === true,
+        detail: String(r["detail"] ?? ""),
+        verdict: typeof r["verdict"] === "string" ? r["verdict"] : null,
+        evidence: ev
+          ? {
+              set: String(ev["set"] ?? ""),
+              images: Number(ev["images"] ?? 0),
+              boxes: Object.fromEntries(Object.entries(boxes).map(([k, v]) => [k, Number(v)])),
+            }
+          : null,
+        interval:
+          iv && typeof iv["low"] === "number" && typeof iv["high"] === "number"
+            ? {
+                difference: Number(iv["difference"] ?? 0),
+                low: iv["low"],
+                high: iv["high"],
+                confidence: Number(iv["confidence"] ?? 0.95),
+                resamples: Number(iv["resamples"] ?? 0),
+              }
+            : null,
+      },
+    ];
   });
+}
+
+/** Why a candidate that nothing failed was only staged (too little evidence, no better,
+ * identical to production); null when it was promotable or failed. */
+export function stagedReason(version: ModelVersion): string | null {
+  const g = version.gate;
+  return g && g["decision"] === "stage" && typeof g["reason"] === "string" ? g["reason"] : null;
 }
 
 /** The candidate's and production's evaluation on one set at gate time (null: not evaluated). */
@@ -54,10 +96,12 @@ export function setMap50(version: ModelVersion, set: EvalSet): number | null {
   return set === "golden" ? (version.metrics["map50"] ?? null) : null;
 }
 
-export type Verdict = "passed" | "failed" | "not gated";
+export type Verdict = "passed" | "staging only" | "failed" | "not gated";
 
 export function verdict(version: ModelVersion): Verdict {
-  return version.gate_passed === null ? "not gated" : version.gate_passed ? "passed" : "failed";
+  if (version.gate_passed === null) return "not gated";
+  if (!version.gate_passed) return "failed";
+  return stagedReason(version) !== null ? "staging only" : "passed";
 }
 
 /** Who moved an alias to this version, when and why (newest action first). */
