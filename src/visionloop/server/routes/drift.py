@@ -105,6 +105,7 @@ def reference_out(reference: DriftReference) -> DriftReferenceOut:
     "/reference",
     response_model=DriftReferenceOut,
     summary="Pin a window of a device's frames as its drift reference (admin)",
+    responses={404: {"description": "No device has that id"}},
 )
 def pin_reference(
     body: DriftReferenceIn, session: WriteSessionDep, admin: AdminUser
@@ -132,6 +133,7 @@ def unpin_reference(device_id: DeviceIdPath, session: WriteSessionDep, _admin: A
     response_model=DriftCheckQueued,
     status_code=status.HTTP_202_ACCEPTED,
     summary="Queue a drift check now (admin): one device, or every enabled one",
+    responses={404: {"description": "No device has that id"}},
 )
 def queue_drift_check(
     body: DriftCheckRequest, session: WriteSessionDep, state: StateDep, admin: AdminUser
@@ -241,6 +243,7 @@ def drift_status(session: SessionDep, _user: CurrentUser) -> list[DeviceDriftOut
     "/features",
     response_model=DriftFeaturesOut,
     summary="Each feature's percentiles over time beside its reference's (viewer)",
+    responses={404: {"description": "No device has that id"}},
 )
 def drift_features(
     session: SessionDep,

@@ -167,7 +167,10 @@ def add_class(body: ClassCreate, session: WriteSessionDep, _user: AdminUser) -> 
     response_model=TaskOut,
     status_code=201,
     summary="Send a frame to review, ahead of the automatic tasks",
-    responses={200: {"description": "The frame already had an open task: that task"}},
+    responses={
+        200: {"description": "The frame already had an open task: that task"},
+        404: {"description": "No frame has that id"},
+    },
 )
 def create_task(
     body: ManualTaskCreate,

@@ -94,8 +94,10 @@ def create_user(body: PersonCreate, session: WriteSessionDep, admin: AdminUser) 
     )
 
 
+# {user_id:int}: only digits route here, so /users/audit is never a person (a DELETE of it is a
+# 405 naming GET, not a 422 about the id).
 @router.patch(
-    "/users/{user_id}",
+    "/users/{user_id:int}",
     response_model=PersonOut,
     summary="Change a person's role (admin); it applies to their next request",
     responses={**_NOT_FOUND, **_CONFLICT},
@@ -108,7 +110,7 @@ def update_user(
 
 
 @router.post(
-    "/users/{user_id}/disable",
+    "/users/{user_id:int}/disable",
     response_model=PersonOut,
     summary="Disable a person (admin): their sessions end at once, sign-in is refused",
     responses={**_NOT_FOUND, **_CONFLICT},
@@ -119,7 +121,7 @@ def disable_user(user_id: UserIdPath, session: WriteSessionDep, admin: AdminUser
 
 
 @router.post(
-    "/users/{user_id}/enable",
+    "/users/{user_id:int}/enable",
     response_model=PersonOut,
     summary="Enable a disabled person (admin)",
     responses=_NOT_FOUND,
@@ -130,7 +132,7 @@ def enable_user(user_id: UserIdPath, session: WriteSessionDep, admin: AdminUser)
 
 
 @router.post(
-    "/users/{user_id}/password",
+    "/users/{user_id:int}/password",
     response_model=PasswordResetDone,
     summary="Reset a person's password (admin): they must change it at their next sign-in",
     responses={**_NOT_FOUND, **_CONFLICT},
@@ -152,7 +154,7 @@ def reset_password(
 
 
 @router.post(
-    "/users/{user_id}/sign-out",
+    "/users/{user_id:int}/sign-out",
     response_model=SignOutDone,
     summary="End every session of a person (admin): sign out everywhere",
     responses=_NOT_FOUND,
@@ -163,7 +165,7 @@ def sign_out_user(user_id: UserIdPath, session: WriteSessionDep, admin: AdminUse
 
 
 @router.delete(
-    "/users/{user_id}",
+    "/users/{user_id:int}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     summary="Delete a person (admin); their reviews keep their name, which is not reused",
