@@ -244,6 +244,25 @@ def test_a_wrong_token_is_said_plainly_and_the_records_stay(
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_wrong_token_with_no_model_at_hand_exits_4_at_once(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """First start, nothing cached: the production-model fetch is retried only when waiting can
+    help; a 401 cannot be waited out (issue 20, finding 11)."""
+    started = time.monotonic()
+    result = run_edge(
+        "--server", live_server.url, "--token", "not-a-token", "--source", "synthetic",
+        "--backend", "onnxruntime", "--outbox", str(tmp_path / "o.db"), "--max-frames", "3",
+    )  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    assert time.monotonic() - started < 40
+    assert "Traceback" not in result.stderr
+    errors = error_lines(result.stderr)
+    assert len(errors) == 1, result.stderr
+    assert "the server rejected this device token (401)" in errors[0]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_each_token_keeps_its_own_outbox_and_never_uploads_another_s(
     app: FastAPI, live_server: LiveServer, device: DeviceCredentials, detector_onnx: Path,
     tmp_path: Path,

@@ -17,7 +17,7 @@ from visionloop.config import Settings
 from visionloop.edge.agent import Agent, AgentConfig, AgentSummary
 from visionloop.edge.answers import TOKEN_REJECTED
 from visionloop.edge.sync import SyncConfig
-from visionloop.errors import ModelError
+from visionloop.errors import AuthenticationError, ModelError
 from visionloop.server.model_catalog import ModelCatalog
 
 pytest.importorskip("mlflow")
@@ -156,7 +156,7 @@ def test_a_refused_token_ends_the_first_start_at_once(
     agent = Agent(agent_config(tmp_path, live_server.url, "not-a-token", model_retry_base_s=5))
     caplog.set_level(logging.WARNING)
     started = time.monotonic()
-    with pytest.raises(ModelError, match=r"rejected this device token \(401\)") as raised:
+    with pytest.raises(AuthenticationError, match=r"rejected this device token \(401\)") as raised:
         agent.run()
     assert TOKEN_REJECTED in str(raised.value) and "\n" not in str(raised.value)
     assert time.monotonic() - started < 3

@@ -313,7 +313,7 @@ def edge(
     from visionloop.edge.identity import OutboxOwner, server_slug
     from visionloop.edge.sampler import SamplerConfig
     from visionloop.edge.sync import SyncConfig
-    from visionloop.errors import VisionloopError
+    from visionloop.errors import AuthenticationError, VisionloopError
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -406,6 +406,9 @@ def edge(
     signal.signal(signal.SIGTERM, on_signal)
     try:
         summaries = [runner.run()] if isinstance(runner, Agent) else runner.run()
+    except AuthenticationError as exc:  # refused before any model was at hand: permanent
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_REJECTED) from exc
     except VisionloopError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc

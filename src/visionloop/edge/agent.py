@@ -251,6 +251,8 @@ class Agent:
         except (httpx.HTTPError, VisionloopError) as exc:
             cached = offline_model(c.model_cache_dir)
             if cached is None:
+                if isinstance(exc, AuthenticationError):  # permanent: the CLI exits 4
+                    raise AuthenticationError(f"cannot get the production model: {exc}") from exc
                 if not _worth_retrying(exc):
                     raise ModelError(f"cannot get the production model: {exc}") from exc
                 return self._wait_for_production(watcher, exc)
@@ -295,6 +297,8 @@ class Agent:
                 path = watcher.fetch(production)
                 detector = self.load(path, production.version)
             except (httpx.HTTPError, VisionloopError) as exc:
+                if isinstance(exc, AuthenticationError):
+                    raise AuthenticationError(f"cannot get the production model: {exc}") from exc
                 if not _worth_retrying(exc):
                     raise ModelError(f"cannot get the production model: {exc}") from exc
                 problem = exc
