@@ -201,7 +201,10 @@ def effective_main(args: argparse.Namespace) -> None:
             pool.submit(_effective_run, shared, seed, sizes, args.share)
             for seed in range(1, args.nominal + 1)
         ]
-        rows = [row for run in runs for row in run.result()]
+        rows = []
+        for run in runs:  # in seed order: --progress holds every seed done so far
+            rows += run.result()
+            _progress(args, [r._asdict() for r in run.result()])
     if args.json:
         Path(args.json).write_text(json.dumps([r._asdict() for r in rows]))
     heads = (
@@ -237,6 +240,55 @@ def effective_main(args: argparse.Namespace) -> None:
             f"window {size}: effective frames median {statistics.median(effs):g}, range "
             f"{effs[0]}-{effs[-1]}; drifted at {args.share:g}: {drifted} of {args.nominal}"
         )
+
+
+def _camera_run(seed: int, args: argparse.Namespace) -> list[int]:
+    """The effective frames of each of ``--camera-checks`` checks of a camera at ``--fps``
+    checked every ``--interval`` seconds from its start, each over its latest ``--window``
+    frames (what a check against a model profile reads): the line of ``seed``, nominal."""
+    per_check = round(args.fps * args.interval)
+    total = per_check * args.camera_checks
+    line = SyntheticLine(seed=seed, size_wh=SIZE_WH)
+    frames = _window(line, 1, Drift("nominal", 0.0), total, consecutive=True)
+    out = []
+    for k in range(1, args.camera_checks + 1):
+        end = k * per_check
+        out.append(effective_frames(_slice(frames, max(0, end - args.window), end)))
+    return out
+
+
+def _slice(table: FeatureTable, start: int, end: int) -> FeatureTable:
+    part = FeatureTable()
+    part.columns = {name: values[start:end] for name, values in table.columns.items()}
+    return part
+
+
+def camera_main(args: argparse.Namespace) -> None:
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        runs = [pool.submit(_camera_run, seed, args) for seed in range(1, args.nominal + 1)]
+        seen = []
+        for run in runs:
+            seen.append(run.result())
+            _progress(args, {"effective": seen[-1]})
+    checks = sum(len(s) for s in seen)
+    low = [sum(e < MIN_EFFECTIVE for e in s) for s in seen]
+    first = [next((k for k, e in enumerate(s, 1) if e >= MIN_EFFECTIVE), None) for s in seen]
+    Console().print(
+        f"camera at {args.fps:g} FPS, a check every {args.interval:g} s over the latest "
+        f"{args.window} frames, {args.camera_checks} checks from its start, {args.nominal} "
+        f"seeds: {sum(low)} of {checks} checks inconclusive (under {MIN_EFFECTIVE} independent "
+        f"frames; per seed {low}); first conclusive check per seed {first}; effective frames "
+        f"per check, median over seeds: "
+        + " ".join(f"{statistics.median(s[k] for s in seen):g}" for k in range(args.camera_checks))
+    )
+
+
+def _progress(args: argparse.Namespace, record: object) -> None:
+    """Append one finished unit (a seed, a preset) to ``--progress`` as a JSON line, so that a
+    long run's partial results can be read while it runs."""
+    if args.progress:
+        with open(args.progress, "a") as f:
+            f.write(json.dumps(record) + "\n")
 
 
 def _shown(seen: list[Seen]) -> str:
@@ -276,11 +328,24 @@ def main() -> None:
         help="Checks with fewer independent frames are inconclusive (the check's rule).",
     )
     parser.add_argument("--json", default="", help="Every comparison's outcome here.")
+    parser.add_argument("--progress", default="", help="Each seed's outcome, as it finishes.")
+    parser.add_argument(
+        "--camera-checks",
+        type=int,
+        default=0,
+        help="Instead: this many checks of a camera (--fps, --interval) from its start, "
+        "counting the inconclusive ones.",
+    )
+    parser.add_argument("--fps", type=float, default=5.0)
+    parser.add_argument("--interval", type=float, default=300.0, help="Seconds between checks.")
     args = parser.parse_args()
     global MIN_EFFECTIVE
     MIN_EFFECTIVE = args.min_effective
     if args.effective:
         effective_main(args)
+        return
+    if args.camera_checks:
+        camera_main(args)
         return
     args.seq = args.frames == "consecutive"
     shares_tried = [args.share] + [float(x) for x in args.also_shares.split(",") if x]
@@ -309,12 +374,14 @@ def main() -> None:
             seen, took = run.result()
             rows.append((preset, intensity, seen))
             timings += took
+            _progress(args, {"preset": preset, "intensity": intensity, "seen": seen})
         nominal_seen: list[list[Seen]] = []
         profile_seen: dict[int, list[list[Seen]]] = {size: [] for size in sizes}
         noisy: Counter[str] = Counter()
         strides: list[int] = []
         for run in nominal_runs:
             own, against, flagged, took, stride = run.result()
+            _progress(args, {"own": own, "profiles": {str(k): v for k, v in against.items()}})
             strides += stride
             nominal_seen.append(own)
             for size in sizes:

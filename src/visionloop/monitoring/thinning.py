@@ -33,7 +33,7 @@ ACF_CUTOFF = 0.1
 """Frames this little correlated count as independent."""
 MIN_FRAMES = 30
 """Fewest frames in either window for a check to run, and fewest a window is thinned to."""
-MIN_EFFECTIVE_FRAMES = 10
+MIN_EFFECTIVE_FRAMES = 11
 """Fewest independent frames (``effective_frames``) in either window for a check's verdict to
 count: below it nominal windows of consecutive frames gave false "drifted" verdicts in
 ``benchmarks/drift.py --effective`` (see docs/performance.md)."""
