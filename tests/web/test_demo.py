@@ -34,7 +34,7 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.train,
     pytest.mark.slow,
-    pytest.mark.timeout(1500),
+    pytest.mark.timeout(2400),
     pytest.mark.skipif(
         importlib.util.find_spec("ultralytics") is None
         or not (BASELINE_ONNX.is_file() and BASELINE_PT.is_file()),
@@ -44,7 +44,7 @@ pytestmark = [
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 PROMOTION_WITHIN_S = 420.0  # generous: 2 cores shared with other jobs
-RETRAIN_WITHIN_S = 600.0  # a policy round may run first
+RETRAIN_WITHIN_S = 900.0  # a policy round may run first; a loaded machine trains slowly
 CSRF = {"X-Visionloop-CSRF": "1"}
 TRAINING_PROGRESS = 0.15  # the train job's progress once it trains (after export and replay)
 MODEL_CELL = 7  # the device table's model column (after state, FPS, latency, outbox, ...)
