@@ -245,6 +245,15 @@ def test_golden_and_recall_rules(
         assert "100 images; boxes: " in golden["detail"]
 
 
+def test_a_small_golden_set_fails_a_loss_and_does_not_judge_the_rest() -> None:
+    lost = _gate(
+        {"golden": _eval(0.5, images=4), "recent": None},
+        {"golden": _eval(0.99, images=4, sha="p"), "recent": None},
+    )
+    assert _rule(lost, "golden_drop")["verdict"] == "over budget"
+    assert lost["decision"] == "reject"
+
+
 def test_a_small_golden_set_is_not_judged() -> None:
     report = _gate(
         {"golden": _eval(0.99, images=12), "recent": None},

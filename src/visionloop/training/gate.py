@@ -15,7 +15,9 @@ which never fails a candidate but never promotes one automatically either.
   the minimum, or production cannot be evaluated on it (the class list grew).
 - ``golden_drop``: on the golden set the candidate loses at most ``max_golden_drop`` mAP50
   against production (the point figures; the interval is shown beside them). Failed when there
-  is no golden set: nothing proves the candidate kept what production knew.
+  is no golden set (nothing proves the candidate kept what production knew) and on a loss over
+  the budget whatever the set's size; a loss within it on fewer images than the minimum is not
+  judged.
 - ``recall_floor:<class>``: on each set, the class's recall (at the operating threshold) is at
   least its floor (``VISIONLOOP_GATE_RECALL_FLOORS``); its evidence is the class's true boxes.
 
@@ -194,18 +196,25 @@ def _golden_rule(
             "judged": True,
             "detail": "failed: " + (note or "no golden set evaluation"),
         }
-    if evidence["images"] < min_images:
+    c, p = float(cand["map50"]), float(prod["map50"])
+    drop = p - c
+    ok = drop <= max_drop + 1e-12
+    if ok and evidence["images"] < min_images:
+        # A loss over the budget fails on any golden set (it guards what production knew); a
+        # small one proves nothing either way.
         return rule | {
             "verdict": "not judged",
             "passed": True,
             "skipped": True,
             "judged": False,
-            "detail": f"not judged: {evidence['images']} golden images, fewer than the "
-            f"{min_images} needed (VISIONLOOP_GATE_MIN_RECENT_IMAGES)",
+            "candidate": c,
+            "production": p,
+            "drop": drop,
+            "max_drop": max_drop,
+            "detail": f"not judged: golden drop {drop:.4f} within {max_drop:g}, but on "
+            f"{evidence['images']} golden images, fewer than the {min_images} needed "
+            "(VISIONLOOP_GATE_MIN_RECENT_IMAGES)",
         }
-    c, p = float(cand["map50"]), float(prod["map50"])
-    drop = p - c
-    ok = drop <= max_drop + 1e-12
     spread = f"; difference {_interval_text(interval)}" if interval is not None else ""
     return rule | {
         "verdict": "within budget" if ok else "over budget",
