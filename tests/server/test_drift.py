@@ -375,3 +375,36 @@ def test_bad_feature_queries_are_refused(
     r = viewer_client.get("/api/v1/drift/features", params={"device_id": device.id} | params)
     assert r.status_code in (404, 422), r.text
     assert r.json()["detail"]
+
+
+def test_an_inconclusive_check_is_shown_as_such_and_never_as_drift(
+    app: FastAPI, viewer_client: TestClient, cam: tuple[DeviceCredentials, TestClient]
+) -> None:
+    device, _ = cam
+    drifted = [
+        {"feature": name, "method": "K-S p_value", "score": 0.001, "threshold": 0.05}
+        | {"drifted": True}
+        for name in ("brightness", "contrast", "sharpness")
+    ]
+    check_id = _add_check(app, device.id, drifted)
+    with app_state(app).write_sessions() as session, session.begin():
+        check = drift_store.get_check(session, check_id=check_id)
+        check.verdict, check.effective_frames = "inconclusive", 5
+        check.verdict_reason = "too few independent frames to judge: ~5 in the window (needs 11)"
+        drift_store.record_verdict(session, check=check, consecutive=2)
+    (status,) = viewer_client.get("/api/v1/drift/status").json()
+    assert (status["state"], status["alarm"], status["drifted_features"]) == (
+        "inconclusive",
+        False,
+        [],
+    )
+    last = status["last_check"]
+    assert (last["verdict"], last["effective_frames"], last["drifted"]) == (
+        "inconclusive",
+        5,
+        False,
+    )
+    assert last["verdict_reason"].startswith("too few independent frames")
+    metrics = viewer_client.get("/metrics").text
+    assert 'visionloop_drift_alarm{device="cam1"} 0.0' in metrics
+    assert 'visionloop_drift_share{device="cam1"}' not in metrics

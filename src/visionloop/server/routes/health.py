@@ -84,7 +84,8 @@ def metrics(state: StateDep) -> Response:
             state.metrics.drift_alarm.labels(device=d.device.name).set(
                 1 if d.alarm is not None and d.alarm.is_open else 0
             )
-            if d.last_check is not None:
+            # An inconclusive check's share is no verdict: no gauge, so no alert reads it as one.
+            if d.last_check is not None and d.last_check.verdict != "inconclusive":
                 state.metrics.drift_share.labels(device=d.device.name).set(
                     d.last_check.share_drifted
                 )
