@@ -125,7 +125,7 @@ def list_command(
             v.sha256[:8],
             f"{m['map50']:.3f}" if "map50" in m else "-",
             f"{m['map50_95']:.3f}" if "map50_95" in m else "-",
-            {True: "passed", False: "FAILED", None: "-"}[_gate_passed(v.tags)],
+            _gate_word(v.tags),
             v.tags.get("dataset_digest", "-")[:8],
             v.created_at.strftime("%m-%d %H:%M"),
         )
@@ -134,6 +134,19 @@ def list_command(
     for v in reversed(versions):
         if "gate_summary" in v.tags:
             console.print(f"version {v.version} gate {v.tags['gate_summary']}", soft_wrap=True)
+
+
+def _gate_word(tags: dict[str, str]) -> str:
+    """passed, staged (nothing failed, not promotable: too little evidence, no better, the same
+    model), FAILED, or - (not gated)."""
+    passed = _gate_passed(tags)
+    if passed is None:
+        return "-"
+    if not passed:
+        return "FAILED"
+    report = _gate(tags)
+    staged = isinstance(report, dict) and report.get("decision") == "stage"
+    return "staged" if staged else "passed"
 
 
 def _gate_passed(tags: dict[str, str]) -> bool | None:
