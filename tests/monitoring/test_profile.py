@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from support.datasets import synthetic_yolo
 from support.db import DeviceCredentials, add_device, app_state
 from support.drift import window_records
 from visionloop.config import Settings
@@ -25,6 +26,7 @@ from visionloop.monitoring.profile import (
     RegistryProfiles,
     compute_profile,
     earlier_production,
+    profile_frames,
     read_profile,
     reference_words,
     synthetic_frames,
@@ -187,3 +189,17 @@ def test_a_version_inherits_from_the_versions_in_production_before_it_newest_fir
     assert earlier_production("4", versions) == ["2", "1"]
     assert earlier_production("3", versions) == ["2", "1"]
     assert earlier_production("1", versions) == []
+
+
+def test_a_retrained_versions_profile_frames_span_training_validation_and_golden(
+    tmp_path: Path,
+) -> None:
+    data, truth = synthetic_yolo(tmp_path / "data", n=20)
+    golden, golden_truth = synthetic_yolo(tmp_path / "golden", n=10, seed=8)
+    sources = [(data, "train"), (data, "val"), (golden, "test"), (tmp_path / "none", "val")]
+    total, frames = profile_frames(sources)
+    expected = sum(t.split in ("train", "val") for t in truth)
+    expected += sum(t.split == "test" for t in golden_truth)
+    assert total == expected == len(list(frames))
+    total, frames = profile_frames(sources, limit=5)
+    assert total == 5 and all(f.ndim == 3 for f in frames)
