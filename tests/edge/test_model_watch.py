@@ -15,6 +15,7 @@ from support.db import DeviceCredentials, LiveServer
 from support.edge import FaultTransport, device_http, server_frames
 from visionloop.config import Settings
 from visionloop.edge.agent import Agent, AgentConfig, AgentSummary
+from visionloop.edge.identity import server_slug
 from visionloop.edge.model_watch import ModelWatcher
 from visionloop.edge.sampler import SamplerConfig
 from visionloop.edge.sync import SyncConfig
@@ -194,11 +195,16 @@ def test_offline_start_runs_the_last_announced_production_not_the_newest_downloa
     from support.db import free_port
 
     def short_run(url: str) -> AgentSummary:
+        base = agent_config(tmp_path, url, device.token)
         cfg = replace(
-            agent_config(tmp_path, url, device.token),
+            base,
             max_frames=3,
             fps_limit=None,
             drain_timeout_s=0.5,
+            # The same model cache whichever URL stands in for the server; an outbox of each
+            # (an outbox belongs to one server and token).
+            model_cache=base.model_cache_dir,
+            outbox_path=tmp_path / server_slug(url) / "outbox.db",
         )
         return Agent(cfg).run()
 
