@@ -1,7 +1,7 @@
 """Detector speed per backend x precision x input size, with pre- and post-processing cost.
 
-    .venv/bin/python benchmarks/detector.py [--model src/visionloop/baseline/model.onnx] [--sizes 320 640]
-        [--iters 200] [--threads 2] [--map DATASET] [--markdown]
+    .venv/bin/python benchmarks/detector.py [--model src/visionloop/baseline/model.onnx]
+        [--sizes 320 640] [--iters 200] [--threads 2] [--map DATASET] [--markdown]
 
 Model-only latency is ``Detector.forward`` on a letterboxed synthetic frame (median, p95, and
 FPS = 1000 / median), timed in ``--repeat`` interleaved rounds of which each configuration keeps

@@ -30,10 +30,10 @@ export_onnx(Path(weights), Path(out), imgsz=int(imgsz), config_dir=Path(config))
 def edge_onnx(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real baseline detector at 320x320 (3.5x cheaper than its shipped 640 export).
 
-    Exported from the shipped weights ``src/visionloop/baseline/best.pt`` in a subprocess (ultralytics
-    stays out of the test process) and cached by the weights' sha256, built once for all xdist
-    workers. Without the weights or the train extra: the shipped ONNX, else support/models.py's
-    YOLO11n export.
+    Exported from the shipped weights (``visionloop/baseline/best.pt``) in a subprocess
+    (ultralytics stays out of the test process) and cached by the weights' sha256, built once
+    for all xdist workers. Without the weights or the train extra: the shipped ONNX, else
+    support/models.py's YOLO11n export.
     """
     if not BASELINE_PT.is_file() or importlib.util.find_spec("ultralytics") is None:
         return Path(request.getfixturevalue("detector_onnx"))

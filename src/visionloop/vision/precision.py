@@ -4,7 +4,7 @@
 its ONNX file as a folder ``<stem>.int8/`` holding ``model.xml`` + ``model.bin`` (an OpenVINO IR
 that NNCF quantized) and ``int8.json`` (its mAP50 against the fp32 model's on the golden set and
 whether that is within the budget). The edge's model cache and a local ``--model`` use the same
-layout, so ``src/visionloop/baseline/model.onnx`` runs ``src/visionloop/baseline/model.int8/`` when present.
+layout, so ``model.onnx`` runs ``model.int8/`` beside it when present.
 
 **bf16 check.** bf16 keeps 8 bits of mantissa: for most detectors the boxes do not move, but a
 model with large activations can lose detections. Before ``auto`` settles on bf16 it runs the
