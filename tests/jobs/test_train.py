@@ -304,7 +304,10 @@ def test_a_worse_candidate_is_registered_not_promoted(
     assert models["2"]["aliases"] == []
     assert models["2"]["gate_passed"] is False
     recent = {r["rule"]: r for r in models["2"]["gate"]["rules"]}["recent_map50"]
-    assert recent["skipped"] is False  # both models were evaluated on the held-out slice
+    # Both models were evaluated on the 2 held-out images: too few to judge (the minimum is 30).
+    assert recent["verdict"] == "not judged"
+    assert recent["evidence"]["images"] == 2
+    assert "fewer than the 30 needed" in recent["detail"]
     assert models["1"]["aliases"] == ["production"]
 
     refused = admin_client.post("/api/v1/models/2/promote", json={"reason": "x"}, headers=CSRF)
