@@ -300,6 +300,9 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=500)
     parser.add_argument("--frames", choices=("random", "consecutive"), default="random")
     parser.add_argument("--nominal", type=int, default=50)
+    parser.add_argument(
+        "--first-seed", type=int, default=1, help="Nominal seeds start here (to extend a run)."
+    )
     parser.add_argument("--max-windows", type=int, default=6)
     parser.add_argument("--share", type=float, default=0.3)
     parser.add_argument("--also-shares", default="0.4,0.5")
@@ -366,7 +369,8 @@ def main() -> None:
             for preset, intensity in presets
         ]
         nominal_runs = [
-            pool.submit(_nominal_run, profiles, seed, args) for seed in range(1, args.nominal + 1)
+            pool.submit(_nominal_run, profiles, seed, args)
+            for seed in range(args.first_seed, args.first_seed + args.nominal)
         ]
         rows = []
         timings: list[float] = []
