@@ -221,3 +221,22 @@ def test_ensure_baseline_stores_the_shipped_drift_profile(tmp_path: Path) -> Non
     stored = registry.drift_profile_path("1")
     assert stored is not None and stored.read_bytes() == shipped.read_bytes()
     assert registry.get("1").tags["drift_profile_frames"] == "500"
+
+
+def test_a_large_gate_report_keeps_its_tag_without_per_class_figures(
+    store: tuple[Registry, list[Path]],
+) -> None:
+    registry, _ = store
+    per_class = {f"class{k}": {"ap50": 0.9, "recall": 0.9, "instances": 10} for k in range(50)}
+    brief = {"map50": 0.9, "map50_95": 0.5, "images": 40, "per_class": per_class}
+    report = {
+        "passed": True,
+        "summary": "passed",
+        "rules": [{"rule": "golden_drop", "passed": True, "detail": "x" * 1000}],
+        "sets": {"golden": {"candidate": brief, "production": brief, "note": "n"}},
+    }
+    registry.set_gate("1", report, run_id=None)
+    gate = json.loads(registry.get("1").tags["gate"])
+    assert gate["rules"] == report["rules"]
+    assert gate["sets"]["golden"]["candidate"] == {"map50": 0.9, "map50_95": 0.5, "images": 40}
+    assert gate["sets"]["golden"]["note"] == "n"

@@ -350,7 +350,8 @@ class Registry:
     def set_gate(self, version: str, report: dict[str, Any], *, run_id: str | None) -> None:
         """Store a promotion gate report on ``version``: ``gate.json`` in its run's artifacts
         (``gate/``), and the tags ``gate_passed`` (``true``/``false``), ``gate_summary`` and
-        ``gate`` (the report's JSON, when it fits a tag)."""
+        ``gate`` (the report's JSON, without the sets' per-class figures when it would not fit a
+        tag otherwise; none when it still does not)."""
         text = json.dumps(report, indent=2, sort_keys=True)
         if run_id is not None:
             with tempfile.TemporaryDirectory() as tmp:
@@ -358,6 +359,17 @@ class Registry:
                 path.write_text(text)
                 self._client.log_artifact(run_id, str(path), artifact_path="gate")
         compact = json.dumps(report, separators=(",", ":"), sort_keys=True)
+        if len(compact) > 5000:  # the per-class figures of both sets stay in gate.json only
+            sets = {
+                name: {
+                    who: {k: v for k, v in brief.items() if k != "per_class"}
+                    if isinstance(brief, dict)
+                    else brief
+                    for who, brief in entry.items()
+                }
+                for name, entry in dict(report.get("sets", {})).items()
+            }
+            compact = json.dumps({**report, "sets": sets}, separators=(",", ":"), sort_keys=True)
         tags = {
             GATE_PASSED_TAG: "true" if report.get("passed") else "false",
             GATE_SUMMARY_TAG: str(report.get("summary", ""))[:5000],
