@@ -22,9 +22,11 @@ One round (``run_train``), each stage timed into the result and reported as prog
    verdict.
 6. **quantize** (``retrain_quantize``, with OpenVINO and NNCF installed): the version's INT8
    model, as ``visionloop models quantize`` makes it, checked against fp32 on the golden set
-   (``--precision auto`` runs it only within the INT8 budget). Then a passing version gets
-   ``staging``, and ``production`` when ``retrain_auto_promote``; a failing one stays
-   registered, never promoted.
+   (``--precision auto`` runs it only within the INT8 budget). Then a version no rule failed
+   gets ``staging``, and ``production`` when ``retrain_auto_promote`` and the gate's decision is
+   ``promote`` (better on recent evidence, within the golden budget, not production again);
+   otherwise it stays in ``staging`` with the reason. A failing one stays registered, never
+   promoted.
 """
 
 from __future__ import annotations
