@@ -123,7 +123,9 @@ function VersionPanel({ version }: { version: ModelVersion }) {
             </p>
           )}
         </div>
-        <div>
+      </div>
+      {/* Full width: each rule's evidence, interval and detail need the room. */}
+      <div>
           <h3 className="small">
             Promotion gate: <GateBadge version={version} />
           </h3>
@@ -180,7 +182,6 @@ function VersionPanel({ version }: { version: ModelVersion }) {
             </table>
             </div>
           )}
-        </div>
       </div>
       <h3 className="small">Alias history</h3>
       {history.length === 0 ? (
