@@ -51,13 +51,13 @@ from visionloop.edge.outbox import Outbox
 from visionloop.edge.pipeline import Pipeline, PipelineSummary
 from visionloop.edge.sampler import Sampler, SamplerConfig
 from visionloop.errors import VisionloopError
+from visionloop.shipped import BASELINE_ONNX
 from visionloop.vision.backends import cpu_info
 from visionloop.vision.detector import Detector, load_detector
 from visionloop.vision.precision import int8_dir
 from visionloop.vision.sources import open_source
 
-REPO = Path(__file__).resolve().parents[1]
-BASELINE = REPO / "models" / "baseline" / "model.onnx"
+BASELINE = BASELINE_ONNX
 STAGES = ("capture", "preprocess", "infer", "postprocess", "stats", "record", "outbox", "encode")
 
 

@@ -13,12 +13,13 @@ from support.datasets import synthetic_yolo, to_voc
 from support.db import count_rows
 from visionloop.cli import app as cli
 from visionloop.config import Settings
+from visionloop.shipped import BASELINE_ONNX
 from visionloop.training.evaluate import dataset_digest
 
 runner = CliRunner()
 KEEP_SPLITS = ("--split-from-source", "--add-classes")
 TINY_TRAINING = ("--epochs", "1", "--imgsz", "96", "--batch", "8", "--no-register")
-BASELINE = Path(__file__).resolve().parents[2] / "models" / "baseline" / "model.onnx"
+BASELINE = BASELINE_ONNX
 
 
 def _env(settings: Settings) -> dict[str, str]:

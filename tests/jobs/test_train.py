@@ -35,6 +35,7 @@ from visionloop.server.db import write_engine
 from visionloop.server.model_catalog import ModelCatalog
 from visionloop.server.store import jobs as job_store
 from visionloop.server.store.jobs import JobStatus
+from visionloop.training.evaluate import split_files
 from visionloop.training.registry import Registry, ensure_baseline
 
 pytestmark = [
@@ -234,12 +235,15 @@ def test_labels_become_the_production_model(
     assert rules["golden_drop"]["passed"] is True
     assert rules["recent_map50"]["skipped"] is True
     assert new["tags"]["base_version"] == "1"
-    # Its drift reference: the frames of the validation split it was trained with (2 reviewed,
-    # 2 replayed), profiled through the new model before any promotion.
+    # Its drift reference: the training and validation images it was trained with and the
+    # golden set's (4), profiled through the new model before any promotion (issue 19: a
+    # version trained on drifted labels takes what it learned as its normal).
     profile = Registry.from_settings(settings).drift_profile_path("2")
     assert profile is not None, _log(app, job_id)
-    val_frames = result["images"]["val"] + result["replay_images"]["val"]
-    assert len(read_profile(profile).columns["brightness"]) == val_frames
+    data_yaml = settings.data_dir / "retrain" / f"job-{job_id}" / "data.yaml"
+    trained = sum(len(split_files(data_yaml, split).images) for split in ("train", "val"))
+    assert trained >= result["images"]["val"] + result["replay_images"]["val"] > 0
+    assert len(read_profile(profile).columns["brightness"]) == trained + 4
 
     _catalog(app).invalidate()
     production = device_client.get("/api/v1/models/production").json()

@@ -23,10 +23,11 @@ from visionloop.config import Settings
 from visionloop.datasets.labels import SPLITS
 from visionloop.datasets.split import split_of
 from visionloop.server.model_catalog import ModelCatalog
+from visionloop.shipped import BASELINE_ONNX
 from visionloop.training.registry import ModelVersion
 from visionloop.vision.synthetic import CLASS_NAMES
 
-BASELINE = Path(__file__).resolve().parents[2] / "models" / "baseline" / "model.onnx"
+BASELINE = BASELINE_ONNX
 PER_SPLIT = {"train": 10, "val": 3, "test": 3}
 
 

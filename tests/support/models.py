@@ -30,7 +30,6 @@ from visionloop.shipped import BASELINE_WEIGHTS as BASELINE_PT
 
 __all__ = ["BASELINE_ONNX", "BASELINE_PT"]  # re-exported for the tests that use the baseline
 
-REPO = Path(__file__).resolve().parents[2]
 REF_SCRIPT = Path(__file__).with_name("ultralytics_ref.py")
 NAMES = {0: "scratch", 1: "dent", 2: "crack", 3: "stain"}
 

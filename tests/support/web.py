@@ -500,7 +500,11 @@ def accessibility_problems(page: Any) -> list[str]:
 
 def screenshot(page: Any, name: str) -> None:
     """A full-page screenshot, kept as ``<$DASHBOARD_SCREENSHOTS>/<name>.png`` when that is set."""
-    page.wait_for_function("[...document.images].every((i) => i.complete && i.naturalWidth > 0)")
+    # A function, not an expression: Playwright evaluates a bare expression with the page's
+    # eval(), which the dashboard's CSP (no 'unsafe-eval') refuses.
+    page.wait_for_function(
+        "() => [...document.images].every((i) => i.complete && i.naturalWidth > 0)"
+    )
     folder = os.environ.get(SCREENSHOTS_ENV)
     if not folder:
         page.screenshot(full_page=True)

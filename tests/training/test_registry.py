@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from support.models import REPO, write_constant_model
+from support.models import write_constant_model
 from visionloop.config import Settings
 from visionloop.errors import ConflictError, InvalidInputError, ModelError, NotFoundError
+from visionloop.shipped import BASELINE_PROFILE
 from visionloop.training.registry import Registry, ensure_baseline
 from visionloop.vision.detector import sha256_file
 
@@ -216,7 +217,7 @@ def test_ensure_baseline_stores_the_shipped_drift_profile(tmp_path: Path) -> Non
     ensure_baseline(registry, baseline)
     assert registry.drift_profile_path("1") is None
     shipped = tmp_path / "drift_profile.json"
-    shutil.copy(REPO / "models" / "baseline" / "drift_profile.json", shipped)
+    shutil.copy(BASELINE_PROFILE, shipped)
     assert ensure_baseline(registry, baseline) is None  # registers nothing new
     stored = registry.drift_profile_path("1")
     assert stored is not None and stored.read_bytes() == shipped.read_bytes()

@@ -106,3 +106,22 @@ def wait_ready(url: str, server: Child, timeout_s: float = 120.0) -> None:
             pass
         time.sleep(0.3)
     raise VisionloopError(f"the server at {url} was not ready after {timeout_s:.0f} s")
+
+
+def wait_for_production(url: str, token: str, server: Child, timeout_s: float = 300.0) -> None:
+    """Wait until the server names its production model: it opens the registry (importing
+    MLflow, seconds on a busy machine) in the background after start and answers 503 with
+    ``Retry-After`` meanwhile; any other answer is an error."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        server.check()
+        answer = httpx.get(
+            f"{url}/api/v1/models/production",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout_s,
+        )
+        if answer.status_code == 200:
+            return
+        if answer.status_code != 503 or time.monotonic() > deadline:
+            raise VisionloopError(f"no production model on the server: {answer.text}")
+        time.sleep(min(float(answer.headers.get("retry-after", "1")), 5.0))

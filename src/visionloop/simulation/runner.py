@@ -32,7 +32,13 @@ from visionloop.errors import VisionloopError
 from visionloop.server.models import DriftAlarm, Frame, Job
 from visionloop.simulation.live import FrameSeen, frames_seen, live_map50
 from visionloop.simulation.oracle import OracleReviewer, sign_in
-from visionloop.simulation.processes import Child, child_environment, free_port, wait_ready
+from visionloop.simulation.processes import (
+    Child,
+    child_environment,
+    free_port,
+    wait_for_production,
+    wait_ready,
+)
 from visionloop.simulation.scenario import Scenario
 from visionloop.simulation.truth import LineTruth
 from visionloop.vision.synthetic.line import SyntheticLine
@@ -247,15 +253,7 @@ def run_strategy(
             server = Child("server", ["serve", "--port", str(port)], env, logs / "server.log")
             children.append(server)
             wait_ready(url, server)
-            # The server's first registry read imports MLflow (seconds on a busy machine): done
-            # here, so that the agent's first request does not time out on it.
-            warm = httpx.get(
-                f"{url}/api/v1/models/production",
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=300.0,
-            )
-            if warm.status_code != 200:
-                raise VisionloopError(f"no production model on the server: {warm.text}")
+            wait_for_production(url, token, server)
             children.append(Child("worker", ["worker"], env, logs / "worker.log"))
             edge_args = _edge_args(scenario, url, token_file, store)
             children.append(Child("edge", edge_args, env, logs / "edge.log"))
