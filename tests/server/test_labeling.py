@@ -14,34 +14,19 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from support.db import app_state, count_rows, frame_record, signed_in_client
+from support.labeling import ProductionRegistry
 from visionloop.server.model_catalog import ModelCatalog
 from visionloop.server.store import frames as frame_store
-from visionloop.training.registry import ModelVersion
 
 CSRF = {"X-Visionloop-CSRF": "1"}
 CLASSES = ("scratch", "dent", "crack", "stain")
 REGISTERED_AT = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-class _ProductionRegistry:
-    """A registry whose production version has the four test classes (no MLflow store)."""
-
-    def production(self) -> ModelVersion:
-        return ModelVersion(
-            version="1",
-            aliases=["production"],
-            sha256="0" * 64,
-            size_bytes=1,
-            metrics={},
-            tags={"classes": ",".join(CLASSES)},
-            created_at=REGISTERED_AT,
-        )
-
-
 @pytest.fixture(autouse=True)
 def _catalog(app: FastAPI) -> None:
     app.state.model_catalog = ModelCatalog(
-        app_state(app).settings, registry_factory=lambda _s: _ProductionRegistry()
+        app_state(app).settings, registry_factory=lambda _s: ProductionRegistry(CLASSES)
     )
 
 

@@ -17,30 +17,17 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from support.db import add_device, app_state, count_rows, frame_record
+from support.labeling import ProductionRegistry
 from visionloop.server.model_catalog import ModelCatalog
 from visionloop.server.store import frames as frame_store
-from visionloop.training.registry import ModelVersion
 
 CSRF = {"X-Visionloop-CSRF": "1"}
-
-
-class _ProductionRegistry:
-    def production(self) -> ModelVersion:
-        return ModelVersion(
-            version="1",
-            aliases=["production"],
-            sha256="0" * 64,
-            size_bytes=1,
-            metrics={},
-            tags={"classes": "scratch,dent,crack,stain"},
-            created_at=datetime(2026, 11, 1, tzinfo=UTC),
-        )
 
 
 @pytest.fixture(autouse=True)
 def _catalog(app: FastAPI) -> None:
     app.state.model_catalog = ModelCatalog(
-        app_state(app).settings, registry_factory=lambda _s: _ProductionRegistry()
+        app_state(app).settings, registry_factory=lambda _s: ProductionRegistry()
     )
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,33 +16,16 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from support.db import app_state
-from support.labeling import review_everything, send_frames
+from support.labeling import ProductionRegistry, review_everything, send_frames
 from visionloop.cli import app as cli
 from visionloop.config import Settings
 from visionloop.datasets.labels import SPLITS
 from visionloop.datasets.split import split_of
 from visionloop.server.model_catalog import ModelCatalog
 from visionloop.shipped import BASELINE_ONNX
-from visionloop.training.registry import ModelVersion
-from visionloop.vision.synthetic import CLASS_NAMES
 
 BASELINE = BASELINE_ONNX
 PER_SPLIT = {"train": 10, "val": 3, "test": 3}
-
-
-class _ProductionRegistry:
-    """The baseline's class names as the production model's (no MLflow store needed)."""
-
-    def production(self) -> ModelVersion:
-        return ModelVersion(
-            version="1",
-            aliases=["production"],
-            sha256="0" * 64,
-            size_bytes=1,
-            metrics={},
-            tags={"classes": ",".join(CLASS_NAMES)},
-            created_at=datetime(2026, 11, 1, tzinfo=UTC),
-        )
 
 
 NEEDS_EVALUATE = pytest.mark.skipif(
@@ -62,7 +44,7 @@ def _loop_to_dataset(
     """Frames in, reviews, ``dataset export`` to ``out``; checks the folder, returns the CLI's
     environment for the store."""
     app.state.model_catalog = ModelCatalog(
-        app_state(app).settings, registry_factory=lambda _s: _ProductionRegistry()
+        app_state(app).settings, registry_factory=lambda _s: ProductionRegistry()
     )
     truth = send_frames(device_client, PER_SPLIT)
     review_everything(reviewer_client, truth)

@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from support.db import app_state
+from support.labeling import ProductionRegistry
 from visionloop.config import Settings
 from visionloop.server.model_catalog import ModelCatalog, catalog_of
-from visionloop.training.registry import ModelVersion
 
 CLASSES = ("scratch", "dent")
 GATE_LIMIT_S = 15.0
@@ -25,28 +24,13 @@ GATE_LIMIT_S = 15.0
 the test instead of hanging it."""
 
 
-class _Production:
-    """The registry as the catalog reads it: version 1 in production, two class names."""
-
-    def production(self) -> ModelVersion:
-        return ModelVersion(
-            version="1",
-            aliases=["production"],
-            sha256="0" * 64,
-            size_bytes=1,
-            metrics={},
-            tags={"classes": ",".join(CLASSES)},
-            created_at=datetime(2026, 1, 1, tzinfo=UTC),
-        )
-
-
-def opens_when(gate: threading.Event) -> Callable[[Settings], _Production]:
+def opens_when(gate: threading.Event) -> Callable[[Settings], ProductionRegistry]:
     """A registry factory that takes until ``gate`` opens, as MLflow's import and a new store's
     creation take seconds."""
 
-    def factory(_settings: Settings) -> _Production:
+    def factory(_settings: Settings) -> ProductionRegistry:
         gate.wait(GATE_LIMIT_S)
-        return _Production()
+        return ProductionRegistry(CLASSES)
 
     return factory
 
@@ -152,11 +136,11 @@ def test_serve_opens_the_registry_as_it_starts(
 def test_a_warm_up_that_fails_leaves_the_registry_to_the_first_use(tmp_path: Path) -> None:
     attempts: list[int] = []
 
-    def factory(_settings: Settings) -> _Production:
+    def factory(_settings: Settings) -> ProductionRegistry:
         attempts.append(1)
         if len(attempts) == 1:
             raise OSError("registry down")
-        return _Production()
+        return ProductionRegistry(CLASSES)
 
     catalog = ModelCatalog(Settings(data_dir=tmp_path), registry_factory=factory)  # type: ignore[arg-type]  # a stand-in with the one method read
     catalog.start_warming().join(10)

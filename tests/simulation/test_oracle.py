@@ -14,10 +14,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from support.db import app_state
+from support.labeling import ProductionRegistry
 from visionloop.server.model_catalog import ModelCatalog
 from visionloop.simulation.oracle import OracleReviewer
 from visionloop.simulation.truth import LineTruth
-from visionloop.training.registry import ModelVersion
 from visionloop.vision.synthetic import CLASS_NAMES, SyntheticLine
 
 SIZE_WH = (320, 240)
@@ -47,28 +47,13 @@ def _send(device_client: TestClient, line: SyntheticLine, indices: list[int]) ->
         assert r.status_code == 200, r.text
 
 
-class _Production:
-    """The baseline's class names as the production model's (no MLflow store needed)."""
-
-    def production(self) -> ModelVersion:
-        return ModelVersion(
-            version="1",
-            aliases=["production"],
-            sha256="0" * 64,
-            size_bytes=1,
-            metrics={},
-            tags={"classes": ",".join(CLASS_NAMES)},
-            created_at=datetime(2026, 11, 1, tzinfo=UTC),
-        )
-
-
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("noise", [0.0, 0.5], ids=["exact", "noisy"])
 def test_oracle_submits_each_frames_ground_truth(
     app: FastAPI, device_client: TestClient, reviewer_client: TestClient, noise: float
 ) -> None:
     app.state.model_catalog = ModelCatalog(
-        app_state(app).settings, registry_factory=lambda _s: _Production()
+        app_state(app).settings, registry_factory=lambda _s: ProductionRegistry()
     )
     line = SyntheticLine(seed=3, size_wh=SIZE_WH, schedule="blur:0.5@40")
     indices = [0, 37, 90, 151, 212]
@@ -97,7 +82,7 @@ def test_frame_of_another_line_is_skipped_with_the_reason(
     app: FastAPI, device_client: TestClient, reviewer_client: TestClient
 ) -> None:
     app.state.model_catalog = ModelCatalog(
-        app_state(app).settings, registry_factory=lambda _s: _Production()
+        app_state(app).settings, registry_factory=lambda _s: ProductionRegistry()
     )
     line = SyntheticLine(seed=3, size_wh=SIZE_WH)
     _send(device_client, line, [5])

@@ -9,7 +9,8 @@ routes, and a reviewer who submits each frame's true boxes through the labeling 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ import cv2
 from fastapi.testclient import TestClient
 
 from visionloop.datasets.split import id_in_split
+from visionloop.training.registry import ModelVersion
 from visionloop.vision.synthetic import CLASS_NAMES, SyntheticLine
 
 CSRF = {"X-Visionloop-CSRF": "1"}
@@ -82,3 +84,22 @@ def review_everything(reviewer_client: TestClient, truth: dict[str, list[dict[st
         reviewed.add(task["frame_id"])
     assert r.status_code == 204
     assert reviewed == set(truth)
+
+
+@dataclass(frozen=True, slots=True)
+class ProductionRegistry:
+    """A registry whose production version (1) has ``classes`` (the synthetic line's by
+    default): what a ``ModelCatalog`` reads, without an MLflow store."""
+
+    classes: Sequence[str] = tuple(CLASS_NAMES)
+
+    def production(self) -> ModelVersion:
+        return ModelVersion(
+            version="1",
+            aliases=["production"],
+            sha256="0" * 64,
+            size_bytes=1,
+            metrics={},
+            tags={"classes": ",".join(self.classes)},
+            created_at=datetime(2026, 11, 1, tzinfo=UTC),
+        )
