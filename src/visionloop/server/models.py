@@ -306,8 +306,9 @@ class LabelTask(Base):
     ``status`` is open, leased, done, skipped or expired (dropped at the per-device cap, its
     frame kept; ``expired_at``); a leased task whose ``lease_expires_at`` has passed counts as
     open. ``priority`` (higher first) is set by the labeling strategy when the task is created,
-    plus ``age_bonus``, the queue's age clock then (``store.labeling``); ``device_id``, ``dhash`` (64-bit difference hash of the image, signed) and
-    ``top_class`` (the predicted class that made the frame uncertain) feed the hybrid strategy.
+    plus ``age_bonus``, the queue's age clock then (``store.labeling``); ``device_id``,
+    ``dhash`` (64-bit difference hash of the image, signed) and ``top_class`` (the predicted
+    class that made the frame uncertain) feed the hybrid strategy.
     """
 
     __tablename__ = "label_tasks"
