@@ -3,6 +3,7 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState, type FormEvent } from "react";
 import { api, mayAct, type Device, type DeviceCreated } from "@/api/client";
 import { Confirm } from "@/components/Confirm";
+import { SecretOnce } from "@/components/SecretOnce";
 import { DeviceTable } from "@/components/DeviceTable";
 import { useUser } from "@/components/Session";
 import { ErrorNote, Source } from "@/components/States";
@@ -19,25 +20,10 @@ const CONFIRM_TEXT: Record<Pending["action"], string> = {
 
 /** A token shown once, with a copy button. */
 function TokenOnce({ created, onDone }: { created: DeviceCreated; onDone: () => void }) {
-  const [copied, setCopied] = useState(false);
   return (
-    <div className="note token" role="status">
-      <p>
-        Token of <strong>{created.device.name}</strong>, shown once: store it now (<code>visionloop edge --token …</code>).
-      </p>
-      <p>
-        <code data-testid="token">{created.token}</code>{" "}
-        <button
-          type="button"
-          onClick={() => void navigator.clipboard?.writeText(created.token).then(() => setCopied(true), () => undefined)}
-        >
-          {copied ? "Copied" : "Copy"}
-        </button>{" "}
-        <button type="button" onClick={onDone}>
-          Done
-        </button>
-      </p>
-    </div>
+    <SecretOnce secret={created.token} testId="token" onDone={onDone}>
+      Token of <strong>{created.device.name}</strong>, shown once: store it now (<code>visionloop edge --token …</code>).
+    </SecretOnce>
   );
 }
 

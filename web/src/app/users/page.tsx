@@ -5,6 +5,7 @@ import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState, type FormEvent } from "react";
 import { api, mayAct, type Person, type Role } from "@/api/client";
 import { Confirm } from "@/components/Confirm";
+import { SecretOnce } from "@/components/SecretOnce";
 import { useUser } from "@/components/Session";
 import { Empty, ErrorNote, SkeletonRows, Source } from "@/components/States";
 import { RelativeTime } from "@/components/Time";
@@ -49,22 +50,10 @@ function status(p: Person): string {
 
 /** A password shown once, with a copy button. */
 function PasswordOnce({ name, password, onDone }: { name: string; password: string; onDone: () => void }) {
-  const [copied, setCopied] = useState(false);
   return (
-    <div className="note token" role="status">
-      <p>
-        Temporary password of <strong>{name}</strong>, shown once: pass it on; they choose their own when they sign in.
-      </p>
-      <p>
-        <code data-testid="temporary-password">{password}</code>{" "}
-        <button type="button" onClick={() => void navigator.clipboard?.writeText(password).then(() => setCopied(true), () => undefined)}>
-          {copied ? "Copied" : "Copy"}
-        </button>{" "}
-        <button type="button" onClick={onDone}>
-          Done
-        </button>
-      </p>
-    </div>
+    <SecretOnce secret={password} testId="temporary-password" onDone={onDone}>
+      Temporary password of <strong>{name}</strong>, shown once: pass it on; they choose their own when they sign in.
+    </SecretOnce>
   );
 }
 
