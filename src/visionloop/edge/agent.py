@@ -240,21 +240,11 @@ class Agent:
         try:
             if problem is not None:
                 raise problem
-            if production is None:
-                raise ModelError(
-                    "the server has no production model yet: pass --model PATH to run a local one"
-                )
-            path = watcher.fetch(production)
-            detector = self.load(path, production.version)
-            watcher.current = production
-            return detector
+            return self._production_detector(watcher, production)
         except (httpx.HTTPError, VisionloopError) as exc:
             cached = offline_model(c.model_cache_dir)
             if cached is None:
-                if isinstance(exc, AuthenticationError):  # permanent: the CLI exits 4
-                    raise AuthenticationError(f"cannot get the production model: {exc}") from exc
-                if not _worth_retrying(exc):
-                    raise ModelError(f"cannot get the production model: {exc}") from exc
+                _raise_if_permanent(exc)
                 return self._wait_for_production(watcher, exc)
             path, version = cached
             log.warning("no model from the server (%s); starting on cached model %s", exc, version)
@@ -288,24 +278,26 @@ class Agent:
                     f"stopped before the production model could be fetched: {_one_line(problem)}"
                 )
             try:
-                production = watcher.production()
-                if production is None:
-                    raise ModelError(
-                        "the server has no production model yet: pass --model PATH to run a "
-                        "local one"
-                    )
-                path = watcher.fetch(production)
-                detector = self.load(path, production.version)
+                detector = self._production_detector(watcher, watcher.production())
             except (httpx.HTTPError, VisionloopError) as exc:
-                if isinstance(exc, AuthenticationError):
-                    raise AuthenticationError(f"cannot get the production model: {exc}") from exc
-                if not _worth_retrying(exc):
-                    raise ModelError(f"cannot get the production model: {exc}") from exc
+                _raise_if_permanent(exc)
                 problem = exc
                 continue
-            watcher.current = production
             watcher.error = None
             return detector
+
+    def _production_detector(
+        self, watcher: ModelWatcher, production: ProductionModel | None
+    ) -> Detector:
+        """The server's production model, fetched (or found in the cache) and loaded."""
+        if production is None:
+            raise ModelError(
+                "the server has no production model yet: pass --model PATH to run a local one"
+            )
+        path = watcher.fetch(production)
+        detector = self.load(path, production.version)
+        watcher.current = production
+        return detector
 
     def run(self) -> AgentSummary:
         c = self.config
@@ -421,10 +413,14 @@ class Agent:
                 self.client.close()
 
 
-def _worth_retrying(exc: Exception) -> bool:
-    """True for a failure that may pass by itself: the network (refused, dropped, timed out) or
-    a server that said to come back later (5xx, 408, 429)."""
-    return isinstance(exc, httpx.TransportError | UnavailableError)
+def _raise_if_permanent(exc: Exception) -> None:
+    """Raise for a failure waiting cannot mend: a refused token (``AuthenticationError``, the
+    CLI exits 4) or anything but the network (refused, dropped, timed out) and a server that
+    said to come back later (5xx, 408, 429)."""
+    if isinstance(exc, AuthenticationError):
+        raise AuthenticationError(f"cannot get the production model: {exc}") from exc
+    if not isinstance(exc, httpx.TransportError | UnavailableError):
+        raise ModelError(f"cannot get the production model: {exc}") from exc
 
 
 def _one_line(exc: Exception) -> str:
